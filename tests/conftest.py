@@ -1,0 +1,48 @@
+"""Shared fixtures: offline Hugging Face, a tiny experiment, an in-process CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_EXPERIMENT = """\
+name: tiny
+seeds: [0]
+data: {name: synthcxr, image_size: 32, pretrain_size: 96, train_size: 64, val_size: 32, test_size: 48}
+model:
+  image_encoder: {name: timm, arch: resnet18}
+  text_encoder: {name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}
+  embed_dim: 32
+objective:
+  global: {name: infonce, temperature: 0.1}
+pretrain: {epochs: 2, batch_size: 16, lr: 1.0e-3, threads: 1, augment: true}
+tasks:
+  - {name: linear_probe, fractions: [0.1, 1.0], max_epochs: 5}
+"""
+
+
+@pytest.fixture
+def tiny_experiment(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_EXPERIMENT)
+    return path
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from vlpbench.cli import main
+
+    def invoke(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

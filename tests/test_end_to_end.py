@@ -1,0 +1,93 @@
+"""The runner end to end at a tiny size: results on disk, skip on rerun, resume, leaderboard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vlpbench.config.loader import load_experiment
+from vlpbench.engine.pretrain import Interrupt
+from vlpbench.engine.rundir import run_dir
+from vlpbench.engine.runner import execute_run
+
+
+@pytest.fixture(scope="module")
+def finished_tiny(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny experiment run once through the CLI, shared by the tests below."""
+    from tests.conftest import TINY_EXPERIMENT
+    from vlpbench.cli import main
+
+    folder = tmp_path_factory.mktemp("e2e")
+    (folder / "tiny.yaml").write_text(TINY_EXPERIMENT)
+    code = main(["run", str(folder / "tiny.yaml"), "--results", str(folder / "results"), "--quiet"])
+    return folder, code
+
+
+def test_run_writes_every_result_file(finished_tiny) -> None:
+    folder, code = finished_tiny
+    assert code == 0
+    runs = list((folder / "results" / "tiny" / "runs").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    for name in ("config.yaml", "metrics.json", "history.json", "provenance.json", "status.json"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())["linear_probe"]
+    assert set(metrics["scores"]) == {"auroc@10%", "auroc@100%"}
+    assert all(0.0 <= v <= 1.0 for v in metrics["scores"].values())
+    assert metrics["protocols"]["auroc@10%"]["sampling_seed"] == 42
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["steps"]) == history["total_steps"] == 2 * (96 // 16)
+    assert {"total", "global", "lr"} <= set(history["steps"][0])
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["versions"]["vlpbench"] and provenance["data"]["generator_version"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["variant"] == "base" and config["seed"] == 0
+
+
+def test_leaderboard_has_a_row_per_variant(finished_tiny) -> None:
+    folder, _ = finished_tiny
+    board = (folder / "results" / "tiny" / "leaderboard.md").read_text()
+    assert "linear_probe/auroc@10%" in board and "| base" in board and "1/1" in board
+
+
+def test_rerun_skips_finished_runs(finished_tiny, cli) -> None:
+    folder, _ = finished_tiny
+    before = {p: p.stat().st_mtime_ns for p in (folder / "results").rglob("metrics.json")}
+    code, out, _ = cli("run", str(folder / "tiny.yaml"), "--results", str(folder / "results"), "--quiet")
+    assert code == 0 and "finished earlier, skipped" in out
+    assert before == {p: p.stat().st_mtime_ns for p in (folder / "results").rglob("metrics.json")}
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_experiment: Path) -> None:
+    spec = load_experiment(tiny_experiment).runs[0]
+    whole = run_dir(tmp_path / "a", spec.experiment, spec.run_id)
+    execute_run(spec, whole, progress=False)
+    cut = run_dir(tmp_path / "b", spec.experiment, spec.run_id)
+    with pytest.raises(Interrupt):
+        execute_run(spec, cut, progress=False, stop_after_epoch=0)
+    assert not cut.finished and cut.latest_epoch_checkpoint() is not None
+    execute_run(spec, cut, progress=False)
+    a = torch.load(whole.final_checkpoint, weights_only=False)["model"]
+    b = torch.load(cut.final_checkpoint, weights_only=False)["model"]
+    for key, value in a.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            assert torch.allclose(value, b[key], atol=1e-6, rtol=0), key
+    ha = json.loads(whole.file("history.json").read_text())["steps"]
+    hb = json.loads(cut.file("history.json").read_text())["steps"]
+    assert [round(s["total"], 6) for s in ha] == [round(s["total"], 6) for s in hb]
+    assert json.loads(whole.file("metrics.json").read_text()) == json.loads(cut.file("metrics.json").read_text())
+    assert json.loads(cut.file("provenance.json").read_text())["pretrain"]["resumed_from_epoch"] == 1
+
+
+def test_bad_experiment_keeps_finished_results(finished_tiny, cli, tmp_path: Path) -> None:
+    folder, _ = finished_tiny
+    before = sorted(p.read_bytes() for p in (folder / "results").rglob("*.json"))
+    bad = tmp_path / "tiny.yaml"
+    bad.write_text((folder / "tiny.yaml").read_text().replace("epochs: 2", "epochs: two"))
+    code, _, err = cli("run", str(bad), "--results", str(folder / "results"))
+    assert code == 2 and "pretrain.epochs" in err and "Traceback" not in err
+    assert before == sorted(p.read_bytes() for p in (folder / "results").rglob("*.json"))

@@ -1,0 +1,128 @@
+"""Registry behaviour and plugin loading (broken plugin, duplicate names, strict mode)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from vlpbench.errors import PluginError, RegistryError
+from vlpbench.plugins import load_plugins
+from vlpbench.registry import Entry, Registry
+
+
+@pytest.fixture
+def plugin_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write plugin modules into a temporary import path; return a factory of entry points."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created: list[str] = []
+
+    def make(module: str, body: str) -> EntryPoint:
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(body))
+        created.append(module)
+        return EntryPoint(name=module, value=module, group="vlpbench")
+
+    yield make
+    for module in created:
+        sys.modules.pop(module, None)
+
+
+GOOD = """
+from vlpbench.hookspecs import hookimpl
+
+class Thing:
+    pass
+
+@hookimpl
+def vlpbench_register(registrar):
+    registrar.add("positive_miner", "{name}", "{module}:Thing", "a test miner")
+"""
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    registry = load_plugins(entry_points=[]).registry
+    with pytest.raises(RegistryError) as info:
+        registry.get("global_loss", "infonse")
+    assert "did you mean 'infonce'" in str(info.value)
+    assert "sigmoid" in str(info.value)  # lists the available names
+
+
+def test_duplicate_builtin_is_an_error() -> None:
+    registry = Registry()
+    registry.add(Entry("global_loss", "x", "m:A", "vlpbench"))
+    with pytest.raises(RuntimeError):
+        registry.add(Entry("global_loss", "x", "m:B", "vlpbench"))
+
+
+def test_good_plugin_registers_with_its_origin(plugin_modules) -> None:
+    ep = plugin_modules("goodplug", GOOD.format(name="goodplug.miner", module="goodplug"))
+    loaded = load_plugins(entry_points=[ep])
+    entry = loaded.registry.get("positive_miner", "goodplug.miner")
+    assert entry.origin == "goodplug"
+    assert entry.load().__name__ == "Thing"
+    assert [p.status for p in loaded.plugins] == ["ok", "ok"]
+
+
+def test_broken_plugin_warns_and_the_rest_keeps_working(plugin_modules) -> None:
+    broken = plugin_modules("brokenplug", "raise ImportError('missing dependency foo')\n")
+    good = plugin_modules("goodplug2", GOOD.format(name="goodplug2.miner", module="goodplug2"))
+    with pytest.warns(UserWarning, match="brokenplug.*missing dependency foo"):
+        loaded = load_plugins(entry_points=[broken, good])
+    assert loaded.registry.get("positive_miner", "goodplug2.miner")
+    status = {p.name: p.status for p in loaded.plugins}
+    assert status == {"vlpbench": "ok", "brokenplug": "failed", "goodplug2": "ok"}
+
+
+def test_plugin_whose_registration_raises_is_skipped(plugin_modules) -> None:
+    ep = plugin_modules("raiser", """
+        from vlpbench.hookspecs import hookimpl
+        @hookimpl
+        def vlpbench_register(registrar):
+            raise ValueError("boom")
+    """)
+    with pytest.warns(UserWarning, match="raiser.*boom"):
+        loaded = load_plugins(entry_points=[ep])
+    assert loaded.registry.get("global_loss", "infonce")
+
+
+def test_hook_with_wrong_signature_is_reported(plugin_modules) -> None:
+    ep = plugin_modules("badsig", """
+        from vlpbench.hookspecs import hookimpl
+        @hookimpl
+        def vlpbench_register(registrar, unexpected):
+            pass
+    """)
+    with pytest.warns(UserWarning, match="badsig.*unexpected"):
+        loaded = load_plugins(entry_points=[ep])
+    assert {p.name: p.status for p in loaded.plugins}["badsig"] == "failed"
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(plugin_modules, monkeypatch) -> None:
+    ep = plugin_modules("brokenstrict", "raise ImportError('nope')\n")
+    monkeypatch.setenv("VLPBENCH_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="brokenstrict"):
+        load_plugins(entry_points=[ep])
+
+
+def test_duplicate_plugin_name_is_refused_naming_both_origins(plugin_modules) -> None:
+    ep = plugin_modules("thief", GOOD.format(name="identity", module="thief"))
+    with pytest.warns(UserWarning, match="'thief'.*already taken by plugin 'vlpbench'"):
+        loaded = load_plugins(entry_points=[ep])
+    assert loaded.registry.get("positive_miner", "identity").origin == "vlpbench"
+
+
+def test_every_builtin_component_imports() -> None:
+    registry = load_plugins(entry_points=[]).registry
+    for entry in registry.all_entries():
+        entry.load()
+
+
+def test_plugins_command_does_not_import_torch() -> None:
+    import subprocess
+
+    code = "import sys; from vlpbench.cli import main; main(['plugins']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("False")

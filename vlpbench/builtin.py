@@ -1,0 +1,30 @@
+"""The built-in components, registered through the same hook as any third-party plugin."""
+
+from __future__ import annotations
+
+from vlpbench.hookspecs import hookimpl
+from vlpbench.registry import Registrar
+
+BUILTINS: list[tuple[str, str, str, str]] = [
+    ("dataset", "synthcxr", "vlpbench.data.synthcxr_source:SynthCXRSource",
+     "embedded synthetic chest radiographs with reports, labels, masks and boxes"),
+    ("image_encoder", "timm", "vlpbench.models.image_timm:TimmImageEncoder", "any timm CNN or ViT"),
+    ("text_encoder", "bert", "vlpbench.models.text_bert:BertTextEncoder",
+     "BERT-style encoder from a config or a local Hugging Face directory"),
+    ("global_loss", "infonce", "vlpbench.objective.global_losses:InfoNCELoss",
+     "CLIP/ConVIRT symmetric InfoNCE, learnable temperature"),
+    ("global_loss", "sigmoid", "vlpbench.objective.global_losses:SigmoidLoss", "SigLIP-style sigmoid loss"),
+    ("positive_miner", "identity", "vlpbench.objective.miners:IdentityMiner", "only the paired report"),
+    ("positive_miner", "oracle", "vlpbench.objective.miners:OracleMiner",
+     "identical ground-truth finding sets (upper bound)"),
+    ("negative_weighting", "uniform", "vlpbench.objective.weightings:UniformWeighting", "every negative counts once"),
+    ("task", "linear_probe", "vlpbench.tasks.linear_probe:LinearProbe",
+     "frozen encoder + one linear layer; AUROC / accuracy at label fractions"),
+    ("launcher", "local", "vlpbench.engine.runner:LocalLauncher", "runs every run in this process"),
+]
+
+
+@hookimpl
+def vlpbench_register(registrar: Registrar) -> None:
+    for kind, name, target, summary in BUILTINS:
+        registrar.add(kind, name, target, summary)

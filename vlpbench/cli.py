@@ -1,0 +1,165 @@
+"""The ``vlpbench`` command line.
+
+Start-up stays light: only argparse is imported here, and each command imports what it needs
+(torch, pandas, ...) when it runs, so ``vlpbench --help`` and ``vlpbench plugins`` are fast.
+User mistakes (:class:`~vlpbench.errors.UserError`) print one paragraph and exit 2; anything
+else is a bug and shows its traceback (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+from vlpbench import __version__
+from vlpbench.errors import ConfigError, UserError
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers such as '0' or '0,1,2', got '{text}'") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from vlpbench.config.loader import load_experiment
+    from vlpbench.engine.rundir import experiment_dir
+    from vlpbench.engine.runner import run_experiment
+    from vlpbench.leaderboard import write_leaderboard
+
+    experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant)
+    root = Path(args.results)
+    print(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
+          f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})")
+    outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet)
+    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants)
+    print()
+    print(board)
+    print(f"written: {experiment_dir(root, experiment.name) / 'leaderboard.md'} (and .csv)")
+    if outcome.failed:
+        print(f"{len(outcome.failed)} run(s) failed; their status.json says why. The other results are kept.",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from vlpbench.config.loader import load_experiment
+
+    experiment = load_experiment(args.file)
+    print(f"{args.file}: OK — experiment '{experiment.name}', {len(experiment.variants)} variant(s), "
+          f"{len(experiment.runs)} run(s): {', '.join(experiment.variants)}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from vlpbench.config.jsonschema import experiment_schema
+    from vlpbench.plugins import get_registry
+
+    print(json.dumps(experiment_schema(get_registry()), indent=2))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from vlpbench.plugins import get_plugins
+
+    loaded = get_plugins()
+    print("plugins:")
+    for plugin in loaded.plugins:
+        extra = f"  ({plugin.reason})" if plugin.reason else ""
+        print(f"  {plugin.name:<20} {plugin.version or '?':<10} {plugin.status}{extra}")
+    failures = 0
+    print("components:")
+    for entry in loaded.registry.all_entries():
+        state = ""
+        if args.check:
+            try:
+                entry.load()
+                state = "  ok"
+            except UserError as exc:
+                failures += 1
+                state = f"  FAILED: {exc}"
+        print(f"  {entry.kind:<19} {entry.name:<28} [{entry.origin}] {entry.summary}{state}")
+    for problem in loaded.registry.problems:
+        print(f"warning: {problem}")
+    if args.check:
+        print(f"check: {failures} component(s) failed to import" if failures else "check: every component imports")
+    return 1 if failures else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from vlpbench.leaderboard import write_leaderboard
+
+    for folder in args.dirs:
+        path = Path(folder)
+        if not (path / "runs").is_dir():
+            raise ConfigError(f"'{path}' holds no runs/ folder; give an experiment's results folder such as results/quickstart.")
+        print(write_leaderboard(path))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlpbench", description="Benchmark registry for medical vision-language pretraining.")
+    parser.add_argument("--version", action="version", version=f"vlpbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="pretrain and evaluate every run of an experiment, then print the leaderboard")
+    run.add_argument("file", help="experiment YAML file")
+    run.add_argument("--variant", action="append", help="only this variant (repeatable)")
+    run.add_argument("--seeds", type=_seeds, help="override the file's seeds, e.g. '0' or '0,1,2'")
+    run.add_argument("--results", default="results", help="results root (default: results/)")
+    run.add_argument("--rerun-stale", action="store_true", help="rerun finished runs made under other versions")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+    validate = sub.add_parser("validate", help="check an experiment file (keys, components, parameters) without running it")
+    validate.add_argument("file")
+    validate.set_defaults(handler=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of experiment files, with every installed component")
+    schema.set_defaults(handler=cmd_schema)
+
+    plugins = sub.add_parser("plugins", help="list plugins and their components")
+    plugins.add_argument("--check", action="store_true", help="import every component and report failures")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    board = sub.add_parser("leaderboard", help="rebuild leaderboard tables from run directories")
+    board.add_argument("dirs", nargs="+", help="experiment results folders (results/<experiment>)")
+    board.set_defaults(handler=cmd_leaderboard)
+    return parser
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    return f"warning: {message}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    previous = warnings.formatwarning
+    warnings.formatwarning = _format_warning
+    try:
+        return handler(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("\nThis is a bug in vlpbench (not a problem with your input); please report it with the "
+              "traceback above.", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = previous

@@ -1,0 +1,1 @@
+"""Experiment files: schema, YAML loading with line numbers, variant × seed expansion."""

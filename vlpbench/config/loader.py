@@ -1,0 +1,219 @@
+"""Load an experiment file and expand it into runs (variants × seeds).
+
+Every error names the file, the line, the key path and the valid keys or close matches. Errors
+inside a variant point at the variant's line.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from vlpbench.config.compat import check_compatibility
+from vlpbench.config.errors import Loc, describe, format_errors
+from vlpbench.config.overrides import apply_override, split_path
+from vlpbench.config.schema import ComponentSpec, ExperimentFile, RunConfig
+from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
+from vlpbench.errors import ConfigError, RegistryError
+
+RUN_KEYS = tuple(RunConfig.model_fields)
+BASE_VARIANT = "base"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a resolved variant config and a seed. Its identity is the hash of both."""
+
+    experiment: str
+    variant: str
+    seed: int
+    config: dict[str, Any]
+    overrides: dict[str, Any]
+    protocol_versions: dict[str, str]
+    run_hash: str
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.variant}__seed{self.seed}__{self.run_hash[:10]}"
+
+    def run_config(self) -> RunConfig:
+        return RunConfig.model_validate(self.config)
+
+
+@dataclass
+class Experiment:
+    path: Path
+    file: ExperimentFile
+    runs: list[RunSpec] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(r.variant for r in self.runs))
+
+
+def canonical_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Locator:
+    """Maps a key path of a resolved variant config to 'file, line N (variant X)'."""
+
+    def __init__(self, source: Path, lines: dict[Loc, int], variant: str | None, overrides: dict[str, Any]):
+        self.source, self.lines, self.variant = source, lines, variant
+        self.override_paths = {split_path(p): p for p in overrides}
+
+    def __call__(self, loc: Loc) -> str:
+        if self.variant is not None and self.variant != BASE_VARIANT:
+            for cut in range(len(loc), 0, -1):
+                if loc[:cut] in self.override_paths:
+                    key = self.override_paths[loc[:cut]]
+                    line = nearest_line(self.lines, ("variants", self.variant, key) + loc[cut:])
+                    return f"{self.source}, line {line} (variant '{self.variant}', override '{key}')"
+        line = nearest_line(self.lines, loc)
+        suffix = f" (in variant '{self.variant}')" if self.variant not in (None, BASE_VARIANT) else ""
+        return f"{self.source}, line {line}{suffix}" if line else f"{self.source}{suffix}"
+
+
+def component_slots(config: RunConfig) -> list[tuple[str, Loc, Any]]:
+    """(kind, location, spec) of every component named in a run config."""
+    slots: list[tuple[str, Loc, Any]] = [
+        ("dataset", ("data",), config.data),
+        ("image_encoder", ("model", "image_encoder"), config.model.image_encoder),
+        ("text_encoder", ("model", "text_encoder"), config.model.text_encoder),
+        ("global_loss", ("objective", "global"), config.objective.global_loss),
+        ("positive_miner", ("objective", "positive_miner"), config.objective.positive_miner),
+    ]
+    slots += [("negative_weighting", ("objective", "negative_weighting", i), s)
+              for i, s in enumerate(config.objective.negative_weighting)]
+    slots += [("local_head", ("objective", "local_heads", i), s) for i, s in enumerate(config.objective.local_heads)]
+    slots += [("auxiliary", ("objective", "auxiliaries", i), s) for i, s in enumerate(config.objective.auxiliaries)]
+    for i, task in enumerate(config.tasks):
+        slots.append(("task", ("tasks", i), task))
+        dataset = task.params().get("dataset")
+        if isinstance(dataset, dict) and "name" in dataset:
+            slots.append(("dataset", ("tasks", i, "dataset"), ComponentSpec.model_validate(dataset)))
+    return slots
+
+
+def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check every component name and its parameters; return the config with defaults filled.
+
+    Also returns the protocol versions of the data sources (they enter the run hash).
+    """
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    resolved = config.model_dump(by_alias=True, mode="json")
+    versions: dict[str, str] = {}
+    problems: list[str] = []
+    for kind, loc, spec in component_slots(config):
+        try:
+            entry = registry.get(kind, spec.name)
+            cls = entry.load()
+        except RegistryError as exc:
+            problems.append(f"{where(loc + ('name',))}: '{describe(loc)}': {exc}")
+            continue
+        params_model: type[BaseModel] | None = getattr(cls, "Params", None)
+        if params_model is None:
+            if spec.params():
+                problems.append(f"{where(loc)}: {kind} '{spec.name}' takes no parameters, got {sorted(spec.params())}.")
+            continue
+        try:
+            params = params_model.model_validate(spec.params())
+        except ValidationError as exc:
+            problems.append(format_errors(exc, params_model, where, prefix=loc))
+            continue
+        node: Any = resolved
+        for part in loc:
+            node = node[part]
+        node.update(params.model_dump(mode="json"))
+        if kind == "dataset":
+            versions[spec.name] = str(getattr(cls, "protocol_version", "unversioned"))
+    if problems:
+        raise ConfigError(" ".join(problems))
+    check_compatibility(config, registry, where)
+    return resolved, versions
+
+
+def _validate_model(model: type[BaseModel], data: Any, where: _Locator) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, model, where)) from None
+
+
+def resolve_variant(
+    base: dict[str, Any], overrides: dict[str, Any], source: Path, variant: str
+) -> dict[str, Any]:
+    """Apply a variant's preset (if any) and then its dotted overrides to a copy of the base."""
+    config = copy.deepcopy(base)
+    overrides = dict(overrides)
+    preset = overrides.pop("preset", None)
+    if preset is not None:
+        from vlpbench.plugins import get_registry
+
+        try:
+            preset_overrides = get_registry().get("preset", str(preset)).load()
+        except RegistryError as exc:
+            raise ConfigError(f"{source}, variant '{variant}', key 'preset': {exc}") from None
+        for path, value in preset_overrides.items():
+            apply_override(config, path, value, f"preset '{preset}'")
+    for path, value in overrides.items():
+        if split_path(path)[0] not in RUN_KEYS:
+            raise ConfigError(
+                f"{source}, variant '{variant}': override '{path}' does not start with one of "
+                f"{', '.join(RUN_KEYS)} (or 'preset'). Variants override keys of the base config by dotted path."
+            )
+        apply_override(config, path, value, f"{source}, variant '{variant}'")
+    return config
+
+
+def load_experiment(
+    path: str | Path,
+    seeds: list[int] | None = None,
+    variants: list[str] | None = None,
+) -> Experiment:
+    """Parse, validate and expand an experiment file into run specs."""
+    path = Path(path)
+    data, lines = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an experiment file is a YAML mapping with at least a 'name' key.")
+    file = _validate_model(ExperimentFile, data, _Locator(path, lines, None, {}))
+    base = {k: v for k, v in data.items() if k in RUN_KEYS}
+    declared = file.variants or {BASE_VARIANT: {}}
+    if variants:
+        unknown = [v for v in variants if v not in declared]
+        if unknown:
+            from vlpbench.errors import did_you_mean
+
+            raise ConfigError(
+                f"{path}: no variant named '{unknown[0]}'{did_you_mean(unknown[0], list(declared))} "
+                f"Variants in this file: {', '.join(declared)}."
+            )
+        declared = {v: declared[v] for v in variants}
+    if file.baseline is not None and file.variants and file.baseline not in file.variants:
+        raise ConfigError(f"{path}, line {lines.get(('baseline',))}: baseline '{file.baseline}' is not one of the variants ({', '.join(file.variants)}).")
+
+    experiment = Experiment(path=path, file=file)
+    for variant, overrides in declared.items():
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{path}, line {lines.get(('variants', variant))}: variant '{variant}' must be a mapping of overrides (use {{}} for none).")
+        where = _Locator(path, lines, variant, overrides)
+        raw = resolve_variant(base, overrides, path, variant)
+        run_config = _validate_model(RunConfig, raw, where)
+        resolved, versions = validate_components(run_config, where)
+        for seed in seeds if seeds is not None else file.seeds:
+            run_hash = canonical_hash({"config": resolved, "seed": seed, "data_versions": versions})
+            experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, run_hash))
+    return experiment

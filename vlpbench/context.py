@@ -1,0 +1,22 @@
+"""What components are built with: sizes, the corpus and the run's schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class BuildContext:
+    embed_dim: int = 128
+    image_size: int = 64
+    corpus: list[str] = field(default_factory=list)  # pretraining reports (tokenizer, TF-IDF)
+    label_names: tuple[str, ...] = ()
+    total_steps: int = 1
+    seed: int = 0
+    run_dir: Path | None = None
+    device: Any = "cpu"
+    #: Filled as components are built, so later ones can look at earlier ones (e.g. a miner that
+    #: reuses the text encoder's tokenizer).
+    built: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Data sources: the embedded SynthCXR generator and the tensors fed to pretraining."""

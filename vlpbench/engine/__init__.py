@@ -1,0 +1,1 @@
+"""Running experiments: pretraining, checkpoints, downstream tasks, results on disk."""

@@ -1,0 +1,57 @@
+"""The pretraining model: image encoder + text encoder + objective, built from a run config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from vlpbench.build import build_component
+from vlpbench.config.schema import RunConfig
+from vlpbench.context import BuildContext
+from vlpbench.data.pipeline import PretrainTensors, to_model_images
+from vlpbench.features import AlignmentInputs, Batch
+from vlpbench.objective.objective import Objective, ObjectiveOutput
+from vlpbench.registry import Registry
+
+
+class VLPModel(nn.Module):
+    def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.image_encoder, self.text_encoder, self.objective = image_encoder, text_encoder, objective
+
+    def forward(self, batch: Batch, progress: float) -> ObjectiveOutput:
+        image = self.image_encoder(batch.images)
+        text = self.text_encoder(batch.input_ids, batch.attention_mask, batch.sentence_index)
+        return self.objective(AlignmentInputs(image, text, batch, progress))
+
+
+@dataclass
+class BuiltRun:
+    model: VLPModel
+    data_source: Any
+    pretrain: PretrainTensors
+    context: BuildContext
+
+
+def build_run(config: RunConfig, registry: Registry, seed: int, steps_per_epoch_hint: int | None = None) -> BuiltRun:
+    """Data, encoders and objective for one run, on the CPU, seeded."""
+    torch.manual_seed(seed)
+    context = BuildContext(embed_dim=config.model.embed_dim, seed=seed)
+    source = build_component(registry, "dataset", config.data, context)
+    split = source.split("pretrain")
+    context.image_size = source.image_size
+    context.corpus = list(split.reports)
+    context.label_names = tuple(source.label_names)
+    steps_per_epoch = len(split) // config.pretrain.batch_size
+    context.total_steps = max(1, steps_per_epoch * config.pretrain.epochs)
+    image_encoder = build_component(registry, "image_encoder", config.model.image_encoder, context)
+    context.built["image_encoder"] = image_encoder
+    text_encoder = build_component(registry, "text_encoder", config.model.text_encoder, context)
+    context.built["text_encoder"] = text_encoder
+    objective = Objective(config.objective, registry, context)
+    tokens = text_encoder.tokenize(split.sentences)
+    tensors = PretrainTensors(to_model_images(split.images), tokens, torch.from_numpy(split.labels).float())
+    return BuiltRun(VLPModel(image_encoder, text_encoder, objective), source, tensors, context)

@@ -1,0 +1,134 @@
+"""The pretraining loop: AdamW, cosine schedule with warm-up, per-epoch checkpoints, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from vlpbench.config.schema import PretrainConfig
+from vlpbench.engine.checkpoint import load_checkpoint, prune, rng_state, save_checkpoint, set_rng_state
+from vlpbench.engine.model import VLPModel
+from vlpbench.engine.rundir import RunDir
+from vlpbench.data.pipeline import PretrainTensors
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from vlpbench.errors import ConfigError
+
+        raise ConfigError("pretrain.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+@dataclass
+class PretrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per step
+    active_steps: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    samples_per_second: float = 0.0
+    wall_seconds: float = 0.0
+    resumed_from_epoch: int | None = None
+
+
+class Interrupt(Exception):
+    """Raised by a test hook to simulate a run killed after an epoch."""
+
+
+def pretrain(
+    model: VLPModel,
+    data: PretrainTensors,
+    config: PretrainConfig,
+    seed: int,
+    run: RunDir,
+    device: torch.device,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> PretrainResult:
+    """Train ``model`` on ``data``; resume from the run's last epoch checkpoint if there is one."""
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = data.steps_per_epoch(config.batch_size)
+    total = steps_per_epoch * config.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(config.warmup * total), total))
+    result = PretrainResult()
+    start_epoch = 0
+    latest = run.latest_epoch_checkpoint()
+    if latest is not None:
+        state = load_checkpoint(latest)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        set_rng_state(state["rng"])
+        result.history = state["history"]
+        start_epoch = result.resumed_from_epoch = state["epoch"] + 1
+
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16"
+                else contextlib.nullcontext())
+    bar = _progress_bar(total, start_epoch * steps_per_epoch, progress)
+    model.train()
+    started, samples = time.perf_counter(), 0
+    for epoch in range(start_epoch, config.epochs):
+        for step_in_epoch, batch in enumerate(data.epoch_batches(epoch, seed, config.batch_size, config.augment)):
+            step = epoch * steps_per_epoch + step_in_epoch
+            batch = batch.to(device)
+            with autocast:
+                out = model(batch, progress=step / max(1, total))
+            optimizer.zero_grad(set_to_none=True)
+            out.total.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            schedule.step()
+            record = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], "total": float(out.total.detach())}
+            record.update({k: float(v.detach()) for k, v in out.terms.items()})
+            if not math.isfinite(record["total"]):
+                from vlpbench.errors import UserError
+
+                raise UserError(f"pretraining diverged at step {step} (loss {record['total']}); lower pretrain.lr or set pretrain.grad_clip.")
+            result.history.append(record)
+            samples += len(batch)
+            if bar is not None:
+                bar.update(1)
+                if step % config.log_every == 0:
+                    bar.set_postfix(loss=f"{record['total']:.3f}", sps=f"{samples / (time.perf_counter() - started):.0f}")
+        save_checkpoint(run.checkpoints / f"epoch-{epoch:03d}.pt", {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "rng": rng_state(), "history": result.history,
+        })
+        prune(run.checkpoints, "epoch-*.pt", keep=2)
+        if stop_after_epoch is not None and epoch == stop_after_epoch:
+            raise Interrupt(f"stopped after epoch {epoch}")
+    if bar is not None:
+        bar.close()
+    result.wall_seconds = time.perf_counter() - started
+    result.samples_per_second = samples / result.wall_seconds if result.wall_seconds > 0 and samples else 0.0
+    result.steps = total
+    result.active_steps = dict(model.objective.active_steps)
+    return result
+
+
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="pretrain", unit="step", file=sys.stderr,
+                dynamic_ncols=True, leave=False)

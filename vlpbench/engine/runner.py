@@ -1,0 +1,152 @@
+"""Running an experiment's runs in this process: skip finished runs, resume interrupted ones.
+
+A run goes pending → running → pretrained → finished (or failed). Every file is written
+atomically, so stopping at any moment loses at most the current epoch and never corrupts a
+finished result.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vlpbench.config.loader import Experiment, RunSpec
+from vlpbench.engine.files import read_json, write_json, write_yaml
+from vlpbench.engine.rundir import RunDir, run_dir
+from vlpbench.errors import UserError
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    state: str  # finished | skipped | stale | failed
+    message: str = ""
+
+
+@dataclass
+class ExperimentOutcome:
+    runs: list[RunOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [r for r in self.runs if r.state == "failed"]
+
+
+def is_stale(run: RunDir) -> bool:
+    """A finished run made under other vlpbench or plugin versions."""
+    from vlpbench.engine.provenance import versions
+
+    path = run.file("provenance.json")
+    return path.is_file() and read_json(path).get("versions") != versions()
+
+
+def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None) -> None:
+    """Pretrain (or resume) one run and evaluate its tasks; write every result file."""
+    import torch
+
+    from vlpbench.build import build_component
+    from vlpbench.engine.checkpoint import load_checkpoint, save_checkpoint
+    from vlpbench.engine.model import build_run
+    from vlpbench.engine.pretrain import PretrainResult, pretrain, resolve_device
+    from vlpbench.engine.provenance import git_commit, hardware, versions
+    from vlpbench.plugins import get_registry
+
+    config = spec.run_config()
+    registry = get_registry()
+    write_yaml(run.file("config.yaml"), {
+        "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
+        "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
+        "config": spec.config,
+    })
+    if config.pretrain.threads:
+        torch.set_num_threads(config.pretrain.threads)
+    device = resolve_device(config.pretrain.device)
+    started = time.time()
+    built = build_run(config, registry, spec.seed)
+    if run.status().get("state") == "pretrained" and run.final_checkpoint.is_file():
+        final = load_checkpoint(run.final_checkpoint)
+        built.model.load_state_dict(final["model"])
+        result = PretrainResult(**final["result"])
+    else:
+        run.set_status("running", started=started)
+        result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
+                          progress=progress, stop_after_epoch=stop_after_epoch)
+        write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
+                                              "total_steps": result.steps})
+        save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
+        run.set_status("pretrained")
+    built.model.to(device)
+    eval_started = time.perf_counter()
+    metrics: dict[str, Any] = {}
+    for index, task_spec in enumerate(config.tasks):
+        task = build_component(registry, "task", task_spec, built.context)
+        dataset_spec = getattr(task.params, "dataset", None)
+        source = built.data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, built.context)
+        key = task_spec.name if sum(t.name == task_spec.name for t in config.tasks) == 1 else f"{task_spec.name}#{index}"
+        outcome = task.evaluate(built.model.image_encoder, source, device)
+        metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
+    eval_seconds = time.perf_counter() - eval_started
+    write_json(run.file("metrics.json"), metrics)
+    write_json(run.file("provenance.json"), {
+        "versions": versions(), "git_commit": git_commit(), "seed": spec.seed, "run_hash": spec.run_hash,
+        "data": built.data_source.protocol(), "hardware": hardware(device),
+        "timings": {"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
+                    "samples_per_second": result.samples_per_second},
+        "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
+                     "active_steps": result.active_steps},
+        "parameters": sum(p.numel() for p in built.model.parameters()),
+    })
+    run.set_status("finished", finished=time.time())
+
+
+def run_experiment(
+    experiment: Experiment,
+    results_root: Path,
+    rerun_stale: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> ExperimentOutcome:
+    outcome = ExperimentOutcome()
+    total = len(experiment.runs)
+    for number, spec in enumerate(experiment.runs, 1):
+        run = run_dir(results_root, experiment.name, spec.run_id)
+        label = f"[{number}/{total}] {spec.variant} seed {spec.seed}"
+        if run.finished:
+            if not is_stale(run):
+                echo(f"{label}: finished earlier, skipped ({run.path})")
+                outcome.runs.append(RunOutcome(spec, "skipped"))
+                continue
+            if not rerun_stale:
+                echo(f"{label}: STALE (finished under other vlpbench/plugin versions); rerun with --rerun-stale")
+                outcome.runs.append(RunOutcome(spec, "stale"))
+                continue
+            shutil.rmtree(run.path)
+        resuming = run.latest_epoch_checkpoint() is not None or run.status().get("state") == "pretrained"
+        echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
+        try:
+            execute_run(spec, run, progress=progress)
+        except UserError as exc:
+            run.set_status("failed", error=str(exc))
+            echo(f"{label}: FAILED: {exc}")
+            outcome.runs.append(RunOutcome(spec, "failed", str(exc)))
+            continue
+        except BaseException as exc:
+            run.set_status("failed" if isinstance(exc, Exception) else "interrupted", error=f"{type(exc).__name__}: {exc}")
+            raise
+        outcome.runs.append(RunOutcome(spec, "finished"))
+    return outcome
+
+
+class LocalLauncher:
+    """Runs every run of an experiment in this process, one after the other."""
+
+    Params = None
+
+    def __init__(self, params: Any = None, context: Any = None) -> None:
+        pass
+
+    def launch(self, experiment: Experiment, results_root: Path, **options: Any) -> ExperimentOutcome:
+        return run_experiment(experiment, results_root, **options)

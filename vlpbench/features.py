@@ -1,0 +1,64 @@
+"""The tensors that flow between encoders, losses and heads (the component contracts).
+
+Shapes: B batch, D shared embedding size, N patches (grid h×w), M word tokens, T sentences.
+Projected embeddings are *not* normalised here; every similarity normalises first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ImageFeatures:
+    global_emb: Tensor  # v [B, D]
+    patch_emb: Tensor  # P [B, N, D]
+    grid: tuple[int, int]  # (h, w) with h*w == N
+    global_feat: Tensor  # pre-projection global feature [B, C] (used by downstream probes)
+    patch_feat: Tensor  # pre-projection patch features [B, N, C]
+
+
+@dataclass
+class TextFeatures:
+    global_emb: Tensor  # t [B, D]
+    word_emb: Tensor  # W [B, M, D]
+    word_mask: Tensor  # bool [B, M], True for real word tokens (no special tokens, no padding)
+    sentence_emb: Tensor  # S [B, T, D], mean of the word tokens of each sentence
+    sentence_mask: Tensor  # bool [B, T], True for real sentences
+    word_sentence: Tensor  # long [B, M], sentence index of each word token (-1: none)
+
+
+@dataclass
+class Batch:
+    """One training batch as the data loader yields it."""
+
+    images: Tensor  # float [B, 1, H, W]
+    input_ids: Tensor  # long [B, M]
+    attention_mask: Tensor  # long [B, M]
+    sentence_index: Tensor  # long [B, M] (-1 for special tokens and padding)
+    labels: Tensor  # float [B, F] ground-truth findings (only the oracle miner may look)
+    index: Tensor  # long [B] sample index in the pretraining split
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t  # noqa: E731
+        return Batch(*(move(getattr(self, f)) for f in ("images", "input_ids", "attention_mask",
+                                                          "sentence_index", "labels", "index")),
+                     extras={k: move(v) for k, v in self.extras.items()})
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class AlignmentInputs:
+    """Everything a miner, weighting, head or auxiliary objective may look at in one step."""
+
+    image: ImageFeatures
+    text: TextFeatures
+    batch: Batch
+    progress: float  # fraction of pretraining done, in [0, 1)

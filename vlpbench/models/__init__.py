@@ -1,0 +1,1 @@
+"""Built-in encoders (timm image encoders, transformers text encoders)."""

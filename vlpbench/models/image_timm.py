@@ -1,0 +1,133 @@
+"""Any timm architecture as an image encoder giving a global vector and patch tokens.
+
+CNNs (``resnet18``, ``convnext_nano``, ...): the patch tokens are the feature map of the stage
+with ``patch_reduction`` (default 8, so a 64 px image still gives an 8×8 grid) and the global
+vector is the average-pooled map of the stage with ``global_reduction`` (default: the same
+stage; set 32 for the classic last-stage feature). The network is cut after the deepest stage used.
+ViTs (``vit_tiny_patch16_224``, ...): the patch tokens are the transformer's output tokens, the
+global vector its class token (or the token mean), with ``img_size`` set to the data's size and
+``vit_patch_size`` (default 8) overriding the architecture's patch size.
+
+Both are projected to the shared embedding size; the pre-projection features are kept for
+downstream tasks. Pretrained weights come only from a local file (``pretrained_path``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.context import BuildContext
+from vlpbench.errors import DataError, RegistryError
+from vlpbench.features import ImageFeatures
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class TimmImageEncoder(nn.Module):
+    provides = frozenset({"global", "patches"})
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        arch: str = Field("resnet18", description="any timm model name")
+        pretrained_path: str | None = Field(None, description="local timm/torch checkpoint file")
+        pretrained_sha256: str | None = Field(None, description="expected SHA-256 of pretrained_path")
+        patch_reduction: int = Field(8, description="CNN: stride of the stage whose map gives the patch tokens")
+        global_reduction: int | None = Field(None, description="CNN: stride of the stage pooled for the global vector (default: patch stage)")
+        vit_patch_size: int | None = Field(8, description="ViT: patch size (None keeps the architecture's)")
+        vit_global: Literal["cls", "mean"] = "cls"
+        drop_path_rate: float = Field(0.0, ge=0, lt=1)
+
+    def __init__(self, params: "TimmImageEncoder.Params", context: BuildContext) -> None:
+        super().__init__()
+        import timm
+
+        self.params = params
+        pretrained_kwargs = self._pretrained_kwargs(params)
+        if not timm.is_model(params.arch):
+            raise RegistryError(f"image_encoder.arch = '{params.arch}' is not a timm model; `timm.list_models('*resnet*')` lists names.")
+        probe = timm.create_model(params.arch, pretrained=False, num_classes=0, in_chans=1)
+        self.is_vit = hasattr(probe, "patch_embed") and hasattr(probe, "num_prefix_tokens")
+        if self.is_vit:
+            extra = {"patch_size": params.vit_patch_size} if params.vit_patch_size else {}
+            self.backbone = timm.create_model(
+                params.arch, num_classes=0, in_chans=1, img_size=context.image_size,
+                drop_path_rate=params.drop_path_rate, **extra, **pretrained_kwargs,
+            )
+            patch_dim = global_dim = self.backbone.num_features
+            self.out_indices: tuple[int, int] = (0, 0)
+        else:
+            reductions = list(timm.create_model(params.arch, features_only=True, in_chans=1).feature_info.reduction())
+            want_global = params.global_reduction or params.patch_reduction
+            for want in (params.patch_reduction, want_global):
+                if want not in reductions:
+                    raise RegistryError(
+                        f"image_encoder: '{params.arch}' has stages with strides {reductions}; "
+                        f"patch_reduction/global_reduction = {want} is not one of them."
+                    )
+            patch_idx, global_idx = reductions.index(params.patch_reduction), reductions.index(want_global)
+            indices = sorted({patch_idx, global_idx})
+            self.backbone = timm.create_model(
+                params.arch, features_only=True, out_indices=tuple(indices), in_chans=1,
+                drop_path_rate=params.drop_path_rate, **pretrained_kwargs,
+            )
+            channels = self.backbone.feature_info.channels()
+            self.out_indices = (indices.index(patch_idx), indices.index(global_idx))
+            patch_dim, global_dim = channels[self.out_indices[0]], channels[self.out_indices[1]]
+        self.global_dim, self.patch_dim = global_dim, patch_dim
+        self.global_proj = nn.Linear(global_dim, context.embed_dim)
+        self.local_proj = nn.Linear(patch_dim, context.embed_dim)
+
+    @staticmethod
+    def _pretrained_kwargs(params: "TimmImageEncoder.Params") -> dict:
+        if not params.pretrained_path:
+            return {"pretrained": False}
+        path = Path(params.pretrained_path).expanduser()
+        if not path.is_file():
+            raise DataError(
+                f"image_encoder.pretrained_path = '{path}' does not exist. Give a local timm checkpoint "
+                "file (.pth/.safetensors); weights are never downloaded."
+            )
+        if params.pretrained_sha256 and _file_sha256(path) != params.pretrained_sha256.lower():
+            raise DataError(f"image_encoder.pretrained_path = '{path}' does not match pretrained_sha256; the file is not the expected one.")
+        return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
+
+    def encode_maps(self, images: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """Pre-projection (global feature [B,C], patch features [B,N,C], grid)."""
+        if self.is_vit:
+            tokens = self.backbone.forward_features(images)
+            prefix = self.backbone.num_prefix_tokens
+            patches = tokens[:, prefix:]
+            side = self.backbone.patch_embed.grid_size
+            pooled = tokens[:, 0] if (self.params.vit_global == "cls" and prefix) else patches.mean(1)
+            return pooled, patches, (int(side[0]), int(side[1]))
+        maps = self.backbone(images)
+        patch_map, global_map = maps[self.out_indices[0]], maps[self.out_indices[1]]
+        grid = (patch_map.shape[-2], patch_map.shape[-1])
+        return global_map.mean((-2, -1)), patch_map.flatten(2).transpose(1, 2), grid
+
+    def forward(self, images: Tensor) -> ImageFeatures:
+        global_feat, patch_feat, grid = self.encode_maps(images)
+        return ImageFeatures(
+            global_emb=self.global_proj(global_feat),
+            patch_emb=self.local_proj(patch_feat),
+            grid=grid,
+            global_feat=global_feat,
+            patch_feat=patch_feat,
+        )
+
+    @torch.no_grad()
+    def global_features(self, images: Tensor) -> Tensor:
+        """Frozen pre-projection global features (what the linear probe trains on)."""
+        return self.encode_maps(images)[0]

@@ -1,0 +1,142 @@
+"""A transformers BERT-style report encoder giving global, word and sentence embeddings.
+
+Two ways to get one, both offline:
+- ``pretrained: /path/to/hf_dir`` (e.g. a local Bio_ClinicalBERT download): its tokenizer and
+  weights are loaded with ``local_files_only=True``;
+- otherwise a small BERT is built from a config (``layers``, ``hidden``, ``heads``) and a
+  WordPiece tokenizer is trained on the pretraining corpus with ``tokenizers``. The trained
+  vocabulary travels inside the module's state dict, so checkpoints are self-contained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.context import BuildContext
+from vlpbench.errors import DataError
+from vlpbench.features import TextFeatures
+from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
+
+
+class BertTextEncoder(nn.Module):
+    """Report → t [B,D], W [B,M,D] (+mask), S [B,T,D] (+mask); S is the mean of each sentence's words."""
+
+    provides = frozenset({"global", "words", "sentences"})
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        pretrained: str | None = Field(None, description="local Hugging Face model directory (no hub downloads)")
+        layers: int = Field(2, ge=1)
+        hidden: int = Field(128, ge=16)
+        heads: int = Field(2, ge=1)
+        intermediate: int | None = Field(None, description="feed-forward size (default 2 × hidden)")
+        vocab_size: int = Field(2000, ge=100)
+        max_tokens: int = Field(128, ge=8)
+        max_sentences: int = Field(16, ge=1)
+        pooling: Literal["cls", "mean"] = "cls"
+        dropout: float = Field(0.1, ge=0, lt=1)
+        freeze: bool = Field(False, description="freeze the transformer (projections still learn)")
+
+    def __init__(self, params: "BertTextEncoder.Params", context: BuildContext) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        self.params = params
+        if params.pretrained:
+            self._load_pretrained(Path(params.pretrained))
+        else:
+            if not context.corpus:
+                raise DataError("the bert text encoder needs a corpus to train its tokenizer, and the dataset gave none.")
+            self._tokenizer = train_wordpiece(context.corpus, params.vocab_size)
+            config = BertConfig(
+                vocab_size=self._tokenizer.get_vocab_size(),
+                hidden_size=params.hidden,
+                num_hidden_layers=params.layers,
+                num_attention_heads=params.heads,
+                intermediate_size=params.intermediate or 2 * params.hidden,
+                max_position_embeddings=params.max_tokens,
+                hidden_dropout_prob=params.dropout,
+                attention_probs_dropout_prob=params.dropout,
+            )
+            self.bert = BertModel(config, add_pooling_layer=False)
+        if params.freeze:
+            self.bert.requires_grad_(False)
+        width = self.bert.config.hidden_size
+        self.global_proj = nn.Linear(width, context.embed_dim)
+        self.local_proj = nn.Linear(width, context.embed_dim)
+
+    # -- tokenizer -------------------------------------------------------------------------------
+    def _load_pretrained(self, path: Path) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        if not (path / "config.json").is_file():
+            raise DataError(
+                f"text_encoder.pretrained = '{path}' is not a Hugging Face model directory (no config.json "
+                "there). Point it at a local download (e.g. of Bio_ClinicalBERT); nothing is fetched from a hub."
+            )
+        self._hf_tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.bert = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+        self._tokenizer = None
+
+    def _special_ids(self) -> tuple[int, int, int]:
+        if self._tokenizer is None:
+            t = self._hf_tokenizer
+            return t.cls_token_id, t.sep_token_id, t.pad_token_id
+        return (self._tokenizer.token_to_id("[CLS]"), self._tokenizer.token_to_id("[SEP]"),
+                self._tokenizer.token_to_id("[PAD]"))
+
+    def _encode(self, sentences: list[str]) -> list[list[int]]:
+        if self._tokenizer is None:
+            return self._hf_tokenizer(sentences, add_special_tokens=False)["input_ids"]
+        return [e.ids for e in self._tokenizer.encode_batch(sentences, add_special_tokens=False)]
+
+    def tokenize(self, reports: Sequence[Sequence[str]]) -> TokenizedReports:
+        """Reports as lists of sentences → padded token ids with a sentence index per token."""
+        cls_id, sep_id, pad_id = self._special_ids()
+        max_tokens = min(self.params.max_tokens, self.bert.config.max_position_embeddings)
+        return pack_reports(reports, self._encode, cls_id, sep_id, pad_id, max_tokens, self.params.max_sentences)
+
+    def get_extra_state(self) -> str:
+        return "" if self._tokenizer is None else self._tokenizer.to_str()
+
+    def set_extra_state(self, state: str) -> None:
+        if state:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_str(state)
+
+    # -- forward ---------------------------------------------------------------------------------
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, sentence_index: Tensor) -> TextFeatures:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,M,H]
+        word_mask = sentence_index >= 0
+        if self.params.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        words = self.local_proj(hidden)  # [B,M,D]
+        sentences, sentence_mask = sentence_means(words, sentence_index)
+        return TextFeatures(
+            global_emb=self.global_proj(pooled),
+            word_emb=words,
+            word_mask=word_mask,
+            sentence_emb=sentences,
+            sentence_mask=sentence_mask,
+            word_sentence=sentence_index,
+        )
+
+
+def sentence_means(words: Tensor, sentence_index: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean of the word vectors of each sentence, batched: [B,M,D] → S [B,T,D] and mask [B,T]."""
+    valid = sentence_index >= 0
+    num = int(sentence_index.max().clamp_min(0)) + 1
+    onehot = torch.nn.functional.one_hot(sentence_index.clamp_min(0), num) * valid.unsqueeze(-1)
+    onehot = onehot.to(words.dtype)  # [B,M,T]
+    counts = onehot.sum(1)  # [B,T]
+    sums = torch.einsum("bmt,bmd->btd", onehot, words)
+    return sums / counts.clamp_min(1.0).unsqueeze(-1), counts > 0

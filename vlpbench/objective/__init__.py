@@ -1,0 +1,1 @@
+"""The pretraining objective: global loss + positive miner + negative weightings + local heads."""

@@ -1,0 +1,85 @@
+"""The full pretraining objective, assembled from registered components.
+
+``total = global_weight · global(miner, weightings) + Σ weighting terms + Σ_k λ_k head_k + Σ_a λ_a aux_a``
+
+Heads and auxiliaries can start part-way through the run (``start``, a fraction of the steps:
+CM-CGNS's two-stage schedule). The objective counts, per term, the steps in which it was active,
+so a run can prove that no term silently stayed off.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vlpbench.build import build_component
+from vlpbench.config.schema import ObjectiveConfig
+from vlpbench.context import BuildContext
+from vlpbench.features import AlignmentInputs
+from vlpbench.objective.contracts import NegativeAdjustment, combine_directions
+from vlpbench.registry import Registry
+
+
+@dataclass
+class ObjectiveOutput:
+    total: Tensor
+    terms: dict[str, Tensor]  # each term as it enters the total (after its weight)
+
+
+class ScheduledTerm(nn.Module):
+    def __init__(self, label: str, module: nn.Module, weight: float, start: float) -> None:
+        super().__init__()
+        self.label, self.module, self.weight, self.start = label, module, weight, start
+
+
+def _labels(names: list[str]) -> list[str]:
+    """Unique term labels: the component name, suffixed with its position when repeated."""
+    counts = Counter(names)
+    return [f"{n}#{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
+
+
+class Objective(nn.Module):
+    def __init__(self, config: ObjectiveConfig, registry: Registry, context: BuildContext) -> None:
+        super().__init__()
+        self.global_weight = config.global_weight
+        self.global_loss = build_component(registry, "global_loss", config.global_loss, context)
+        self.miner = build_component(registry, "positive_miner", config.positive_miner, context)
+        self.weightings = nn.ModuleList(build_component(registry, "negative_weighting", s, context)
+                                        for s in config.negative_weighting)
+        self.weighting_labels = _labels([s.name for s in config.negative_weighting])
+        self.scheduled = nn.ModuleList()
+        for kind, specs in (("local_head", config.local_heads), ("auxiliary", config.auxiliaries)):
+            for label, spec in zip(_labels([s.name for s in specs]), specs):
+                module = build_component(registry, kind, spec, context)
+                self.scheduled.append(ScheduledTerm(label, module, spec.weight, spec.start))
+        self.active_steps: Counter[str] = Counter()
+
+    def forward(self, inputs: AlignmentInputs) -> ObjectiveOutput:
+        terms: dict[str, Tensor] = {}
+        positives = self.miner(inputs)
+        adjustments: list[NegativeAdjustment] = [w(inputs, positives) for w in self.weightings]
+        i2t = combine_directions([a.image_to_text for a in adjustments])
+        t2i = combine_directions([a.text_to_image for a in adjustments])
+        terms["global"] = self.global_weight * self.global_loss(
+            inputs.image.global_emb, inputs.text.global_emb, positives, i2t, t2i)
+        for label, adjustment in zip(self.weighting_labels, adjustments):
+            for key, value in adjustment.losses.items():
+                terms[f"{label}/{key}"] = value
+        for term in self.scheduled:
+            if inputs.progress < term.start or term.weight == 0:
+                continue
+            for key, value in term.module(inputs).items():
+                terms[f"{term.label}/{key}"] = term.weight * value
+        if self.training:
+            self.active_steps.update(terms.keys())
+        total = torch.stack(list(terms.values())).sum()
+        return ObjectiveOutput(total, terms)
+
+    def get_extra_state(self) -> dict[str, int]:
+        return dict(self.active_steps)
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.active_steps = Counter(state)

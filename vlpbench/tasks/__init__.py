@@ -1,0 +1,1 @@
+"""Downstream tasks: each scores a frozen image encoder under a recorded protocol."""

@@ -1,0 +1,69 @@
+"""What every downstream task shares: parameters, results with protocols, frozen features."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from vlpbench.config.schema import ComponentSpec
+
+
+class TaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset: ComponentSpec | None = Field(None, description="data for this task (default: the experiment's data)")
+
+
+@dataclass
+class TaskResult:
+    """Scores by column (e.g. ``auroc@1%``), each with the protocol it was measured under."""
+
+    scores: dict[str, float]
+    protocols: dict[str, dict[str, Any]]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def protocol_hash(protocol: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fraction_label(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+@torch.no_grad()
+def frozen_global_features(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device,
+                           batch_size: int = 256) -> torch.Tensor:
+    """Pre-projection global features of ``images`` [n,1,H,W], in eval mode, on the CPU."""
+    was_training = encoder.training
+    encoder.eval()
+    chunks = [encoder.global_features(images[i:i + batch_size].to(device)).float().cpu()
+              for i in range(0, len(images), batch_size)]
+    encoder.train(was_training)
+    return torch.cat(chunks)
+
+
+def nested_stratified_fractions(labels: np.ndarray, fractions: list[float], seed: int) -> dict[float, np.ndarray]:
+    """Nested label-fraction subsets of a training split, each keeping a positive of every label.
+
+    One permutation (``seed``) orders the split; the subset for fraction f is its first
+    ``ceil(f·n)`` samples plus, for every label with no positive among them, that label's first
+    positive in the permutation. Because both parts only grow with f, the 1 % set lies inside the
+    10 % set, which lies inside the 100 % set. (A subset may exceed ``ceil(f·n)`` by at most one
+    sample per label.)
+    """
+    n = len(labels)
+    order = np.random.default_rng(seed).permutation(n)
+    ranked = labels[order].astype(bool)  # [n, L] in permutation order
+    first_positive = np.where(ranked.any(0), ranked.argmax(0), n)  # rank of each label's first positive
+    subsets = {}
+    for fraction in sorted(fractions):
+        k = min(n, max(1, int(np.ceil(fraction * n))))
+        ranks = set(range(k)) | {int(r) for r in first_positive if k <= r < n}
+        subsets[fraction] = np.sort(order[sorted(ranks)])
+    return subsets

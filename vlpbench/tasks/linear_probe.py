@@ -1,0 +1,130 @@
+"""Linear probe (MGCA's protocol): frozen image encoder, one linear layer on the global feature.
+
+- label fractions (default 1 % / 10 % / 100 %) drawn from the training split with a fixed,
+  recorded seed (42), nested and stratified (see :func:`nested_stratified_fractions`);
+- frozen features computed once per checkpoint and reused across fractions and probe seeds;
+- AdamW, early stopping on the validation loss (the test split is scored once, with the best
+  validation model);
+- multi-label data: macro AUROC over the labels that have a positive in the test split (the
+  others are left out of the mean and counted); multi-class data: accuracy.
+
+Interpretation (documented deviation): features are standardised with the training subset's
+statistics and the linear layer starts at zero, so tiny label fractions train stably and the
+result does not depend on an initialisation draw. Both are options.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torchmetrics.functional.classification import multiclass_accuracy, multilabel_auroc
+
+from vlpbench.context import BuildContext
+from vlpbench.data.pipeline import to_model_images
+from vlpbench.tasks.base import (TaskParams, TaskResult, fraction_label, frozen_global_features,
+                                 nested_stratified_fractions, protocol_hash)
+
+
+class LinearProbe:
+    requires = frozenset({"data:labels"})
+
+    class Params(TaskParams):
+        fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+        sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
+        probe_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+        label_type: Literal["auto", "multilabel", "multiclass"] = "auto"
+        lr: float = Field(5e-3, gt=0)
+        weight_decay: float = Field(1e-6, ge=0)
+        batch_size: int = Field(64, ge=1)
+        max_epochs: int = Field(50, ge=1)
+        patience: int = Field(5, ge=1, description="epochs without validation-loss improvement before stopping")
+        standardise: bool = True
+        zero_init: bool = True
+
+    def __init__(self, params: "LinearProbe.Params", context: BuildContext | None = None) -> None:
+        self.params = params
+        if any(not 0 < f <= 1 for f in params.fractions):
+            from vlpbench.errors import ConfigError
+
+            raise ConfigError(f"linear_probe.fractions = {params.fractions}: each fraction must be in (0, 1].")
+
+    def evaluate(self, encoder: torch.nn.Module, source: Any, device: torch.device) -> TaskResult:
+        splits = {name: source.split(name) for name in ("train", "val", "test")}
+        labels = {name: np.asarray(s.labels) for name, s in splits.items()}
+        single = bool((labels["train"].sum(1) == 1).all())
+        multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
+        features = {name: frozen_global_features(encoder, to_model_images(s.images), device)
+                    for name, s in splits.items()}
+        subsets = nested_stratified_fractions(labels["train"], self.params.fractions, self.params.sampling_seed)
+        metric = "accuracy" if multiclass else "auroc"
+        test_labels = torch.from_numpy(labels["test"]).long()
+        present = test_labels.sum(0) > 0
+        scores, protocols, details = {}, {}, {"labels_without_test_positive": int((~present).sum())}
+        for fraction, subset in subsets.items():
+            values = []
+            for probe_seed in self.params.probe_seeds:
+                logits = self._fit_and_predict(features, labels, subset, probe_seed, multiclass)
+                values.append(self._score(logits, test_labels, present, multiclass))
+            column = f"{metric}@{fraction_label(fraction)}"
+            scores[column] = float(np.mean(values))
+            protocol = {
+                "task": "linear_probe", "dataset": source.protocol(), "train_split": "train",
+                "model_selection": "val", "test_split": "test", "fraction": fraction,
+                "sampling_seed": self.params.sampling_seed, "train_samples": int(len(subset)),
+                "metric": (f"macro AUROC over labels with a test positive (torchmetrics)" if not multiclass
+                           else "multi-class accuracy (torchmetrics, micro)"),
+            }
+            protocol["hash"] = protocol_hash(protocol)
+            protocols[column] = protocol
+        return TaskResult(scores, protocols, details)
+
+    def _fit_and_predict(self, features: dict[str, torch.Tensor], labels: dict[str, np.ndarray],
+                         subset: np.ndarray, seed: int, multiclass: bool) -> torch.Tensor:
+        p = self.params
+        x_train = features["train"][torch.from_numpy(subset)]
+        y_train = torch.from_numpy(labels["train"][subset]).float()
+        mean, std = (x_train.mean(0), x_train.std(0, unbiased=False).clamp_min(1e-6)) if p.standardise else (0.0, 1.0)
+        norm = lambda x: (x - mean) / std  # noqa: E731
+        x_train, x_val, x_test = norm(x_train), norm(features["val"]), norm(features["test"])
+        y_val = torch.from_numpy(labels["val"]).float()
+        generator = torch.Generator().manual_seed(seed)
+        layer = torch.nn.Linear(x_train.shape[1], y_train.shape[1])
+        if p.zero_init:
+            torch.nn.init.zeros_(layer.weight), torch.nn.init.zeros_(layer.bias)
+        optimizer = torch.optim.AdamW(layer.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+
+        def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            out = layer(x)
+            return F.cross_entropy(out, y.argmax(1)) if multiclass else F.binary_cross_entropy_with_logits(out, y)
+
+        best, best_state, waited = float("inf"), None, 0
+        for _ in range(p.max_epochs):
+            order = torch.randperm(len(x_train), generator=generator)
+            for start in range(0, len(order), p.batch_size):
+                idx = order[start:start + p.batch_size]
+                optimizer.zero_grad()
+                loss_of(x_train[idx], y_train[idx]).backward()
+                optimizer.step()
+            with torch.no_grad():
+                val_loss = float(loss_of(x_val, y_val))
+            if val_loss < best - 1e-6:
+                best, waited = val_loss, 0
+                best_state = {k: v.clone() for k, v in layer.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= p.patience:
+                    break
+        layer.load_state_dict(best_state)
+        with torch.no_grad():
+            return layer(x_test)
+
+    @staticmethod
+    def _score(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, multiclass: bool) -> float:
+        if multiclass:
+            return float(multiclass_accuracy(logits, target.argmax(1), num_classes=target.shape[1], average="micro"))
+        per_label = multilabel_auroc(logits.sigmoid(), target, num_labels=target.shape[1], average=None)
+        return float(per_label[present].mean())
