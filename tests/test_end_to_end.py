@@ -91,3 +91,21 @@ def test_bad_experiment_keeps_finished_results(finished_tiny, cli, tmp_path: Pat
     code, _, err = cli("run", str(bad), "--results", str(folder / "results"))
     assert code == 2 and "pretrain.epochs" in err and "Traceback" not in err
     assert before == sorted(p.read_bytes() for p in (folder / "results").rglob("*.json"))
+
+
+def test_a_run_made_under_other_versions_is_stale(finished_tiny, cli, tmp_path: Path) -> None:
+    import shutil
+
+    folder, _ = finished_tiny
+    results = tmp_path / "results"
+    shutil.copytree(folder / "results", results)
+    provenance_file = next(results.rglob("provenance.json"))
+    provenance = json.loads(provenance_file.read_text())
+    provenance["versions"]["vlpbench"] = "0.0.1-old"
+    provenance_file.write_text(json.dumps(provenance))
+    code, out, _ = cli("run", str(folder / "tiny.yaml"), "--results", str(results), "--quiet")
+    assert code == 0 and "STALE" in out and "--rerun-stale" in out
+    assert json.loads(provenance_file.read_text())["versions"]["vlpbench"] == "0.0.1-old"  # kept as it was
+    code, out, _ = cli("run", str(folder / "tiny.yaml"), "--results", str(results), "--quiet", "--rerun-stale")
+    assert code == 0 and "running" in out
+    assert json.loads(provenance_file.read_text())["versions"]["vlpbench"] != "0.0.1-old"

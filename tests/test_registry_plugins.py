@@ -126,3 +126,31 @@ def test_plugins_command_does_not_import_torch() -> None:
     code = "import sys; from vlpbench.cli import main; main(['plugins']); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
+
+
+def test_help_does_not_import_torch() -> None:
+    import subprocess
+
+    code = ("import sys\nfrom vlpbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('heavy:', sorted(m for m in ('torch', 'transformers', 'ray', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith("heavy: []")
+
+
+def test_plugins_check_reports_a_component_that_fails_to_import(plugin_modules, monkeypatch, cli) -> None:
+    import vlpbench.plugins as plugins_module
+
+    ep = plugin_modules("halfbroken", """
+        from vlpbench.hookspecs import hookimpl
+        @hookimpl
+        def vlpbench_register(registrar):
+            registrar.add("local_head", "halfbroken.head", "halfbroken_missing_module:Head", "cannot import")
+    """)
+    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=[ep]))
+    code, out, _ = cli("plugins", "--check")
+    assert code == 1
+    line = next(line for line in out.splitlines() if "halfbroken.head" in line)
+    assert "[halfbroken]" in line and "FAILED" in line and "halfbroken_missing_module" in line
+    assert "check: 1 component(s) failed to import" in out
+    plugin_line = next(line for line in out.splitlines() if line.strip().startswith("halfbroken "))
+    assert "ok" in plugin_line

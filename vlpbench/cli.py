@@ -106,6 +106,28 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_describe(args: argparse.Namespace) -> int:
+    import time
+
+    from vlpbench.data.synthcxr import FINDINGS, SynthCXRConfig, generate
+
+    config = SynthCXRConfig(seed=args.seed, image_size=args.image_size, difficulty=args.difficulty,
+                            normal_fraction=args.normal_fraction)
+    started = time.perf_counter()
+    split = generate(args.split, args.size, config)
+    elapsed = time.perf_counter() - started
+    print(f"SynthCXR {args.split}: {len(split)} studies at {config.image_size} px in {elapsed:.2f} s "
+          f"({len(split) / elapsed:,.0f} studies/s), difficulty {config.difficulty}")
+    print(f"normal studies: {100 * (split.labels.sum(1) == 0).mean():.1f} %")
+    print("prevalence: " + ", ".join(f"{name} {100 * v:.1f} %" for name, v in zip(FINDINGS, split.labels.mean(0))))
+    print(f"batch false-negative rate (unpaired pairs with identical finding sets): "
+          f"{100 * split.false_negative_rate():.1f} %; with laterality: "
+          f"{100 * split.false_negative_rate(with_laterality=True):.1f} %")
+    for index in range(min(args.examples, len(split))):
+        print(f"example {index}: {split.reports[index]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlpbench", description="Benchmark registry for medical vision-language pretraining.")
     parser.add_argument("--version", action="version", version=f"vlpbench {__version__}")
@@ -130,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list plugins and their components")
     plugins.add_argument("--check", action="store_true", help="import every component and report failures")
     plugins.set_defaults(handler=cmd_plugins)
+
+    data = sub.add_parser("data", help="inspect datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    describe = data_sub.add_parser("describe", help="generate SynthCXR and print prevalence, false-negative rates, examples")
+    describe.add_argument("--split", default="pretrain", choices=["pretrain", "train", "val", "test"])
+    describe.add_argument("--size", type=int, default=4000)
+    describe.add_argument("--seed", type=int, default=0)
+    describe.add_argument("--image-size", type=int, default=64)
+    describe.add_argument("--difficulty", type=float, default=0.5)
+    describe.add_argument("--normal-fraction", type=float, default=0.4)
+    describe.add_argument("--examples", type=int, default=3, help="example reports to print")
+    describe.set_defaults(handler=cmd_data_describe)
 
     board = sub.add_parser("leaderboard", help="rebuild leaderboard tables from run directories")
     board.add_argument("dirs", nargs="+", help="experiment results folders (results/<experiment>)")

@@ -47,6 +47,17 @@ class SynthCXRSource:
                  "val": self.params.val_size, "test": self.params.test_size}
         return _cached_split(name, sizes[name], self.config)
 
+    def statistics(self, split: str = "pretrain") -> dict[str, Any]:
+        """Prevalence and the false-negative rate a batch of this split holds (for provenance)."""
+        data = self.split(split)
+        return {
+            "split": split, "samples": len(data),
+            "prevalence": {name: float(v) for name, v in zip(FINDINGS, data.labels.mean(0))},
+            "normal_fraction": float((data.labels.sum(1) == 0).mean()),
+            "false_negative_rate": data.false_negative_rate(),
+            "false_negative_rate_with_laterality": data.false_negative_rate(with_laterality=True),
+        }
+
     def protocol(self) -> dict[str, Any]:
         """What defines the data (enters every protocol hash)."""
         return {"dataset": "synthcxr", "generator_version": GENERATOR_VERSION, **self.params.model_dump(),

@@ -92,7 +92,9 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
         "versions": versions(), "git_commit": git_commit(), "seed": spec.seed, "run_hash": spec.run_hash,
-        "data": built.data_source.protocol(), "hardware": hardware(device),
+        "data": built.data_source.protocol(),
+        "data_statistics": built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
+        "hardware": hardware(device),
         "timings": {"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
                     "samples_per_second": result.samples_per_second},
         "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,

@@ -25,13 +25,39 @@ class TokenizedReports:
         return self.input_ids.shape[0]
 
 
-def train_wordpiece(corpus: Sequence[str], vocab_size: int) -> "tokenizers.Tokenizer":  # noqa: F821
-    """A lowercase WordPiece tokenizer trained on ``corpus`` (deterministic for a given corpus)."""
-    from tokenizers.implementations import BertWordPieceTokenizer
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
-    tokenizer = BertWordPieceTokenizer(lowercase=True)
-    tokenizer.train_from_iterator(list(corpus), vocab_size=vocab_size, min_frequency=1, show_progress=False)
-    return tokenizer._tokenizer  # the underlying tokenizers.Tokenizer (serialisable to JSON)
+
+def train_wordpiece(corpus: Sequence[str], vocab_size: int) -> "tokenizers.Tokenizer":  # noqa: F821
+    """A lowercase BERT-style WordPiece tokenizer whose vocabulary is learnt from ``corpus``.
+
+    The vocabulary is: the special tokens, every character seen (as a word start and as a
+    ``##`` continuation, so no word is ever unknown), then whole words by descending frequency
+    (ties alphabetical) until ``vocab_size``. Interpretation: the ``tokenizers`` WordPiece
+    *trainer* is not deterministic across processes (hash-map ties change the vocabulary), and a
+    run's identity must not depend on that, so the vocabulary is counted here and handed to a
+    ``tokenizers`` WordPiece model with BERT's normaliser and pre-tokeniser.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in corpus:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = sorted({ch for word in counts for ch in word})
+    vocab = list(SPECIAL_TOKENS) + characters + [f"##{ch}" for ch in characters]
+    room = max(0, vocab_size - len(vocab))
+    taken = set(vocab)
+    ranked = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if w not in taken]
+    vocab += ranked[:room]
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
 
 
 def pack_reports(
