@@ -11,6 +11,8 @@ from typing import Any
 class BuildContext:
     embed_dim: int = 128
     image_size: int = 64
+    #: (h, w) of the image encoder's patch grid at ``image_size`` (set once the encoder is built).
+    patch_grid: tuple[int, int] | None = None
     corpus: list[str] = field(default_factory=list)  # pretraining reports (tokenizer, TF-IDF)
     label_names: tuple[str, ...] = ()
     total_steps: int = 1

@@ -62,3 +62,6 @@ class AlignmentInputs:
     text: TextFeatures
     batch: Batch
     progress: float  # fraction of pretraining done, in [0, 1)
+    #: Intermediate tensors a component publishes for later ones in the same step (e.g. CM-CGNS's
+    #: text-conditioned patch features, which its reconstruction objective reuses).
+    cache: dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,16 @@ class VLPModel(nn.Module):
         return self.objective(AlignmentInputs(image, text, batch, progress))
 
 
+def probe_patch_grid(image_encoder: nn.Module, image_size: int) -> tuple[int, int]:
+    """The patch grid the encoder gives at ``image_size`` (one tiny forward pass, RNG untouched)."""
+    was_training = image_encoder.training
+    image_encoder.eval()
+    with torch.no_grad():
+        grid = image_encoder(torch.zeros(1, 1, image_size, image_size)).grid
+    image_encoder.train(was_training)
+    return (int(grid[0]), int(grid[1]))
+
+
 @dataclass
 class BuiltRun:
     model: VLPModel
@@ -49,6 +59,7 @@ def build_run(config: RunConfig, registry: Registry, seed: int, steps_per_epoch_
     context.total_steps = max(1, steps_per_epoch * config.pretrain.epochs)
     image_encoder = build_component(registry, "image_encoder", config.model.image_encoder, context)
     context.built["image_encoder"] = image_encoder
+    context.patch_grid = probe_patch_grid(image_encoder, context.image_size)
     text_encoder = build_component(registry, "text_encoder", config.model.text_encoder, context)
     context.built["text_encoder"] = text_encoder
     objective = Objective(config.objective, registry, context)

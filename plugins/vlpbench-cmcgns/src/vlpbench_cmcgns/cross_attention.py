@@ -1,0 +1,120 @@
+"""CM-CGNS's local head: bidirectional sigmoid cross-attention, SimSiam patch loss, sentence loss.
+
+[code: utils/local_attention.py, models/cgns/cgns_module.py] Per report (D = embedding size)::
+
+    x_s = sigmoid((W_q2 S)(W_k1 P)ᵀ / √D) (W_v1 P)    T×D  image content attended by each sentence
+    x_p = sigmoid((W_q1 P)(W_k2 S)ᵀ / √D) (W_v2 S)    N×D  text content attended by each patch
+
+- patch loss, SimSiam style (no negatives): ``L_li = −½[cos(pred(P), sg(x_p)) + cos(pred(x_p), sg(P))]``
+  averaged over patches, then reports; ``pred = Linear(D→D/2)–ReLU–Linear(D/2→D)`` (no BN);
+- sentence loss over every sentence of the batch (N_s): ``C_ij = cos(z1_i, z2_j)`` with z1 the
+  sentence vectors and z2 their x_s, temperature 1.0; with cluster-guided negatives (see
+  :mod:`vlpbench_cmcgns.cluster_loss`): ``L_lt = CE([C_i·, 3·cos(z1_i, h_i)], i) + 1e-4·L_FN``.
+
+Returned terms: ``patch``, ``sentence`` and ``fn`` (the weighted L_FN, present once the centroids
+exist: its step count in the run's provenance shows that the cluster negatives were active).
+As in the official code the inputs are L2-normalised first (``normalise_inputs``). Vectorised:
+sentences are padded and masked (a padded sentence gets zero attention from every patch);
+x_p is published in ``inputs.cache`` for CM-MIR.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.context import BuildContext
+from vlpbench.features import AlignmentInputs
+from vlpbench_cmcgns.cluster_loss import cluster_negatives
+from vlpbench_cmcgns.kmeans import StreamingKMeans
+
+CACHE_KEY = "cmcgns.text_conditioned_patches"
+
+
+class BidirectionalCrossAttention(nn.Module):
+    """Six projections; sentences attend over patches and patches over sentences (sigmoid weights)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.q_image, self.k_image, self.v_image = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.q_text, self.k_text, self.v_text = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, patches: Tensor, sentences: Tensor, sentence_mask: Tensor) -> tuple[Tensor, Tensor]:
+        scale = math.sqrt(self.dim)
+        to_patches = torch.sigmoid(self.q_text(sentences) @ self.k_image(patches).transpose(1, 2) / scale)
+        x_s = to_patches @ self.v_image(patches)  # [B,T,D]
+        to_sentences = torch.sigmoid(self.q_image(patches) @ self.k_text(sentences).transpose(1, 2) / scale)
+        to_sentences = to_sentences * sentence_mask.unsqueeze(1).to(to_sentences.dtype)
+        x_p = to_sentences @ self.v_text(sentences)  # [B,N,D]
+        return x_s, x_p
+
+
+def simsiam_patch_loss(predictor: nn.Module, patches: Tensor, conditioned: Tensor, reports: Tensor) -> Tensor:
+    """−½[cos(pred(P), sg(x_p)) + cos(pred(x_p), sg(P))], mean over patches, then over ``reports``."""
+    forward = F.cosine_similarity(predictor(patches), conditioned.detach(), dim=-1).mean(1)
+    backward = F.cosine_similarity(predictor(conditioned), patches.detach(), dim=-1).mean(1)
+    per_report = -0.5 * (forward + backward)
+    weights = reports.to(per_report.dtype)
+    return (per_report * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+class BidirectionalCrossAttentionHead(nn.Module):
+    requires = frozenset({"image:patches", "text:sentences"})
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        normalise_inputs: bool = Field(True, description="L2-normalise patches and sentences first (official)")
+        temperature: float = Field(1.0, gt=0, description="sentence-loss temperature (official: 1.0)")
+        cluster_negatives: bool = Field(True, description="append the centroid hard negative and add L_FN")
+        clusters: int = Field(128, ge=2, description="k-means K")
+        momentum: float = Field(0.999, ge=0, lt=1)
+        init_threshold: float = Field(0.4, description="initialise once mean(C) ≤ this")
+        init: Literal["farthest_point", "chain"] = "farthest_point"
+        queue_size: int = Field(1024, ge=2, description="recent features kept for initialisation")
+        hard_negative_scale: float = Field(3.0, gt=0)
+        margin_low: float = 0.2
+        margin_high: float = 0.5
+        fn_weight: float = Field(1e-4, ge=0)
+        margin_reduction: Literal["pairs", "all"] = "pairs"
+        official_zero_logits: bool = False
+
+    def __init__(self, params: "BidirectionalCrossAttentionHead.Params", context: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        dim = context.embed_dim
+        self.attention = BidirectionalCrossAttention(dim)
+        self.predictor = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, dim))
+        self.kmeans = StreamingKMeans(params.clusters, dim, params.momentum, params.init_threshold,
+                                      max(params.queue_size, params.clusters), params.init)
+
+    def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
+        p = self.params
+        patches, sentences, mask = inputs.image.patch_emb, inputs.text.sentence_emb, inputs.text.sentence_mask
+        if p.normalise_inputs:
+            patches, sentences = F.normalize(patches, dim=-1), F.normalize(sentences, dim=-1)
+        x_s, x_p = self.attention(patches, sentences, mask)
+        inputs.cache[CACHE_KEY] = x_p
+        reports = mask.any(1)
+        terms = {"patch": simsiam_patch_loss(self.predictor, patches, x_p, reports)}
+
+        z1, z2 = F.normalize(sentences[mask], dim=-1), F.normalize(x_s[mask], dim=-1)  # [N_s, D]
+        similarity = z1 @ z2.t()
+        logits = similarity / p.temperature
+        extra = None
+        if p.cluster_negatives:
+            found = cluster_negatives(z1, z2, similarity, self.kmeans, self.training, p.hard_negative_scale,
+                                      p.margin_low, p.margin_high, p.margin_reduction, p.official_zero_logits)
+            extra = found.extra_logits
+            if found.margin is not None:
+                terms["fn"] = p.fn_weight * found.margin
+        if extra is not None:
+            logits = torch.cat([logits, extra], dim=1)
+        targets = torch.arange(len(z1), device=z1.device)
+        terms["sentence"] = F.cross_entropy(logits, targets) if len(z1) else similarity.sum() * 0.0
+        return terms

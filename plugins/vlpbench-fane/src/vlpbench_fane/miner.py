@@ -1,0 +1,78 @@
+"""FaNe's semantic positive mining with adaptive normalisation [code: utils/semantic_similarity.py].
+
+For the batch's reports, unit vectors ``r`` from a *frozen* report encoder give ``S = r rᵀ``. The
+batch baseline ``o_b = mean_i cos(r_i, mean_j r_j)`` is tracked by an EMA
+(``o* = o_b`` at the first step, then ``o* ← 0.05·o_b + 0.95·o*``, detached) and removed:
+
+    S̃ = (S − o*) / (1 − o* + 1e-6),  S̃_ii = κ + 1,  positive ⇔ S̃_ij > κ   (κ = 0.95)
+
+so "how similar is similar" adapts to the corpus instead of being a fixed cosine.
+
+Interpretation (documented): the frozen encoder is Bio_ClinicalBERT's pooler output in the paper;
+here it is any local Hugging Face model (``report_encoder: /path``) or, by default, TF-IDF report
+vectors, which need no download and are meaningful from the first step. Unlike the official code,
+the EMA is a buffer, so it is checkpointed and a resumed run continues it exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.context import BuildContext
+from vlpbench.features import AlignmentInputs
+from vlpbench.models.report_vectors import build_report_vectors, report_similarity
+from vlpbench.objective.contracts import Positives
+
+
+def adaptive_normalise(similarity: Tensor, baseline: Tensor, kappa: float, eps: float = 1e-6) -> Tensor:
+    """S̃ = (S − o*) / (1 − o* + eps) with the diagonal set to κ + 1."""
+    normalised = (similarity - baseline) / (1.0 - baseline + eps)
+    return normalised.fill_diagonal_(kappa + 1.0)
+
+
+def batch_baseline(vectors: Tensor) -> Tensor:
+    """o_b = mean_i cos(r_i, mean_j r_j) for unit vectors r [B, D]."""
+    prototype = vectors.mean(0)
+    return (vectors @ prototype / prototype.norm().clamp_min(1e-12)).mean()
+
+
+class AdaptiveSemanticMiner(nn.Module):
+    """Positives = pairs whose adaptively normalised report similarity exceeds κ."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        report_encoder: str = Field("tfidf", description="'tfidf' or a local Hugging Face model directory (frozen)")
+        kappa: float = Field(0.95, description="threshold κ on the normalised similarity (paper's best: 0.95)")
+        momentum: float = Field(0.05, gt=0, le=1, description="weight of the new batch baseline in the EMA")
+        eps: float = Field(1e-6, gt=0)
+
+    def __init__(self, params: "AdaptiveSemanticMiner.Params", context: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        self.reports = build_report_vectors(params.report_encoder, context.corpus)
+        self.register_buffer("baseline", torch.zeros(()))
+        self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+
+    def update_baseline(self, vectors: Tensor) -> Tensor:
+        """Advance the EMA with this batch (training only) and return o*."""
+        if self.training:
+            current = batch_baseline(vectors).detach()
+            if bool(self.initialised):
+                self.baseline.mul_(1 - self.params.momentum).add_(self.params.momentum * current)
+            else:
+                self.baseline.copy_(current)
+                self.initialised.fill_(True)
+        return self.baseline
+
+    def normalised_similarity(self, vectors: Tensor) -> Tensor:
+        baseline = self.update_baseline(vectors)
+        return adaptive_normalise(report_similarity(vectors), baseline, self.params.kappa, self.params.eps)
+
+    def forward(self, inputs: AlignmentInputs) -> Positives:
+        vectors = self.reports(inputs.batch.index)
+        normalised = self.normalised_similarity(vectors)
+        inputs.cache["fane.normalised_similarity"] = normalised
+        dtype = inputs.image.global_emb.dtype
+        return Positives((normalised > self.params.kappa).to(dtype))

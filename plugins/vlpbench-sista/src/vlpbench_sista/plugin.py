@@ -1,0 +1,19 @@
+"""Registers SISTA's components and preset with vlpbench (entry point ``sista``)."""
+
+from __future__ import annotations
+
+from vlpbench.hookspecs import hookimpl
+
+COMPONENTS = [
+    ("positive_miner", "sista.fn_elimination", "vlpbench_sista.miner:FalseNegativeElimination",
+     "semantic-aware instance alignment: similar reports ignored (mask), positives, or soft targets"),
+    ("local_head", "sista.sparse_token", "vlpbench_sista.sta:SparseTokenAlignment",
+     "sparse token alignment (SPARC-style word-grouped patch vectors, within-report word InfoNCE)"),
+    ("preset", "sista", "vlpbench_sista.presets:SISTA", "SISTA's objective (interpreted; no public code)"),
+]
+
+
+@hookimpl
+def vlpbench_register(registrar) -> None:
+    for kind, name, target, summary in COMPONENTS:
+        registrar.add(kind, name, target, summary)

@@ -1,0 +1,92 @@
+"""The built-in encoders: shapes for CNN and ViT, sentence vectors, local pretrained weights only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlpbench.context import BuildContext
+from vlpbench.errors import DataError, RegistryError
+from vlpbench.models.image_timm import TimmImageEncoder
+from vlpbench.models.text_bert import BertTextEncoder, sentence_means
+
+CORPUS = ["The heart is enlarged. No effusion.", "The lungs are clear. No pneumothorax. Normal heart."]
+
+
+def context(size: int = 64) -> BuildContext:
+    return BuildContext(embed_dim=16, image_size=size, corpus=CORPUS)
+
+
+@pytest.mark.parametrize("arch, grid", [("resnet18", (8, 8)), ("vit_tiny_patch16_224", (8, 8))])
+def test_image_encoder_gives_global_and_patch_tokens(arch: str, grid: tuple[int, int]) -> None:
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch=arch), context())
+    out = encoder(torch.randn(2, 1, 64, 64))
+    assert out.grid == grid
+    assert out.global_emb.shape == (2, 16) and out.patch_emb.shape == (2, grid[0] * grid[1], 16)
+    assert out.global_feat.shape[0] == 2 and out.patch_feat.shape[:2] == (2, grid[0] * grid[1])
+
+
+def test_cnn_global_vector_from_another_stage() -> None:
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", global_reduction=32), context())
+    out = encoder(torch.randn(2, 1, 64, 64))
+    assert out.global_feat.shape == (2, 512) and out.patch_feat.shape == (2, 64, 128)
+
+
+def test_unknown_arch_and_stride_are_clear_errors() -> None:
+    with pytest.raises(RegistryError, match="not a timm model"):
+        TimmImageEncoder(TimmImageEncoder.Params(arch="resnet_does_not_exist"), context())
+    with pytest.raises(RegistryError, match="strides"):
+        TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", patch_reduction=3), context())
+
+
+def test_image_weights_load_from_a_local_file_only(tmp_path: Path) -> None:
+    import timm
+
+    source = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    path = tmp_path / "resnet18.pth"
+    torch.save(source.state_dict(), path)
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", pretrained_path=str(path)), context())
+    # timm folds the RGB stem into one input channel by summing over the colour channels
+    expected = source.conv1.weight.sum(1, keepdim=True)
+    assert torch.allclose(encoder.backbone.conv1.weight, expected, atol=1e-6)
+    assert torch.equal(encoder.backbone.layer1[0].conv1.weight, source.layer1[0].conv1.weight)
+    with pytest.raises(DataError, match="does not exist"):
+        TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", pretrained_path=str(tmp_path / "no.pth")), context())
+
+
+def test_text_encoder_gives_words_and_sentence_means() -> None:
+    encoder = BertTextEncoder(BertTextEncoder.Params(layers=1, hidden=32, heads=2, vocab_size=200), context())
+    tokens = encoder.tokenize([["The heart is enlarged.", "No effusion."], ["The lungs are clear."]])
+    out = encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index)
+    assert out.global_emb.shape == (2, 16)
+    assert out.sentence_mask.tolist() == [[True, True], [True, False]]
+    first = tokens.sentence_index[0] == 0
+    assert torch.allclose(out.sentence_emb[0, 0], out.word_emb[0][first].mean(0), atol=1e-6)
+
+
+def test_sentence_means_by_hand() -> None:
+    words = torch.tensor([[[1.0], [3.0], [10.0], [0.0]]])
+    index = torch.tensor([[0, 0, 1, -1]])
+    means, mask = sentence_means(words, index)
+    assert means.squeeze(-1).tolist() == [[2.0, 10.0]] and mask.tolist() == [[True, True]]
+
+
+def test_text_encoder_from_a_local_hugging_face_directory(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "heart", "is", "enlarged", ".", "no", "effusion"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)  # positional: vocab_file (4.x) / vocab (5.x)
+    model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=64))
+    model.save_pretrained(tmp_path)
+    encoder = BertTextEncoder(BertTextEncoder.Params(pretrained=str(tmp_path)), context())
+    assert torch.equal(encoder.bert.embeddings.word_embeddings.weight, model.embeddings.word_embeddings.weight)
+    tokens = encoder.tokenize([["The heart is enlarged.", "No effusion."]])
+    assert tokens.input_ids[0, 1:5].tolist() == [5, 6, 7, 8]
+    out = encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index)
+    assert out.sentence_mask.tolist() == [[True, True]]
+    with pytest.raises(DataError, match="config.json"):
+        BertTextEncoder(BertTextEncoder.Params(pretrained=str(tmp_path / "missing")), context())
