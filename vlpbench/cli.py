@@ -128,6 +128,33 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_MINERS = ("identity", "oracle", "fane.adaptive_miner", "sista.fn_elimination")
+
+
+def cmd_mining_quality(args: argparse.Namespace) -> int:
+    import json
+
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.mining_quality import evaluate_miner
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    specs = [json.loads(m) if m.strip().startswith("{") else {"name": m} for m in (args.miner or DEFAULT_MINERS)]
+    specs = [s for s in specs if args.miner or s["name"] in registry.names("positive_miner")]
+    source = build_component(registry, "dataset", {"name": "synthcxr", "pretrain_size": args.size}, BuildContext())
+    print(f"positive-pair quality on {args.batches} SynthCXR batches of {args.batch_size} "
+          f"(truth: identical finding sets{' and laterality' if args.laterality else ''})")
+    labels = [json.dumps(spec) if len(spec) > 1 else spec["name"] for spec in specs]
+    width = max(len("miner"), *map(len, labels))
+    print(f"| {'miner':<{width}} | flagged pairs | precision | recall |")
+    print(f"|{'-' * (width + 2)}|---------------|-----------|--------|")
+    for spec, label in zip(specs, labels):
+        quality = evaluate_miner(spec, source, args.batches, args.batch_size, args.seed, args.laterality)
+        print(f"| {label:<{width}} | {quality.flagged_pairs:>13} | {100 * quality.precision:>8.1f}% | {100 * quality.recall:>5.1f}% |")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlpbench", description="Benchmark registry for medical vision-language pretraining.")
     parser.add_argument("--version", action="version", version=f"vlpbench {__version__}")
@@ -164,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--normal-fraction", type=float, default=0.4)
     describe.add_argument("--examples", type=int, default=3, help="example reports to print")
     describe.set_defaults(handler=cmd_data_describe)
+
+    quality = sub.add_parser("mining-quality", help="precision/recall of positive miners against SynthCXR's ground truth")
+    quality.add_argument("--miner", action="append",
+                         help="miner name or JSON spec (repeatable; default: every installed built-in or method miner)")
+    quality.add_argument("--batches", type=int, default=50)
+    quality.add_argument("--batch-size", type=int, default=64)
+    quality.add_argument("--size", type=int, default=3000, help="SynthCXR pretraining split size")
+    quality.add_argument("--seed", type=int, default=0)
+    quality.add_argument("--laterality", action="store_true", help="truth also requires the same laterality")
+    quality.set_defaults(handler=cmd_mining_quality)
 
     board = sub.add_parser("leaderboard", help="rebuild leaderboard tables from run directories")
     board.add_argument("dirs", nargs="+", help="experiment results folders (results/<experiment>)")

@@ -99,6 +99,7 @@ def pretrain(
             schedule.step()
             record = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], "total": float(out.total.detach())}
             record.update({k: float(v.detach()) for k, v in out.terms.items()})
+            record.update({f"stats/{k}": v for k, v in out.stats.items()})
             if not math.isfinite(record["total"]):
                 from vlpbench.errors import UserError
 

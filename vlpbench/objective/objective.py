@@ -10,7 +10,7 @@ so a run can prove that no term silently stayed off.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +19,7 @@ from vlpbench.build import build_component
 from vlpbench.config.schema import ObjectiveConfig
 from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
-from vlpbench.objective.contracts import NegativeAdjustment, combine_directions
+from vlpbench.objective.contracts import NegativeAdjustment, Positives, combine_directions
 from vlpbench.registry import Registry
 
 
@@ -27,6 +27,18 @@ from vlpbench.registry import Registry
 class ObjectiveOutput:
     total: Tensor
     terms: dict[str, Tensor]  # each term as it enters the total (after its weight)
+    #: Diagnostics that are not part of the loss (e.g. how many pairs the miner changed).
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def mining_stats(positives: Positives) -> dict[str, float]:
+    """Per anchor: off-diagonal pairs the miner made (partly) positive, and pairs it ignored."""
+    affinity = positives.affinity.detach()
+    batch = affinity.shape[0]
+    off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=affinity.device)
+    stats = {"mined_positives": float(((affinity > 0) & off_diagonal).sum()) / batch}
+    stats["ignored"] = float(positives.ignore.sum()) / batch if positives.ignore is not None else 0.0
+    return stats
 
 
 class ScheduledTerm(nn.Module):
@@ -60,6 +72,7 @@ class Objective(nn.Module):
     def forward(self, inputs: AlignmentInputs) -> ObjectiveOutput:
         terms: dict[str, Tensor] = {}
         positives = self.miner(inputs)
+        stats = mining_stats(positives)
         adjustments: list[NegativeAdjustment] = [w(inputs, positives) for w in self.weightings]
         i2t = combine_directions([a.image_to_text for a in adjustments])
         t2i = combine_directions([a.text_to_image for a in adjustments])
@@ -75,8 +88,10 @@ class Objective(nn.Module):
                 terms[f"{term.label}/{key}"] = term.weight * value
         if self.training:
             self.active_steps.update(terms.keys())
+            if stats["mined_positives"] or stats["ignored"]:
+                self.active_steps["positive_miner"] += 1  # the miner changed the targets this step
         total = torch.stack(list(terms.values())).sum()
-        return ObjectiveOutput(total, terms)
+        return ObjectiveOutput(total, terms, stats)
 
     def get_extra_state(self) -> dict[str, int]:
         return dict(self.active_steps)

@@ -1,0 +1,98 @@
+"""Free combination of the method plugins' components, and combinations that cannot work."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import torch
+
+import vlpbench.plugins as plugins_module
+from vlpbench.config.loader import load_experiment
+from vlpbench.config.schema import RunConfig
+from vlpbench.engine.model import build_run
+from vlpbench.errors import ConfigError
+from vlpbench.plugins import get_registry, load_plugins
+
+TINY_DATA = {"name": "synthcxr", "image_size": 32, "pretrain_size": 64}
+TINY_TEXT = {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}
+HEADS = ["fane.tcsap", "sista.sparse_token", "cmcgns.cross_attention"]
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])
+def test_every_local_head_and_cm_mir_train_with_cnn_and_vit(arch: str) -> None:
+    config = RunConfig.model_validate({
+        "data": TINY_DATA,
+        "model": {"image_encoder": {"name": "timm", "arch": arch}, "text_encoder": TINY_TEXT, "embed_dim": 32},
+        "objective": {"local_heads": [{"name": h} for h in HEADS],
+                      "auxiliaries": [{"name": "cmcgns.mir", "heads": 4}]},
+        "pretrain": {"batch_size": 16},
+    })
+    built = build_run(config, get_registry(), seed=0)
+    batch = next(built.pretrain.epoch_batches(0, 0, 16, augment=False))
+    out = built.model(batch, progress=0.5)
+    out.total.backward()
+    assert torch.isfinite(out.total)
+    labels = {key.split("/")[0] for key in out.terms}
+    assert set(HEADS) | {"cmcgns.mir", "global"} <= labels
+    encoder_grads = [p.grad for p in built.model.image_encoder.parameters() if p.grad is not None]
+    assert encoder_grads and all(torch.isfinite(g).all() for g in encoder_grads)
+
+
+def test_any_miner_with_any_global_loss_and_stacked_weightings() -> None:
+    for loss in ("infonce", "sigmoid", "fane.sigmoid_mp"):
+        for miner in ("fane.adaptive_miner", "sista.fn_elimination", "oracle"):
+            config = RunConfig.model_validate({
+                "data": TINY_DATA, "model": {"text_encoder": TINY_TEXT, "embed_dim": 32},
+                "objective": {"global": {"name": loss}, "positive_miner": {"name": miner},
+                              "negative_weighting": [{"name": "fane.hard_negative"},
+                                                     {"name": "cmcgns.cluster_negatives", "clusters": 4,
+                                                      "queue_size": 16, "init_threshold": 1.0}]},
+                "pretrain": {"batch_size": 16},
+            })
+            built = build_run(config, get_registry(), seed=0)
+            batch = next(built.pretrain.epoch_batches(0, 0, 16, augment=False))
+            out = built.model(batch, progress=0.5)
+            out.total.backward()
+            assert torch.isfinite(out.total), (loss, miner)
+            assert "cmcgns.cluster_negatives/fn" in out.terms and "fane.hard_negative/hn" in out.terms
+
+
+GLOBAL_ONLY_TEXT = """
+from vlpbench.hookspecs import hookimpl
+from vlpbench.models.text_bert import BertTextEncoder
+
+class GlobalOnlyText(BertTextEncoder):
+    provides = frozenset({"global"})
+
+@hookimpl
+def vlpbench_register(registrar):
+    registrar.add("text_encoder", "globalonly.text", "globalonly_plugin:GlobalOnlyText", "no sentences")
+"""
+
+
+def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tmp_path: Path, monkeypatch, cli) -> None:
+    (tmp_path / "globalonly_plugin.py").write_text(textwrap.dedent(GLOBAL_ONLY_TEXT))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_points = list(__import__("importlib.metadata").metadata.entry_points(group="vlpbench"))
+    entry_points.append(EntryPoint(name="globalonly", value="globalonly_plugin", group="vlpbench"))
+    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(textwrap.dedent("""\
+        name: combo
+        data: {name: synthcxr, image_size: 32}
+        model:
+          text_encoder: {name: globalonly.text}
+        variants:
+          tcsap: {objective.local_heads: [{name: fane.tcsap}]}
+    """))
+    try:
+        with pytest.raises(ConfigError, match="fane.tcsap' needs sentences from the text encoder"):
+            load_experiment(experiment)
+        code, _, err = cli("validate", str(experiment))
+        assert code == 2 and "variant 'tcsap'" in err and "Traceback" not in err
+    finally:
+        sys.modules.pop("globalonly_plugin", None)
