@@ -96,3 +96,21 @@ def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tm
         assert code == 2 and "variant 'tcsap'" in err and "Traceback" not in err
     finally:
         sys.modules.pop("globalonly_plugin", None)
+
+
+def test_a_variant_overrides_its_preset(tmp_path: Path) -> None:
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(textwrap.dedent("""\
+        name: presets
+        data: {name: synthcxr, image_size: 32}
+        variants:
+          fane: {preset: fane}
+          fane-no-heads: {preset: fane, objective.local_heads: []}
+          cmcgns: {preset: cmcgns}
+    """))
+    runs = {r.variant: r.config["objective"] for r in load_experiment(experiment).runs}
+    assert runs["fane"]["positive_miner"]["name"] == "fane.adaptive_miner"
+    assert [h["name"] for h in runs["fane"]["local_heads"]] == ["fane.tcsap"]
+    assert runs["fane-no-heads"]["local_heads"] == [] and runs["fane-no-heads"]["global"]["name"] == "fane.sigmoid_mp"
+    assert runs["cmcgns"]["auxiliaries"][0]["start"] == pytest.approx(1 / 3, abs=1e-3)
+    assert runs["fane"]["positive_miner"]["kappa"] == 0.95  # component defaults are filled in

@@ -13,7 +13,8 @@ from vlpbench.testing import feature_inputs, permute_inputs
 from vlpbench_fane.losses import HardNegativeIntraModal, SigmoidMultiPositiveLoss
 from vlpbench_fane.loop_reference import tcsap_loop
 from vlpbench_fane.miner import AdaptiveSemanticMiner, adaptive_normalise, batch_baseline
-from vlpbench_fane.tcsap import TCSAP, within_report_infonce
+from vlpbench.objective.local_losses import within_report_infonce
+from vlpbench_fane.tcsap import TCSAP
 
 NONE = DirectionAdjustment()
 CORPUS = ["No acute cardiopulmonary process.", "No acute cardiopulmonary process.",
@@ -145,3 +146,28 @@ def test_miner_never_sends_gradients_and_has_no_parameters() -> None:
     assert not list(m.parameters())
     positives = m(feature_inputs(batch_size=4, index=torch.arange(4)))
     assert not positives.affinity.requires_grad
+
+
+def test_global_and_intra_modal_losses_are_invariant_to_batch_order() -> None:
+    torch.manual_seed(1)
+    v, t = torch.randn(5, 8), torch.randn(5, 8)
+    mined = torch.eye(5)
+    mined[0, 3] = mined[3, 0] = 1.0
+    order = torch.tensor([4, 2, 0, 1, 3])
+    loss = SigmoidMultiPositiveLoss(SigmoidMultiPositiveLoss.Params())
+    a = loss(v, t, Positives(mined), NONE, NONE)
+    b = loss(v[order], t[order], Positives(mined[order][:, order]), NONE, NONE)
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+    term = HardNegativeIntraModal(HardNegativeIntraModal.Params())
+    inputs = feature_inputs(image_global=v, text_global=t)
+    a = term(inputs, Positives(mined)).losses["hn"]
+    b = term(permute_inputs(inputs, order), Positives(mined[order][:, order])).losses["hn"]
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+
+
+def test_mined_targets_follow_a_permuted_batch() -> None:
+    m = miner()
+    index = torch.tensor([3, 0, 2, 1])
+    a = m(feature_inputs(batch_size=4, index=torch.arange(4))).affinity
+    b = m(feature_inputs(batch_size=4, index=index)).affinity
+    assert torch.equal(b, a[index][:, index])

@@ -11,7 +11,8 @@ from vlpbench.objective.global_losses import InfoNCELoss
 from vlpbench.testing import feature_inputs, permute_inputs
 from vlpbench_sista.loop_reference import sta_loop
 from vlpbench_sista.miner import FalseNegativeElimination, eliminate_false_negatives
-from vlpbench_sista.sta import SparseTokenAlignment, sparse_alignment_weights, within_report_word_infonce
+from vlpbench.objective.local_losses import within_report_infonce
+from vlpbench_sista.sta import SparseTokenAlignment, sparse_alignment_weights
 
 NONE = DirectionAdjustment()
 SIMILARITY = torch.tensor([[1.0, 0.95, 0.2], [0.95, 1.0, 0.5], [0.2, 0.5, 1.0]])
@@ -69,7 +70,7 @@ def test_sparse_weights_by_hand() -> None:
 def test_word_infonce_by_hand_with_padding() -> None:
     w = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [3.0, 3.0]]])
     mask = torch.tensor([[True, True, False]])
-    assert within_report_word_infonce(w, w, mask, 1.0).item() == pytest.approx(0.3132617, abs=1e-6)
+    assert within_report_infonce(w, w, mask, 1.0).item() == pytest.approx(0.3132617, abs=1e-6)
 
 
 @pytest.mark.parametrize("sparsify", ["threshold", "topk", "none"])

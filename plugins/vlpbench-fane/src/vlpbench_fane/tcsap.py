@@ -26,26 +26,7 @@ from torch import Tensor, nn
 
 from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
-
-
-def masked_mean(values: Tensor, mask: Tensor, dims: tuple[int, ...]) -> Tensor:
-    mask = mask.to(values.dtype)
-    return (values * mask).sum(dims) / mask.sum(dims).clamp_min(1.0)
-
-
-def within_report_infonce(queries: Tensor, keys: Tensor, mask: Tensor, temperature: float) -> Tensor:
-    """Per report, symmetric InfoNCE between matching rows of queries and keys [B,T,D] over its
-    valid rows (``mask`` [B,T]); returns the loss of each report [B] (0 for an empty report)."""
-    logits = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).transpose(1, 2) / temperature  # [B,T,T]
-    eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
-    # padding rows keep only their diagonal: finite (zero) losses, so no NaN reaches the gradients
-    pair_valid = (mask.unsqueeze(2) & mask.unsqueeze(1)) | eye
-    logits = logits.masked_fill(~pair_valid, float("-inf"))
-    diagonal = logits.diagonal(dim1=1, dim2=2)  # [B,T]
-    rows = torch.logsumexp(logits, dim=2) - diagonal
-    cols = torch.logsumexp(logits, dim=1) - diagonal
-    per_sentence = torch.where(mask, 0.5 * (rows + cols), torch.zeros_like(diagonal))
-    return per_sentence.sum(1) / mask.sum(1).clamp_min(1)
+from vlpbench.objective.local_losses import masked_mean, mean_over_reports, within_report_infonce
 
 
 class SparseTextConditionedAttention(nn.Module):
@@ -92,9 +73,8 @@ class TCSAP(nn.Module):
         text, image = inputs.text, inputs.image
         attended, mask = self.attention(text.sentence_emb, image.patch_emb)
         valid = text.sentence_mask
-        has_sentences = valid.any(1)
+        reports = valid.any(1)
         tc = within_report_infonce(text.sentence_emb, attended, valid, self.params.temperature)
         spa = masked_mean(mask.abs(), valid.unsqueeze(2).expand_as(mask), (1, 2))
-        reports = has_sentences.to(tc.dtype)
-        count = reports.sum().clamp_min(1.0)
-        return {"tc": (tc * reports).sum() / count, "spa": self.params.sparsity_weight * (spa * reports).sum() / count}
+        return {"tc": mean_over_reports(tc, reports),
+                "spa": self.params.sparsity_weight * mean_over_reports(spa, reports)}

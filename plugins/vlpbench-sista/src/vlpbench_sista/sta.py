@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
+from vlpbench.objective.local_losses import mean_over_reports, within_report_infonce
 
 
 def sparse_alignment_weights(similarity: Tensor, sparsify: str, top_k: int) -> Tensor:
@@ -37,18 +38,6 @@ def sparse_alignment_weights(similarity: Tensor, sparsify: str, top_k: int) -> T
         kth = scaled.topk(min(top_k, patches), dim=-1).values[..., -1:]
         scaled = torch.where(scaled >= kth, scaled, torch.zeros_like(scaled))
     return scaled / scaled.sum(-1, keepdim=True).clamp_min(1e-6)
-
-
-def within_report_word_infonce(words: Tensor, grouped: Tensor, mask: Tensor, temperature: float) -> Tensor:
-    """Per report, symmetric InfoNCE between w_m and c_m over its real words; loss per report [B]."""
-    logits = F.normalize(words, dim=-1) @ F.normalize(grouped, dim=-1).transpose(1, 2) / temperature
-    eye = torch.eye(mask.shape[1], dtype=torch.bool, device=mask.device)
-    valid = (mask.unsqueeze(2) & mask.unsqueeze(1)) | eye  # padding keeps its diagonal: finite, unused
-    logits = logits.masked_fill(~valid, float("-inf"))
-    diagonal = logits.diagonal(dim1=1, dim2=2)
-    per_word = 0.5 * ((torch.logsumexp(logits, 2) - diagonal) + (torch.logsumexp(logits, 1) - diagonal))
-    per_word = torch.where(mask, per_word, torch.zeros_like(per_word))
-    return per_word.sum(1) / mask.sum(1).clamp_min(1)
 
 
 class SparseTokenAlignment(nn.Module):
@@ -70,6 +59,5 @@ class SparseTokenAlignment(nn.Module):
         similarity = F.normalize(words, dim=-1) @ F.normalize(patches, dim=-1).transpose(1, 2)  # [B,M,N]
         weights = sparse_alignment_weights(similarity, self.params.sparsify, self.params.top_k)
         grouped = weights @ patches  # [B,M,D]
-        per_report = within_report_word_infonce(words, grouped, mask, self.params.temperature)
-        reports = mask.any(1).to(per_report.dtype)
-        return {"sta": (per_report * reports).sum() / reports.sum().clamp_min(1.0)}
+        per_report = within_report_infonce(words, grouped, mask, self.params.temperature)
+        return {"sta": mean_over_reports(per_report, mask.any(1))}
