@@ -25,6 +25,8 @@ objective:
 pretrain: {epochs: 2, batch_size: 16, lr: 1.0e-3, threads: 1, augment: true}
 tasks:
   - {name: linear_probe, fractions: [0.1, 1.0], max_epochs: 5}
+  - {name: zero_shot}
+  - {name: retrieval}
 """
 
 

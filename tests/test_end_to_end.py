@@ -39,6 +39,14 @@ def test_run_writes_every_result_file(finished_tiny) -> None:
     assert set(metrics["scores"]) == {"auroc@10%", "auroc@100%"}
     assert all(0.0 <= v <= 1.0 for v in metrics["scores"].values())
     assert metrics["protocols"]["auroc@10%"]["sampling_seed"] == 42
+    all_metrics = json.loads((run / "metrics.json").read_text())
+    zero_shot = all_metrics["zero_shot"]["scores"]
+    assert 0.0 <= zero_shot["auroc"] <= 1.0 and "auroc/cardiomegaly" in zero_shot
+    retrieval = all_metrics["retrieval"]["scores"]
+    for direction in ("i2t", "t2i"):
+        for k in (1, 5, 10):
+            # any item with the same finding set counts too, so semantic recall is never below strict
+            assert 0.0 <= retrieval[f"{direction}/strict/R@{k}"] <= retrieval[f"{direction}/semantic/R@{k}"] <= 1.0
     history = json.loads((run / "history.json").read_text())
     assert len(history["steps"]) == history["total_steps"] == 2 * (96 // 16)
     assert {"total", "global", "lr"} <= set(history["steps"][0])

@@ -20,6 +20,10 @@ BUILTINS: list[tuple[str, str, str, str]] = [
     ("negative_weighting", "uniform", "vlpbench.objective.weightings:UniformWeighting", "every negative counts once"),
     ("task", "linear_probe", "vlpbench.tasks.linear_probe:LinearProbe",
      "frozen encoder + one linear layer; AUROC / accuracy at label fractions"),
+    ("task", "zero_shot", "vlpbench.tasks.zero_shot:ZeroShot",
+     "image-prompt similarity per finding (positive vs negative phrasings); AUROC"),
+    ("task", "retrieval", "vlpbench.tasks.retrieval:Retrieval",
+     "image-report Recall@1/5/10 on held-out pairs, strict and semantic"),
     ("launcher", "local", "vlpbench.engine.runner:LocalLauncher", "runs every run in this process"),
 ]
 

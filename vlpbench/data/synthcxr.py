@@ -415,6 +415,28 @@ IMPRESSION_NAMES = {
 }
 
 
+#: Zero-shot prompts per finding: phrasings that assert it and phrasings that deny it, in the
+#: reports' own language (the zero-shot task contrasts their mean embeddings).
+PROMPTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "atelectasis": {"positive": ("There is basilar atelectasis.", "Plate-like atelectasis at the base."),
+                    "negative": ("No atelectasis.",)},
+    "cardiomegaly": {"positive": ("The heart is enlarged.", "There is cardiomegaly."),
+                     "negative": ("Heart size is normal.", "The heart is not enlarged.")},
+    "consolidation": {"positive": ("There is consolidation in the lobe.", "Airspace opacity, concerning for pneumonia."),
+                      "negative": ("No focal consolidation.", "No airspace consolidation.")},
+    "edema": {"positive": ("Pulmonary vascular congestion with interstitial edema.", "Pulmonary edema."),
+              "negative": ("No pulmonary edema.", "No signs of vascular congestion or edema.")},
+    "pleural_effusion": {"positive": ("There is a pleural effusion.", "Blunting of the costophrenic angle."),
+                         "negative": ("No pleural effusion.", "No effusion is seen.")},
+    "pneumothorax": {"positive": ("There is an apical pneumothorax.", "Apical pleural line with absent lung markings."),
+                     "negative": ("No pneumothorax.", "There is no pneumothorax.")},
+    "nodule": {"positive": ("A nodule is seen.", "Pulmonary nodule."),
+               "negative": ("No suspicious pulmonary nodule.", "No nodules are identified.")},
+    "support_devices": {"positive": ("An endotracheal tube is in place.", "Support lines and tubes are in standard position."),
+                        "negative": ("The lungs are clear.", "No acute cardiopulmonary process.")},
+}
+
+
 def _severity_word(value: float, words: tuple[str, str, str] = ("small", "moderate", "large")) -> str:
     return words[min(2, int(value * 3))]
 

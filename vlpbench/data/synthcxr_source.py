@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, SynthCXRConfig, SynthCXRSplit, generate
+from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate
 
 
 @lru_cache(maxsize=16)
@@ -18,7 +18,7 @@ def _cached_split(split: str, n: int, config: SynthCXRConfig) -> SynthCXRSplit:
 class SynthCXRSource:
     """Deterministic synthetic chest radiographs + reports; every split has disjoint patients."""
 
-    provides = frozenset({"images", "reports", "sentences", "labels", "masks", "boxes"})
+    provides = frozenset({"images", "reports", "sentences", "labels", "masks", "boxes", "prompts"})
     protocol_version = GENERATOR_VERSION
     label_names = FINDINGS
 
@@ -46,6 +46,10 @@ class SynthCXRSource:
         sizes = {"pretrain": self.params.pretrain_size, "train": self.params.train_size,
                  "val": self.params.val_size, "test": self.params.test_size}
         return _cached_split(name, sizes[name], self.config)
+
+    def prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """Zero-shot prompts per finding (positive and negative phrasings)."""
+        return PROMPTS
 
     def statistics(self, split: str = "pretrain") -> dict[str, Any]:
         """Prevalence and the false-negative rate a batch of this split holds (for provenance)."""

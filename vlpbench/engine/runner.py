@@ -53,6 +53,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     from vlpbench.engine.pretrain import PretrainResult, pretrain, resolve_device
     from vlpbench.engine.provenance import git_commit, hardware, versions
     from vlpbench.plugins import get_registry
+    from vlpbench.tasks.base import Encoders
 
     config = spec.run_config()
     registry = get_registry()
@@ -86,7 +87,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         dataset_spec = getattr(task.params, "dataset", None)
         source = built.data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, built.context)
         key = task_spec.name if sum(t.name == task_spec.name for t in config.tasks) == 1 else f"{task_spec.name}#{index}"
-        outcome = task.evaluate(built.model.image_encoder, source, device)
+        outcome = task.evaluate(Encoders(built.model.image_encoder, built.model.text_encoder), source, device)
         metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("metrics.json"), metrics)

@@ -14,6 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlpbench.config.schema import ComponentSpec
 
 
+@dataclass
+class Encoders:
+    """What a task scores: the frozen image encoder and, when there is one, the text encoder."""
+
+    image: torch.nn.Module
+    text: torch.nn.Module | None = None
+
+    def require_text(self, task: str) -> torch.nn.Module:
+        if self.text is None:
+            from vlpbench.errors import ConfigError
+
+            raise ConfigError(f"task '{task}' compares images with text and needs a text encoder; this checkpoint "
+                              "has only an image encoder. Drop the task or evaluate a full vlpbench checkpoint.")
+        return self.text
+
+
 class TaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: ComponentSpec | None = Field(None, description="data for this task (default: the experiment's data)")
@@ -46,6 +62,38 @@ def frozen_global_features(encoder: torch.nn.Module, images: torch.Tensor, devic
               for i in range(0, len(images), batch_size)]
     encoder.train(was_training)
     return torch.cat(chunks)
+
+
+@torch.no_grad()
+def image_embeddings(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device,
+                     batch_size: int = 256) -> torch.Tensor:
+    """Projected, L2-normalised global image embeddings v [n,D] of model-ready images, on the CPU."""
+    was_training = encoder.training
+    encoder.eval()
+    chunks = [encoder(images[i:i + batch_size].to(device)).global_emb.float().cpu()
+              for i in range(0, len(images), batch_size)]
+    encoder.train(was_training)
+    return torch.nn.functional.normalize(torch.cat(chunks), dim=-1)
+
+
+@torch.no_grad()
+def text_embeddings(encoder: torch.nn.Module, reports: list[list[str]], device: torch.device,
+                    batch_size: int = 256) -> torch.Tensor:
+    """Projected, L2-normalised global report embeddings t [n,D] of reports given as sentence lists."""
+    was_training = encoder.training
+    encoder.eval()
+    tokens = encoder.tokenize(reports)
+    chunks = []
+    for i in range(0, len(tokens), batch_size):
+        part = [t[i:i + batch_size].to(device) for t in (tokens.input_ids, tokens.attention_mask, tokens.sentence_index)]
+        chunks.append(encoder(*part).global_emb.float().cpu())
+    encoder.train(was_training)
+    return torch.nn.functional.normalize(torch.cat(chunks), dim=-1)
+
+
+def with_hash(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol with its hash (the leaderboard ranks only numbers of equal hashes together)."""
+    return {**protocol, "hash": protocol_hash(protocol)}
 
 
 def nested_stratified_fractions(labels: np.ndarray, fractions: list[float], seed: int) -> dict[float, np.ndarray]:

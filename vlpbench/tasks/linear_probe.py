@@ -25,7 +25,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multilab
 
 from vlpbench.context import BuildContext
 from vlpbench.data.pipeline import to_model_images
-from vlpbench.tasks.base import (TaskParams, TaskResult, fraction_label, frozen_global_features,
+from vlpbench.tasks.base import (Encoders, TaskParams, TaskResult, fraction_label, frozen_global_features,
                                  nested_stratified_fractions, protocol_hash)
 
 
@@ -52,7 +52,8 @@ class LinearProbe:
 
             raise ConfigError(f"linear_probe.fractions = {params.fractions}: each fraction must be in (0, 1].")
 
-    def evaluate(self, encoder: torch.nn.Module, source: Any, device: torch.device) -> TaskResult:
+    def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
+        encoder = encoders.image
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
