@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate
+from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, LOCAL_FINDINGS, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate
 
 
 @lru_cache(maxsize=16)
@@ -21,6 +21,7 @@ class SynthCXRSource:
     provides = frozenset({"images", "reports", "sentences", "labels", "masks", "boxes", "prompts"})
     protocol_version = GENERATOR_VERSION
     label_names = FINDINGS
+    local_findings = LOCAL_FINDINGS
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

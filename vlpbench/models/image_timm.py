@@ -67,6 +67,7 @@ class TimmImageEncoder(nn.Module):
             )
             patch_dim = global_dim = self.backbone.num_features
             self.out_indices: tuple[int, int] = (0, 0)
+            self.stage_strides = (int(self.backbone.patch_embed.patch_size[0]),)
         else:
             reductions = list(timm.create_model(params.arch, features_only=True, in_chans=1).feature_info.reduction())
             want_global = params.global_reduction or params.patch_reduction
@@ -77,14 +78,16 @@ class TimmImageEncoder(nn.Module):
                         f"patch_reduction/global_reduction = {want} is not one of them."
                     )
             patch_idx, global_idx = reductions.index(params.patch_reduction), reductions.index(want_global)
-            indices = sorted({patch_idx, global_idx})
+            # every stage up to the deepest one used: the shallower ones feed dense downstream decoders
+            indices = tuple(range(max(patch_idx, global_idx) + 1))
             self.backbone = timm.create_model(
-                params.arch, features_only=True, out_indices=tuple(indices), in_chans=1,
+                params.arch, features_only=True, out_indices=indices, in_chans=1,
                 drop_path_rate=params.drop_path_rate, **pretrained_kwargs,
             )
             channels = self.backbone.feature_info.channels()
-            self.out_indices = (indices.index(patch_idx), indices.index(global_idx))
-            patch_dim, global_dim = channels[self.out_indices[0]], channels[self.out_indices[1]]
+            self.out_indices = (patch_idx, global_idx)
+            self.stage_strides = tuple(int(r) for r in self.backbone.feature_info.reduction())
+            patch_dim, global_dim = channels[patch_idx], channels[global_idx]
         self.global_dim, self.patch_dim = global_dim, patch_dim
         self.global_proj = nn.Linear(global_dim, context.embed_dim)
         self.local_proj = nn.Linear(patch_dim, context.embed_dim)
@@ -126,6 +129,19 @@ class TimmImageEncoder(nn.Module):
             global_feat=global_feat,
             patch_feat=patch_feat,
         )
+
+    def feature_maps(self, images: Tensor, min_stride: int = 4) -> list[Tensor]:
+        """Pre-projection feature maps [B,C,h,w] from fine to coarse, for dense downstream heads.
+
+        CNN: every stage with stride ≥ ``min_stride`` up to the patch stage; ViT: the patch tokens
+        as one map (a ViT has a single scale).
+        """
+        if self.is_vit:
+            _, patches, (h, w) = self.encode_maps(images)
+            return [patches.transpose(1, 2).reshape(patches.shape[0], -1, h, w)]
+        maps = self.backbone(images)[: self.out_indices[0] + 1]
+        kept = [m for m, stride in zip(maps, self.stage_strides) if stride >= min_stride]
+        return kept or [maps[-1]]
 
     @torch.no_grad()
     def global_features(self, images: Tensor) -> Tensor:

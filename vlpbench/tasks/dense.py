@@ -1,0 +1,100 @@
+"""What the dense tasks (segmentation, detection) share: frozen feature maps, fraction subsets,
+and the train-with-early-stopping loop over precomputed features.
+
+Frozen feature maps are computed once per checkpoint and split and reused across label fractions;
+only the decoder or head trains. Model selection uses the validation split only; the test split is
+scored once, with the selected state.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from vlpbench.data.pipeline import to_model_images
+
+
+@dataclass
+class FrozenMaps:
+    """Feature maps of one split, fine to coarse: a list of [n, C_i, h_i, w_i] tensors on the CPU."""
+
+    maps: list[Tensor]
+
+    def __len__(self) -> int:
+        return self.maps[0].shape[0]
+
+    def batch(self, index: Tensor, device: torch.device) -> list[Tensor]:
+        return [m[index].to(device) for m in self.maps]
+
+    @property
+    def channels(self) -> list[int]:
+        return [m.shape[1] for m in self.maps]
+
+    @property
+    def strides_shapes(self) -> list[tuple[int, int]]:
+        return [tuple(m.shape[-2:]) for m in self.maps]
+
+
+@torch.no_grad()
+def frozen_feature_maps(encoder: nn.Module, images: np.ndarray, device: torch.device, min_stride: int = 4,
+                        batch_size: int = 128) -> FrozenMaps:
+    """Pre-projection feature maps of ``images`` [n,H,W] in [0,1], in eval mode."""
+    was_training = encoder.training
+    encoder.eval()
+    tensors = to_model_images(images)
+    chunks: list[list[Tensor]] = []
+    for start in range(0, len(tensors), batch_size):
+        maps = encoder.feature_maps(tensors[start:start + batch_size].to(device), min_stride=min_stride)
+        chunks.append([m.float().cpu() for m in maps])
+    encoder.train(was_training)
+    return FrozenMaps([torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))])
+
+
+def fit_with_early_stopping(
+    model: nn.Module,
+    train_size: int,
+    train_loss: Callable[[Tensor], Tensor],
+    val_loss: Callable[[], float],
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    max_epochs: int,
+    patience: int,
+    seed: int,
+) -> dict[str, float]:
+    """AdamW over shuffled mini-batches; keep the state with the lowest validation loss."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    best, best_state, waited, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    for epoch in range(max_epochs):
+        model.train()
+        order = torch.randperm(train_size, generator=generator)
+        for start in range(0, train_size, batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            train_loss(order[start:start + batch_size]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            current = val_loss()
+        epochs = epoch + 1
+        if current < best - 1e-6:
+            best, best_state, waited = current, copy.deepcopy(model.state_dict()), 0
+        else:
+            waited += 1
+            if waited >= patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"best_val_loss": best, "epochs": epochs}
+
+
+def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
+    """Nested fraction subsets that keep at least one image with a target in each."""
+    from vlpbench.tasks.base import nested_stratified_fractions
+
+    return nested_stratified_fractions(has_target.reshape(-1, 1).astype(np.uint8), list(fractions), seed)

@@ -1,0 +1,257 @@
+"""Detection with a frozen encoder: an FCOS-style multi-scale head, mAP over IoU 0.40–0.75.
+
+The frozen feature maps (CNN: every stage from stride 4 to the patch stage; ViT: its token map)
+feed a small feature pyramid (1×1 laterals, top-down sums, plus one extra coarser level made by
+stride-2 convolution so that even one ViT map gives two scales). A head shared across levels
+predicts per location class logits, box distances (l, t, r, b; scaled by the level's stride) and
+centerness. Training targets are FCOS's: a location is positive for the smallest ground-truth box
+that contains it and whose size falls in the level's range; losses are torchvision's sigmoid focal
+loss (classes), GIoU loss (boxes, weighted by centerness) and BCE (centerness). Inference keeps
+the top-scoring boxes per image and applies torchvision's batched NMS. The score is torchmetrics'
+mean average precision averaged over IoU thresholds 0.40, 0.45, …, 0.75, as MGCA does.
+
+Label fractions 1 % / 10 % / 100 % (nested, recorded seed, each keeping an image with a box);
+early stopping on the validation loss; the test split scored once. By default every local
+finding's box is one class ("lesion", as RSNA's single opacity class); ``classes: findings``
+keeps one class per finding.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+
+from vlpbench.tasks.base import Encoders, TaskParams, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.dense import fit_with_early_stopping, frozen_feature_maps, positives_first_fractions
+
+IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(8)]  # 0.40 … 0.75
+
+
+class FeaturePyramid(nn.Module):
+    """Laterals to ``channels``, top-down sums, and one extra coarser level."""
+
+    def __init__(self, in_channels: list[int], channels: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.extra = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, maps: list[Tensor]) -> list[Tensor]:
+        levels = [lateral(m) for lateral, m in zip(self.lateral, maps)]
+        for i in range(len(levels) - 2, -1, -1):
+            levels[i] = levels[i] + F.interpolate(levels[i + 1], size=levels[i].shape[-2:], mode="nearest")
+        return levels + [self.extra(F.relu(levels[-1]))]
+
+
+class FCOSHead(nn.Module):
+    def __init__(self, in_channels: list[int], channels: int, classes: int) -> None:
+        super().__init__()
+        self.pyramid = FeaturePyramid(in_channels, channels)
+
+        def tower() -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.ReLU(),
+                                 nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.ReLU())
+
+        self.cls_tower, self.box_tower = tower(), tower()
+        self.cls = nn.Conv2d(channels, classes, 3, padding=1)
+        self.box = nn.Conv2d(channels, 4, 3, padding=1)
+        self.centerness = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.constant_(self.cls.bias, -math.log((1 - 0.01) / 0.01))  # prior 0.01, as FCOS/RetinaNet
+
+    def forward(self, maps: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int]]]:
+        """Per location over all levels: class logits [B,L,K], ltrb (in level units) [B,L,4], centerness [B,L]."""
+        cls, box, ctr, shapes = [], [], [], []
+        for level in self.pyramid(maps):
+            c, b = self.cls_tower(level), self.box_tower(level)
+            shapes.append(tuple(level.shape[-2:]))
+            cls.append(self.cls(c).flatten(2).transpose(1, 2))
+            box.append(F.relu(self.box(b)).flatten(2).transpose(1, 2))
+            ctr.append(self.centerness(b).flatten(2).squeeze(1))
+        return torch.cat(cls, 1), torch.cat(box, 1), torch.cat(ctr, 1), shapes
+
+
+def locations(shapes: list[tuple[int, int]], image_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Centres (x, y) in pixels [L,2] and the stride of each location [L]."""
+    points, strides = [], []
+    for h, w in shapes:
+        stride = image_size / w
+        ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+        points.append(torch.stack([(xs.flatten() + 0.5) * stride, (ys.flatten() + 0.5) * stride], 1))
+        strides.append(torch.full((h * w,), stride, device=device))
+    return torch.cat(points), torch.cat(strides)
+
+
+def fcos_targets(points: Tensor, strides: Tensor, boxes: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Matched box index per location [B,L] (−1: background) and ltrb targets [B,L,4], vectorised.
+
+    A location matches the smallest valid box that contains it and whose largest side distance
+    lies in the level's range (0, 8·stride], (the last level: no upper bound).
+    """
+    x, y = points[:, 0].view(1, -1, 1), points[:, 1].view(1, -1, 1)
+    x0, y0, x1, y1 = (boxes[..., i].unsqueeze(1) for i in range(4))  # [B,1,G]
+    ltrb = torch.stack([x - x0, y - y0, x1 - x, y1 - y], -1)  # [B,L,G,4]
+    inside = ltrb.amin(-1) > 0
+    reach = ltrb.amax(-1)
+    upper = torch.where(strides >= strides.max(), torch.full_like(strides, float("inf")), 8 * strides).view(1, -1, 1)
+    lower = torch.where(strides <= strides.min(), torch.zeros_like(strides), 4 * strides).view(1, -1, 1)
+    fits = inside & (reach > lower) & (reach <= upper) & valid.unsqueeze(1)
+    area = ((x1 - x0) * (y1 - y0)).expand_as(fits)
+    area = torch.where(fits, area, torch.full_like(area, float("inf")))
+    best = area.argmin(-1)  # [B,L]
+    matched = torch.where(fits.any(-1), best, torch.full_like(best, -1))
+    target = ltrb.gather(2, best.clamp_min(0).unsqueeze(-1).unsqueeze(-1).expand(-1, -1, 1, 4)).squeeze(2)
+    return matched, target
+
+
+def centerness_target(ltrb: Tensor) -> Tensor:
+    lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
+    return torch.sqrt((lr.amin(-1) / lr.amax(-1).clamp_min(1e-6)) * (tb.amin(-1) / tb.amax(-1).clamp_min(1e-6)))
+
+
+def ltrb_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
+    return torch.stack([points[..., 0] - ltrb[..., 0], points[..., 1] - ltrb[..., 1],
+                        points[..., 0] + ltrb[..., 2], points[..., 1] + ltrb[..., 3]], -1)
+
+
+class Detection:
+    requires = frozenset({"data:boxes", "image:patches"})
+
+    class Params(TaskParams):
+        findings: list[str] | None = Field(None, description="findings whose boxes are targets (default: all local findings)")
+        classes: Literal["single", "findings"] = "single"
+        fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+        sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
+        train_seed: int = 0
+        channels: int = Field(32, ge=8)
+        min_stride: int = Field(4, ge=1)
+        lr: float = Field(1e-3, gt=0)
+        weight_decay: float = Field(1e-6, ge=0)
+        batch_size: int = Field(32, ge=1)
+        max_epochs: int = Field(15, ge=1)
+        patience: int = Field(3, ge=1)
+        score_threshold: float = Field(0.05, ge=0, lt=1)
+        nms_iou: float = Field(0.6, gt=0, le=1)
+        max_detections: int = Field(20, ge=1)
+
+    def __init__(self, params: "Detection.Params", context: Any = None) -> None:
+        self.params = params
+
+    # -- data ------------------------------------------------------------------------------------
+    def _targets(self, split: Any, findings: list[str], label_names: tuple[str, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """Padded boxes [n,G,4], class ids [n,G] and validity [n,G] of a split."""
+        wanted = [label_names.index(f) for f in findings]
+        rows = split.boxes[np.isin(split.boxes[:, 1], wanted)]
+        n = len(split)
+        counts = np.bincount(rows[:, 0].astype(int), minlength=n)
+        width = max(1, int(counts.max()) if len(counts) else 1)
+        boxes, classes, valid = torch.zeros(n, width, 4), torch.zeros(n, width, dtype=torch.long), torch.zeros(n, width, dtype=torch.bool)
+        order = np.argsort(rows[:, 0], kind="stable")
+        rows = rows[order]
+        slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        sample = rows[:, 0].astype(int)
+        boxes[sample, slot] = torch.from_numpy(rows[:, 2:6]).float()
+        class_of = {finding_index: i for i, finding_index in enumerate(wanted)}
+        ids = [0 if self.params.classes == "single" else class_of[int(f)] for f in rows[:, 1]]
+        classes[sample, slot] = torch.tensor(ids, dtype=torch.long)
+        valid[sample, slot] = True
+        return boxes, classes, valid
+
+    # -- loss and inference ----------------------------------------------------------------------
+    def loss(self, head: FCOSHead, maps: list[Tensor], boxes: Tensor, classes: Tensor, valid: Tensor,
+             image_size: int) -> Tensor:
+        logits, ltrb, ctr, shapes = head(maps)
+        points, strides = locations(shapes, image_size, logits.device)
+        matched, target = fcos_targets(points, strides, boxes, valid)
+        positive = matched >= 0
+        num_positive = max(1.0, float(positive.sum()))
+        cls_target = torch.zeros_like(logits)
+        label = classes.gather(1, matched.clamp_min(0))
+        cls_target[positive, label[positive]] = 1.0
+        cls_loss = sigmoid_focal_loss(logits, cls_target, reduction="sum") / num_positive
+        if not positive.any():
+            return cls_loss + 0.0 * (ltrb.sum() + ctr.sum())
+        scale = strides.view(1, -1, 1).expand_as(ltrb)
+        predicted = ltrb_to_boxes(points.expand(ltrb.shape[0], -1, -1), ltrb * scale)[positive]
+        truth = ltrb_to_boxes(points.expand(ltrb.shape[0], -1, -1), target)[positive]
+        centre = centerness_target(target[positive])
+        box_loss = (generalized_box_iou_loss(predicted, truth, reduction="none") * centre).sum() / centre.sum().clamp_min(1e-6)
+        ctr_loss = F.binary_cross_entropy_with_logits(ctr[positive], centre)
+        return cls_loss + box_loss + ctr_loss
+
+    @torch.no_grad()
+    def predict(self, head: FCOSHead, maps: list[Tensor], image_size: int) -> list[dict[str, Tensor]]:
+        p = self.params
+        logits, ltrb, ctr, shapes = head(maps)
+        points, strides = locations(shapes, image_size, logits.device)
+        scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(ctr).unsqueeze(-1))  # [B,L,K]
+        boxes = ltrb_to_boxes(points.expand(ltrb.shape[0], -1, -1), ltrb * strides.view(1, -1, 1)).clamp(0, image_size)
+        out = []
+        for b in range(scores.shape[0]):  # inference only: NMS is per image
+            flat = scores[b].flatten()
+            top = flat.topk(min(100, flat.numel())).indices
+            top = top[flat[top] > p.score_threshold]
+            where, label = top // scores.shape[-1], top % scores.shape[-1]
+            chosen = batched_nms(boxes[b, where], flat[top], label, p.nms_iou)[: p.max_detections]
+            out.append({"boxes": boxes[b, where[chosen]].cpu(), "scores": flat[top][chosen].cpu(), "labels": label[chosen].cpu()})
+        return out
+
+    # -- the task --------------------------------------------------------------------------------
+    def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
+        from torchmetrics.detection import MeanAveragePrecision
+
+        p = self.params
+        findings = p.findings or list(getattr(source, "local_findings", ()))
+        label_names = tuple(source.label_names)
+        splits = {name: source.split(name) for name in ("train", "val", "test")}
+        maps = {name: frozen_feature_maps(encoders.image, s.images, device, p.min_stride) for name, s in splits.items()}
+        targets = {name: self._targets(s, findings, label_names) for name, s in splits.items()}
+        image_size = splits["train"].images.shape[-1]
+        classes = 1 if p.classes == "single" else len(findings)
+        has_box = targets["train"][2].any(1).numpy()
+        subsets = positives_first_fractions(has_box, p.fractions, p.sampling_seed)
+        scores, protocols, details = {}, {}, {}
+        for fraction, subset in subsets.items():
+            torch.manual_seed(p.train_seed)
+            head = FCOSHead(maps["train"].channels, p.channels, classes).to(device)
+            subset_t = torch.from_numpy(subset)
+
+            def batch_loss(split: str, rows: Tensor) -> Tensor:
+                boxes, labels, valid = (t[rows].to(device) for t in targets[split])
+                return self.loss(head, maps[split].batch(rows, device), boxes, labels, valid, image_size)
+
+            def val_loss() -> float:
+                total = 0.0
+                for start in range(0, len(maps["val"]), 128):
+                    rows = torch.arange(start, min(start + 128, len(maps["val"])))
+                    total += float(batch_loss("val", rows)) * len(rows)
+                return total / len(maps["val"])
+
+            fit = fit_with_early_stopping(head, len(subset), lambda index: batch_loss("train", subset_t[index]),
+                                          val_loss, p.lr, p.weight_decay, min(p.batch_size, len(subset)),
+                                          p.max_epochs, p.patience, p.train_seed)
+            metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
+            test = maps["test"]
+            for start in range(0, len(test), 128):
+                rows = torch.arange(start, min(start + 128, len(test)))
+                predictions = self.predict(head, test.batch(rows, device), image_size)
+                boxes, labels, valid = (t[rows] for t in targets["test"])
+                truth = [{"boxes": boxes[i][valid[i]], "labels": labels[i][valid[i]]} for i in range(len(rows))]
+                metric.update(predictions, truth)
+            result = metric.compute()
+            label = fraction_label(fraction)
+            scores[f"mAP@{label}"] = float(result["map"])
+            details[label] = {"train_images": int(len(subset)), **fit}
+            protocols[f"mAP@{label}"] = with_hash({
+                "task": "detection", "dataset": source.protocol(), "target": sorted(findings), "classes": p.classes,
+                "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
+                "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
+                "metric": "torchmetrics MeanAveragePrecision (COCO-style), mean over IoU 0.40:0.05:0.75",
+            })
+        return TaskResult(scores, protocols, details)
+

@@ -1,0 +1,123 @@
+"""Segmentation with a frozen encoder (MGCA's protocol, with the whole-test-set Dice).
+
+A decoder (U-Net for CNN feature pyramids, progressive upsampling for ViT tokens; MONAI blocks)
+trains on frozen feature maps with ``loss = 10·focal − log(soft Dice)`` at label fractions
+1 % / 10 % / 100 % of the training split (nested, drawn with a recorded seed, each keeping an image
+with a mask), early stopping on the validation loss. The test split is scored once: Dice at
+threshold 0.5 per image (MONAI ``compute_dice``; an empty mask with an empty prediction scores 1,
+as in MGCA), averaged over every test image — never per batch — and, beside it, the pixel-pooled
+Dice ``2ΣTP / (Σpred + Σtrue)`` over the whole test set.
+
+The target is the union of the dataset's masks of ``findings`` (default: every local finding).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from monai.losses import FocalLoss
+from monai.metrics import compute_dice
+from pydantic import Field
+
+from vlpbench.tasks.base import Encoders, TaskParams, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.decoders import build_decoder
+from vlpbench.tasks.dense import fit_with_early_stopping, frozen_feature_maps, positives_first_fractions
+
+
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    probability = torch.sigmoid(logits)
+    return (2 * (probability * target).sum() + eps) / (probability.sum() + target.sum() + eps)
+
+
+def dice_scores(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Per-image Dice [n] (empty + empty = 1) and the pixel-pooled Dice of binary masks [n,1,H,W]."""
+    per_image = compute_dice(prediction.float(), target.float(), include_background=True, ignore_empty=False)[:, 0]
+    overlap = float((prediction & target).sum())
+    pooled = 2 * overlap / max(1.0, float(prediction.sum() + target.sum()))
+    return per_image, pooled
+
+
+class Segmentation:
+    requires = frozenset({"data:masks", "image:patches"})
+
+    class Params(TaskParams):
+        findings: list[str] | None = Field(None, description="masks whose union is the target (default: all local findings)")
+        fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+        sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
+        train_seed: int = 0
+        decoder: Literal["auto", "unet", "pup"] = "auto"
+        channels: int = Field(32, ge=4)
+        output_stride: int = Field(4, ge=1, description="decoder resolution before the bilinear upsampling of its logits")
+        min_stride: int = Field(4, ge=1, description="finest encoder stage fed to the U-Net")
+        focal_weight: float = Field(10.0, ge=0)
+        lr: float = Field(1e-3, gt=0)
+        weight_decay: float = Field(1e-6, ge=0)
+        batch_size: int = Field(32, ge=1)
+        max_epochs: int = Field(15, ge=1)
+        patience: int = Field(3, ge=1)
+        threshold: float = Field(0.5, gt=0, lt=1)
+
+    def __init__(self, params: "Segmentation.Params", context: Any = None) -> None:
+        self.params = params
+        self.focal = FocalLoss(gamma=2.0, use_softmax=False)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.params.focal_weight * self.focal(logits, target) - torch.log(soft_dice(logits, target))
+
+    def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
+        p = self.params
+        findings = p.findings or list(getattr(source, "local_findings", ()))
+        splits = {name: source.split(name) for name in ("train", "val", "test")}
+        maps = {name: frozen_feature_maps(encoders.image, s.images, device, p.min_stride) for name, s in splits.items()}
+        masks = {name: torch.from_numpy(s.any_mask(findings)).unsqueeze(1).float() for name, s in splits.items()}
+        image_size = splits["train"].images.shape[-1]
+        subsets = positives_first_fractions(masks["train"].flatten(1).any(1).numpy(), p.fractions, p.sampling_seed)
+        scores, protocols, details = {}, {}, {}
+        for fraction, subset in subsets.items():
+            torch.manual_seed(p.train_seed)
+            decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
+                                    p.channels, output_stride=p.output_stride).to(device)
+            subset_t = torch.from_numpy(subset)
+
+            def train_loss(index: torch.Tensor) -> torch.Tensor:
+                rows = subset_t[index]
+                return self.loss(decoder(maps["train"].batch(rows, device)), masks["train"][rows].to(device))
+
+            def val_loss() -> float:
+                return self._mean_loss(decoder, maps["val"], masks["val"], device)
+
+            fit = fit_with_early_stopping(decoder, len(subset), train_loss, val_loss, p.lr, p.weight_decay,
+                                          min(p.batch_size, len(subset)), p.max_epochs, p.patience, p.train_seed)
+            prediction = self._predict(decoder, maps["test"], device) > p.threshold
+            per_image, pooled = dice_scores(prediction, masks["test"].bool())
+            label = fraction_label(fraction)
+            scores[f"dice@{label}"] = float(per_image.mean())
+            scores[f"pooled_dice@{label}"] = pooled
+            details[label] = {"train_images": int(len(subset)), **fit}
+            protocol = with_hash({
+                "task": "segmentation", "dataset": source.protocol(), "target": sorted(findings),
+                "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
+                "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
+                "metric": f"Dice at threshold {p.threshold} per image (empty+empty = 1), mean over the test set; "
+                          "pooled: 2ΣTP/(Σpred+Σtrue) over all test pixels",
+            })
+            protocols[f"dice@{label}"] = protocols[f"pooled_dice@{label}"] = protocol
+        return TaskResult(scores, protocols, details)
+
+    @torch.no_grad()
+    def _predict(self, decoder: torch.nn.Module, maps: Any, device: torch.device, batch_size: int = 128) -> torch.Tensor:
+        outputs = [torch.sigmoid(decoder(maps.batch(torch.arange(i, min(i + batch_size, len(maps))), device))).cpu()
+                   for i in range(0, len(maps), batch_size)]
+        return torch.cat(outputs)
+
+    @torch.no_grad()
+    def _mean_loss(self, decoder: torch.nn.Module, maps: Any, masks: torch.Tensor, device: torch.device,
+                   batch_size: int = 128) -> float:
+        total, count = 0.0, 0
+        for i in range(0, len(maps), batch_size):
+            index = torch.arange(i, min(i + batch_size, len(maps)))
+            total += float(self.loss(decoder(maps.batch(index, device)), masks[index].to(device))) * len(index)
+            count += len(index)
+        return total / count
