@@ -117,3 +117,36 @@ def test_a_run_made_under_other_versions_is_stale(finished_tiny, cli, tmp_path: 
     code, out, _ = cli("run", str(folder / "tiny.yaml"), "--results", str(results), "--quiet", "--rerun-stale")
     assert code == 0 and "running" in out
     assert json.loads(provenance_file.read_text())["versions"]["vlpbench"] != "0.0.1-old"
+
+
+def test_eval_of_a_run_directory_reproduces_its_metrics(finished_tiny, cli) -> None:
+    folder, _ = finished_tiny
+    run = next((folder / "results" / "tiny" / "runs").iterdir())
+    code, out, err = cli("eval", str(run), "--experiment", str(folder / "tiny.yaml"), "--label", "reloaded",
+                         "--results", str(folder / "results"))
+    assert code == 0, err
+    evaluated = next(p for p in (folder / "results" / "tiny" / "runs").iterdir() if p.name.startswith("reloaded__eval__"))
+    original, again = (json.loads((p / "metrics.json").read_text()) for p in (run, evaluated))
+    assert again == original  # same weights, same protocol, same numbers
+    provenance = json.loads((evaluated / "provenance.json").read_text())
+    assert provenance["evaluated"]["kind"] == "vlpbench-run" and "| reloaded" in out
+
+
+def test_eval_of_a_timm_weights_file_skips_text_tasks(finished_tiny, cli, tmp_path: Path) -> None:
+    import timm
+
+    folder, _ = finished_tiny
+    weights = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), weights)
+    results = tmp_path / "results"
+    code, out, err = cli("eval", str(weights), "--arch", "resnet18", "--experiment", str(folder / "tiny.yaml"),
+                         "--label", "released", "--results", str(results))
+    assert code == 0, err
+    assert "zero_shot: skipped" in out and "retrieval: skipped" in out
+    evaluated = next((results / "tiny" / "runs").iterdir())
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    assert set(metrics) == {"linear_probe"}
+    assert json.loads((evaluated / "provenance.json").read_text())["evaluated"]["sha256"]
+    code, _, err = cli("eval", str(weights), "--experiment", str(folder / "tiny.yaml"), "--label", "x",
+                       "--results", str(results))
+    assert code == 2 and "--arch" in err and "Traceback" not in err

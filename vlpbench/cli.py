@@ -49,6 +49,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from vlpbench.engine.evaluate import evaluate_checkpoint
+    from vlpbench.engine.rundir import experiment_dir
+    from vlpbench.leaderboard import write_leaderboard
+
+    root = Path(args.results)
+    run = evaluate_checkpoint(Path(args.checkpoint), Path(args.experiment), root, args.label,
+                              variant=args.variant, arch=args.arch)
+    print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
+    folder = run.path.parent.parent
+    print()
+    print(write_leaderboard(experiment_dir(root, folder.name)))
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from vlpbench.config.loader import load_experiment
 
@@ -168,6 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun-stale", action="store_true", help="rerun finished runs made under other versions")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
+
+    evaluate = sub.add_parser("eval", help="score a checkpoint (a run directory or a timm image encoder file) "
+                                           "with an experiment's tasks, without pretraining")
+    evaluate.add_argument("checkpoint", help="run directory (results/<exp>/runs/<id>) or timm weights file")
+    evaluate.add_argument("--experiment", required=True, help="experiment file whose data and tasks define the protocol")
+    evaluate.add_argument("--variant", help="variant of the experiment to take the tasks from (default: the first)")
+    evaluate.add_argument("--arch", help="timm architecture of a weights file (e.g. resnet50)")
+    evaluate.add_argument("--label", required=True, help="row name on the leaderboard")
+    evaluate.add_argument("--results", default="results", help="results root (default: results/)")
+    evaluate.set_defaults(handler=cmd_eval)
 
     validate = sub.add_parser("validate", help="check an experiment file (keys, components, parameters) without running it")
     validate.add_argument("file")

@@ -47,7 +47,6 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     """Pretrain (or resume) one run and evaluate its tasks; write every result file."""
     import torch
 
-    from vlpbench.build import build_component
     from vlpbench.engine.checkpoint import load_checkpoint, save_checkpoint
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import PretrainResult, pretrain, resolve_device
@@ -81,14 +80,8 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         run.set_status("pretrained")
     built.model.to(device)
     eval_started = time.perf_counter()
-    metrics: dict[str, Any] = {}
-    for index, task_spec in enumerate(config.tasks):
-        task = build_component(registry, "task", task_spec, built.context)
-        dataset_spec = getattr(task.params, "dataset", None)
-        source = built.data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, built.context)
-        key = task_spec.name if sum(t.name == task_spec.name for t in config.tasks) == 1 else f"{task_spec.name}#{index}"
-        outcome = task.evaluate(Encoders(built.model.image_encoder, built.model.text_encoder), source, device)
-        metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
+    metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
+                             built.data_source, built.context, device)
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
@@ -97,12 +90,41 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         "data_statistics": built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
         "hardware": hardware(device),
         "timings": {"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
-                    "samples_per_second": result.samples_per_second},
+                    "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
         "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
                      "active_steps": result.active_steps},
         "parameters": sum(p.numel() for p in built.model.parameters()),
     })
     run.set_status("finished", finished=time.time())
+
+
+def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
+                   echo: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every task of a run on the frozen encoders: ``{task key: {scores, protocols, details}}`` and
+    the seconds each task took.
+
+    A task that compares images with text is skipped (and said so) when there is no text encoder.
+    """
+    from vlpbench.build import build_component
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    metrics: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for index, task_spec in enumerate(tasks):
+        task = build_component(registry, "task", task_spec, context)
+        key = task_spec.name if sum(t.name == task_spec.name for t in tasks) == 1 else f"{task_spec.name}#{index}"
+        if encoders.text is None and "text:global" in getattr(task, "requires", ()):
+            if echo:
+                echo(f"  {key}: skipped (needs a text encoder; this checkpoint has only an image encoder)")
+            continue
+        dataset_spec = getattr(task.params, "dataset", None)
+        source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
+        started = time.perf_counter()
+        outcome = task.evaluate(encoders, source, device)
+        metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
+        seconds[key] = time.perf_counter() - started
+    return metrics, seconds
 
 
 def run_experiment(

@@ -1,0 +1,117 @@
+"""``vlpbench eval``: score a checkpoint under an experiment's downstream protocol, no pretraining.
+
+Two kinds of checkpoint:
+- a vlpbench run directory (its ``config.yaml`` and ``checkpoints/final.pt``): the model is rebuilt
+  from the run's own config and its weights loaded — image and text encoder, so every task runs;
+- an image encoder file in timm's format (``.pth`` / ``.safetensors``, e.g. released weights), with
+  ``--arch``: only the image encoder exists, so tasks that need text are skipped and said so.
+
+The tasks and their data come from the given experiment file (its first or chosen variant). The
+result is an ordinary run directory under ``results/<experiment>/runs/``, labelled as an
+evaluation, so it lands on the same leaderboard as the runs pretrained there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from vlpbench.config.loader import canonical_hash, load_experiment
+from vlpbench.engine.files import write_json, write_yaml
+from vlpbench.engine.rundir import RunDir, run_dir
+from vlpbench.errors import ConfigError, DataError
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
+    import yaml
+
+    from vlpbench.config.schema import RunConfig
+    from vlpbench.engine.checkpoint import load_checkpoint
+    from vlpbench.engine.model import build_run
+    from vlpbench.plugins import get_registry
+    from vlpbench.tasks.base import Encoders
+
+    final = RunDir(folder).final_checkpoint
+    if not final.is_file():
+        raise DataError(f"'{folder}' is a run directory without checkpoints/final.pt: the run has not finished "
+                        "pretraining. Finish it with `vlpbench run` first.")
+    saved = yaml.safe_load((folder / "config.yaml").read_text())
+    config = RunConfig.model_validate(saved["config"])
+    built = build_run(config, get_registry(), int(saved.get("seed", 0)))
+    built.model.load_state_dict(load_checkpoint(final)["model"])
+    built.model.to(device).eval()
+    source = {"kind": "vlpbench-run", "path": str(folder), "run_hash": saved.get("run_hash"),
+              "experiment": saved.get("experiment"), "variant": saved.get("variant"), "seed": saved.get("seed")}
+    return Encoders(built.model.image_encoder, built.model.text_encoder), source
+
+
+def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any) -> tuple[Any, dict[str, Any]]:
+    from vlpbench.context import BuildContext
+    from vlpbench.models.image_timm import TimmImageEncoder
+    from vlpbench.tasks.base import Encoders
+
+    image_size = int(config.data.params().get("image_size", 64))
+    params = TimmImageEncoder.Params(arch=arch, pretrained_path=str(path))
+    encoder = TimmImageEncoder(params, BuildContext(embed_dim=config.model.embed_dim, image_size=image_size)).to(device).eval()
+    return Encoders(encoder, None), {"kind": "timm-file", "path": str(path), "arch": arch, "sha256": _sha256(path)}
+
+
+def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: Path, label: str,
+                        variant: str | None = None, arch: str | None = None,
+                        echo: Callable[[str], None] = print) -> RunDir:
+    """Evaluate ``checkpoint`` with the tasks of ``experiment_file``; return the run directory written."""
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.engine.pretrain import resolve_device
+    from vlpbench.engine.provenance import git_commit, hardware, versions
+    from vlpbench.engine.runner import evaluate_tasks
+    from vlpbench.plugins import get_registry
+
+    experiment = load_experiment(experiment_file, seeds=[0], variants=[variant] if variant else None)
+    spec = experiment.runs[0]
+    config = spec.run_config()
+    device = resolve_device(config.pretrain.device)
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir() and (checkpoint / "config.yaml").is_file():
+        encoders, source = _load_run_encoders(checkpoint, device)
+    elif checkpoint.is_file():
+        if not arch:
+            raise ConfigError(f"'{checkpoint}' is an image encoder file: give its timm architecture with --arch "
+                              "(e.g. --arch resnet50).")
+        encoders, source = _load_timm_encoder(checkpoint, arch, config, device)
+    else:
+        raise DataError(f"'{checkpoint}' is neither a vlpbench run directory (with config.yaml) nor a checkpoint file.")
+
+    identity = canonical_hash({"source": {k: v for k, v in source.items() if k != "path"}, "tasks": spec.config["tasks"],
+                               "data": spec.config["data"], "data_versions": spec.protocol_versions})
+    run_id = f"{label}__eval__{identity[:10]}"
+    run = run_dir(results_root, experiment.name, run_id)
+    write_yaml(run.file("config.yaml"), {
+        "experiment": experiment.name, "variant": label, "seed": 0, "run_id": run_id, "run_hash": identity,
+        "evaluated": source, "overrides": {}, "data_versions": spec.protocol_versions, "config": spec.config,
+    })
+    run.set_status("running", started=time.time())
+    context = BuildContext(embed_dim=config.model.embed_dim, seed=0)
+    data_source = build_component(get_registry(), "dataset", config.data, context)
+    started = time.perf_counter()
+    metrics, task_seconds = evaluate_tasks(config.tasks, encoders, data_source, context, device, echo)
+    write_json(run.file("metrics.json"), metrics)
+    write_json(run.file("provenance.json"), {
+        "versions": versions(), "git_commit": git_commit(), "seed": 0, "run_hash": identity, "evaluated": source,
+        "data": data_source.protocol(), "hardware": hardware(device),
+        "timings": {"pretrain_seconds": 0.0, "eval_seconds": time.perf_counter() - started, "task_seconds": task_seconds},
+        "pretrain": None,
+    })
+    run.set_status("finished", finished=time.time())
+    return run
+
