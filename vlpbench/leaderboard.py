@@ -7,6 +7,7 @@ numbers of different protocols are never ranked together.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +61,34 @@ def build_table(runs: pd.DataFrame, variant_order: list[str] | None = None) -> p
     return table.loc[order].fillna("—")
 
 
+#: Columns of the compact board (``leaderboard.md``); every column is in ``leaderboard_full.md`` and the CSV.
+HEADLINE = (r"^linear_probe/", r"^segmentation/dice@", r"^detection/mAP@", r"^zero_shot/auroc$",
+            r"^retrieval/(i2t|t2i)/(strict|semantic)/R@10$")
+
+
+def headline(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``runs`` column and the headline score columns (all columns if none matches)."""
+    rank = {c: next((i for i, p in enumerate(HEADLINE) if re.match(p, c)), None) for c in table.columns}
+    keep = sorted((c for c in table.columns if rank[c] is not None), key=lambda c: rank[c])  # stable: keeps fractions in order
+    return table[["runs", *keep]] if keep else table
+
+
+def _markdown(title: str, table: pd.DataFrame, note: str) -> str:
+    if table.empty:
+        return f"# {title}\n\n(no runs)\n"
+    return f"# {title}\n\nScores ×100, mean ± std over seeds; `runs` = finished/planned runs.{note}\n\n{table.to_markdown()}\n"
+
+
 def write_leaderboard(experiment_dir: Path, variant_order: list[str] | None = None) -> str:
-    """Rebuild ``leaderboard.md`` and ``.csv`` in ``experiment_dir`` from its runs; return the Markdown."""
+    """Rebuild ``leaderboard.md`` (headline columns), ``leaderboard_full.md`` and ``.csv`` (every
+    column) in ``experiment_dir`` from its runs; return the headline Markdown."""
     runs = collect_runs([experiment_dir / "runs"])
     table = build_table(runs, variant_order)
-    markdown = (f"# Leaderboard: {experiment_dir.name}\n\n"
-                "Scores ×100, mean ± std over seeds; `runs` = finished/planned runs.\n\n"
-                + table.to_markdown() + "\n") if not table.empty else f"# Leaderboard: {experiment_dir.name}\n\n(no runs)\n"
+    title = f"Leaderboard: {experiment_dir.name}"
+    short = headline(table)
+    markdown = _markdown(title, short, "" if short.shape == table.shape else
+                         " Headline columns; every column is in `leaderboard_full.md` and `leaderboard.csv`.")
     write_text(experiment_dir / "leaderboard.md", markdown)
+    write_text(experiment_dir / "leaderboard_full.md", _markdown(title, table, ""))
     write_text(experiment_dir / "leaderboard.csv", table.to_csv())
     return markdown

@@ -66,15 +66,22 @@ def fit_with_early_stopping(
     max_epochs: int,
     patience: int,
     seed: int,
+    min_steps_per_epoch: int = 1,
 ) -> dict[str, float]:
-    """AdamW over shuffled mini-batches; keep the state with the lowest validation loss."""
+    """AdamW over shuffled mini-batches; keep the state with the lowest validation loss.
+
+    An epoch is at least ``min_steps_per_epoch`` optimiser steps (a small label fraction is
+    cycled through several times), so that a 1 % subset of a few images is not judged after a
+    handful of updates.
+    """
     generator = torch.Generator().manual_seed(seed)
+    repeats = max(1, -(-min_steps_per_epoch * batch_size // train_size))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     best, best_state, waited, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     for epoch in range(max_epochs):
         model.train()
-        order = torch.randperm(train_size, generator=generator)
-        for start in range(0, train_size, batch_size):
+        order = torch.cat([torch.randperm(train_size, generator=generator) for _ in range(repeats)])
+        for start in range(0, len(order), batch_size):
             optimizer.zero_grad(set_to_none=True)
             train_loss(order[start:start + batch_size]).backward()
             optimizer.step()

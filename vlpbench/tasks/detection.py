@@ -133,8 +133,9 @@ class Detection:
         lr: float = Field(1e-3, gt=0)
         weight_decay: float = Field(1e-6, ge=0)
         batch_size: int = Field(32, ge=1)
-        max_epochs: int = Field(15, ge=1)
+        max_epochs: int = Field(12, ge=1)
         patience: int = Field(3, ge=1)
+        min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
         score_threshold: float = Field(0.05, ge=0, lt=1)
         nms_iou: float = Field(0.6, gt=0, le=1)
         max_detections: int = Field(20, ge=1)
@@ -234,7 +235,7 @@ class Detection:
 
             fit = fit_with_early_stopping(head, len(subset), lambda index: batch_loss("train", subset_t[index]),
                                           val_loss, p.lr, p.weight_decay, min(p.batch_size, len(subset)),
-                                          p.max_epochs, p.patience, p.train_seed)
+                                          p.max_epochs, p.patience, p.train_seed, p.min_steps_per_epoch)
             metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
             test = maps["test"]
             for start in range(0, len(test), 128):

@@ -55,8 +55,9 @@ class Segmentation:
         lr: float = Field(1e-3, gt=0)
         weight_decay: float = Field(1e-6, ge=0)
         batch_size: int = Field(32, ge=1)
-        max_epochs: int = Field(15, ge=1)
+        max_epochs: int = Field(12, ge=1)
         patience: int = Field(3, ge=1)
+        min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
         threshold: float = Field(0.5, gt=0, lt=1)
 
     def __init__(self, params: "Segmentation.Params", context: Any = None) -> None:
@@ -89,7 +90,7 @@ class Segmentation:
                 return self._mean_loss(decoder, maps["val"], masks["val"], device)
 
             fit = fit_with_early_stopping(decoder, len(subset), train_loss, val_loss, p.lr, p.weight_decay,
-                                          min(p.batch_size, len(subset)), p.max_epochs, p.patience, p.train_seed)
+                                          min(p.batch_size, len(subset)), p.max_epochs, p.patience, p.train_seed, p.min_steps_per_epoch)
             prediction = self._predict(decoder, maps["test"], device) > p.threshold
             per_image, pooled = dice_scores(prediction, masks["test"].bool())
             label = fraction_label(fraction)
