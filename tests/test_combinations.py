@@ -114,3 +114,41 @@ def test_a_variant_overrides_its_preset(tmp_path: Path) -> None:
     assert runs["fane-no-heads"]["local_heads"] == [] and runs["fane-no-heads"]["global"]["name"] == "fane.sigmoid_mp"
     assert runs["cmcgns"]["auxiliaries"][0]["start"] == pytest.approx(1 / 3, abs=1e-3)
     assert runs["fane"]["positive_miner"]["kappa"] == 0.95  # component defaults are filled in
+
+
+NO_BOXES_DATA = """
+from vlpbench.hookspecs import hookimpl
+from vlpbench.data.synthcxr_source import SynthCXRSource
+
+class LabelsOnly(SynthCXRSource):
+    provides = frozenset({"images", "reports", "sentences", "labels"})
+
+@hookimpl
+def vlpbench_register(registrar):
+    registrar.add("dataset", "labelsonly.data", "labelsonly_plugin:LabelsOnly", "no masks, no boxes")
+"""
+
+
+def test_a_task_whose_targets_the_dataset_lacks_is_rejected(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "labelsonly_plugin.py").write_text(textwrap.dedent(NO_BOXES_DATA))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_points = list(__import__("importlib.metadata").metadata.entry_points(group="vlpbench"))
+    entry_points.append(EntryPoint(name="labelsonly", value="labelsonly_plugin", group="vlpbench"))
+    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(textwrap.dedent("""\
+        name: tasks
+        data: {name: synthcxr, image_size: 32}
+        tasks:
+          - {name: linear_probe, dataset: {name: labelsonly.data}}
+          - {name: detection, dataset: {name: labelsonly.data}}
+          - {name: segmentation, dataset: {name: labelsonly.data}}
+    """))
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_experiment(experiment)
+        message = str(info.value)
+        assert "'detection' needs boxes from the dataset" in message and "'segmentation' needs masks" in message
+        assert "linear_probe" not in message  # labels are there
+    finally:
+        sys.modules.pop("labelsonly_plugin", None)

@@ -73,3 +73,22 @@ def test_segmentation_and_detection_end_to_end(arch: str, tiny_source: SynthCXRS
     assert seg.protocols["dice@10%"]["sampling_seed"] == 42 and seg.details["10%"]["train_images"] >= 5
     det = Detection(Detection.Params(fractions=[1.0], max_epochs=2)).evaluate(Encoders(encoder), tiny_source, cpu)
     assert set(det.scores) == {"mAP@100%"} and 0.0 <= det.scores["mAP@100%"] <= 1.0
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])
+def test_global_tasks_with_both_encoder_families(arch: str, tiny_source: SynthCXRSource) -> None:
+    from vlpbench.models.text_bert import BertTextEncoder
+    from vlpbench.tasks.linear_probe import LinearProbe
+    from vlpbench.tasks.retrieval import Retrieval
+    from vlpbench.tasks.zero_shot import ZeroShot
+
+    torch.manual_seed(0)
+    context = BuildContext(embed_dim=16, image_size=32, corpus=tiny_source.split("pretrain").reports)
+    encoders = Encoders(TimmImageEncoder(TimmImageEncoder.Params(arch=arch), context),
+                        BertTextEncoder(BertTextEncoder.Params(layers=1, hidden=32, heads=2), context))
+    cpu = torch.device("cpu")
+    probe = LinearProbe(LinearProbe.Params(fractions=[1.0], max_epochs=3)).evaluate(encoders, tiny_source, cpu)
+    zero_shot = ZeroShot(ZeroShot.Params()).evaluate(encoders, tiny_source, cpu)
+    retrieval = Retrieval(Retrieval.Params()).evaluate(encoders, tiny_source, cpu)
+    for scores in (probe.scores, zero_shot.scores, retrieval.scores):
+        assert scores and all(0.0 <= v <= 1.0 for v in scores.values() if v == v)

@@ -29,3 +29,35 @@ def test_recall_with_a_random_matrix_is_near_chance() -> None:
     n = 400
     value = recall_at_k(torch.rand(n, n), torch.eye(n, dtype=torch.bool), [10])[10]
     assert value == pytest.approx(10 / n, abs=0.03)
+
+
+def test_linear_probe_scores_perfect_inverted_constant_and_skips_labels_without_positives() -> None:
+    from vlpbench.tasks.linear_probe import LinearProbe
+
+    target = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    present = target.sum(0) > 0  # the third label has no test positive: left out of the mean
+    perfect = target.float() * 10 - 5
+    assert LinearProbe._score(perfect, target, present, multiclass=False) == pytest.approx(1.0)
+    assert LinearProbe._score(-perfect, target, present, multiclass=False) == pytest.approx(0.0)
+    assert LinearProbe._score(torch.zeros(4, 3), target, present, multiclass=False) == pytest.approx(0.5)
+    classes = torch.tensor([[1, 0], [0, 1], [0, 1]])
+    assert LinearProbe._score(torch.tensor([[2.0, 0], [0, 2], [2, 0]]), classes, classes.sum(0) > 0,
+                              multiclass=True) == pytest.approx(2 / 3)
+
+
+def test_label_fractions_are_deterministic_nested_and_stratified() -> None:
+    import numpy as np
+
+    from vlpbench.tasks.base import nested_stratified_fractions
+
+    rng = np.random.default_rng(0)
+    labels = (rng.random((500, 4)) < [0.3, 0.1, 0.02, 0.005]).astype(np.uint8)
+    labels[rng.integers(500), 3] = 1  # at least one positive of the rarest label
+    first = nested_stratified_fractions(labels, [0.01, 0.1, 1.0], seed=42)
+    again = nested_stratified_fractions(labels, [0.01, 0.1, 1.0], seed=42)
+    other = nested_stratified_fractions(labels, [0.01, 0.1, 1.0], seed=7)
+    assert all(np.array_equal(first[f], again[f]) for f in first)
+    assert not np.array_equal(first[0.01], other[0.01])
+    assert set(first[0.01]) <= set(first[0.1]) <= set(first[1.0]) and len(first[1.0]) == 500
+    assert (labels[first[0.01]].sum(0) > 0).all()  # every label keeps a positive, even at 1 %
+    assert len(first[0.01]) <= 5 + labels.shape[1]
