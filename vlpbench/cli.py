@@ -38,7 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
           f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})")
     outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet)
-    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants)
+    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline)
     print()
     print(board)
     print(f"written: {experiment_dir(root, experiment.name) / 'leaderboard.md'} (and .csv)")
@@ -113,11 +113,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from vlpbench.leaderboard import write_leaderboard
 
-    for folder in args.dirs:
-        path = Path(folder)
+    folders = [Path(folder) for folder in args.dirs]
+    for path in folders:
         if not (path / "runs").is_dir():
-            raise ConfigError(f"'{path}' holds no runs/ folder; give an experiment's results folder such as results/quickstart.")
-        print(write_leaderboard(path))
+            raise ConfigError(f"'{path}' holds no runs/ folder; give an experiment's results folder such as results/ablation.")
+    out = Path(args.out) if args.out else folders[0]
+    out.mkdir(parents=True, exist_ok=True)
+    print(write_leaderboard(out, baseline=args.baseline, roots=folders))
+    print(f"written: {out}/leaderboard.md, leaderboard_full.md, leaderboard.csv, leaderboard.tex")
     return 0
 
 
@@ -228,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     quality.set_defaults(handler=cmd_mining_quality)
 
     board = sub.add_parser("leaderboard", help="rebuild leaderboard tables from run directories")
-    board.add_argument("dirs", nargs="+", help="experiment results folders (results/<experiment>)")
+    board.add_argument("dirs", nargs="+", help="experiment results folders (results/<experiment>); several merge")
+    board.add_argument("--baseline", help="variant to compare against (default: the experiment file's baseline)")
+    board.add_argument("--out", help="folder for the board files (default: the first results folder)")
     board.set_defaults(handler=cmd_leaderboard)
     return parser
 

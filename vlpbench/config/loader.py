@@ -37,6 +37,9 @@ class RunSpec:
     overrides: dict[str, Any]
     protocol_versions: dict[str, str]
     run_hash: str
+    #: Not part of the identity: where the variant stands in its file, and the file's baseline.
+    variant_index: int = 0
+    baseline: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -206,7 +209,7 @@ def load_experiment(
         raise ConfigError(f"{path}, line {lines.get(('baseline',))}: baseline '{file.baseline}' is not one of the variants ({', '.join(file.variants)}).")
 
     experiment = Experiment(path=path, file=file)
-    for variant, overrides in declared.items():
+    for variant_index, (variant, overrides) in enumerate(declared.items()):
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}, line {lines.get(('variants', variant))}: variant '{variant}' must be a mapping of overrides (use {{}} for none).")
         where = _Locator(path, lines, variant, overrides)
@@ -215,5 +218,8 @@ def load_experiment(
         resolved, versions = validate_components(run_config, where)
         for seed in seeds if seeds is not None else file.seeds:
             run_hash = canonical_hash({"config": resolved, "seed": seed, "data_versions": versions})
-            experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, run_hash))
+            experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, run_hash,
+                                           list(file.variants or {BASE_VARIANT: {}}).index(variant)
+                                           if variant in (file.variants or {BASE_VARIANT: {}}) else variant_index,
+                                           file.baseline))
     return experiment

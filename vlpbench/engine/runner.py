@@ -59,7 +59,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     write_yaml(run.file("config.yaml"), {
         "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
         "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
-        "config": spec.config,
+        "variant_index": spec.variant_index, "baseline": spec.baseline, "config": spec.config,
     })
     if config.pretrain.threads:
         torch.set_num_threads(config.pretrain.threads)

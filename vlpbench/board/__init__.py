@@ -1,0 +1,1 @@
+"""The leaderboard: run directories → statistics → Markdown, CSV, LaTeX tables."""
