@@ -5,7 +5,8 @@ merge), computes the statistics over seeds (:mod:`vlpbench.board.stats`), splits
 mixes protocols (:mod:`vlpbench.board.protocols`), builds the ablation view
 (:mod:`vlpbench.board.ablation`) and writes ``leaderboard.md`` (headline columns),
 ``leaderboard_full.md`` (every column, with 95 % CIs), ``leaderboard.csv`` (long format: one row per
-variant × column with n, mean, std, CI, paired difference and p) and ``leaderboard.tex`` (booktabs).
+variant × column with n, mean, std, CI, paired difference and p), ``leaderboard.tex`` (booktabs) and
+``leaderboard.html`` (self-contained: sortable table, a chart per task, loss curves per run).
 Runs that are still running, failed or missing are listed, never silently dropped.
 """
 
@@ -18,7 +19,8 @@ from vlpbench.board.ablation import ablation_table
 from vlpbench.board.collect import collect
 from vlpbench.board.protocols import split_mixed_columns
 from vlpbench.board.render import Board, latex, long_csv, markdown
-from vlpbench.board.reported import reported_markdown
+from vlpbench.board.html import page
+from vlpbench.board.reported import reported_html, reported_markdown
 from vlpbench.board.stats import best_per_column, paired_differences, summarise
 from vlpbench.engine.files import write_text
 
@@ -42,6 +44,7 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
         summary=summary, best=best_per_column(summary) if not summary.empty else set(), differences=differences,
         planned=dict(Counter(runs["variant"])), finished=dict(Counter(runs.loc[runs["state"] == "finished", "variant"])),
         unfinished=unfinished, ablation=ablation_table(runs, collected.configs, baseline, order, collected.overrides), notes=notes,
+        run_paths=list(runs.sort_values(["variant", "seed"])["path"]),
     )
 
 
@@ -56,4 +59,6 @@ def write_leaderboard(experiment_dir: Path, variant_order: list[str] | None = No
     write_text(experiment_dir / "leaderboard_full.md", markdown(board, full=True, reported=reported))
     write_text(experiment_dir / "leaderboard.csv", long_csv(board))
     write_text(experiment_dir / "leaderboard.tex", latex(board))
+    write_text(experiment_dir / "leaderboard.html",
+               page(board, [Path(p) for p in board.run_paths], reported_html() if with_reported else ""))
     return headline

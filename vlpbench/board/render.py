@@ -25,6 +25,7 @@ class Board:
     unfinished: pd.DataFrame  # runs not finished: variant, seed, state, error, path
     ablation: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    run_paths: list[str] = field(default_factory=list)
 
     def headline_columns(self) -> list[str]:
         rank = {c: next((i for i, p in enumerate(HEADLINE) if re.match(p, c)), None) for c in self.columns}

@@ -37,3 +37,9 @@ def reported_markdown() -> str:
     return ("## Reported numbers\n\n"
             f"Protocol: {PROTOCOL}. SISTA and CM-CGNS numbers: not available.\n\n"
             + classification.to_markdown() + "\n\n" + dense.to_markdown() + "\n")
+
+
+def reported_html() -> str:
+    classification, dense = reported_tables()
+    return (f"<h2>Reported numbers</h2><p>Protocol: {PROTOCOL}. SISTA and CM-CGNS numbers: not available.</p>"
+            + classification.to_html(border=0) + dense.to_html(border=0))
