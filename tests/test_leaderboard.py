@@ -88,3 +88,11 @@ def test_boards_of_several_folders_merge(results: Path, tmp_path: Path) -> None:
     write_run(elsewhere, "c", 0, 0.9, index=2)
     board = build_board([results, elsewhere], "merged")
     assert board.variants == ["a", "b", "c"] and ("c", "linear_probe/auroc@1%") in board.best
+
+
+def test_planned_runs_without_a_directory_are_listed_as_missing(results: Path) -> None:
+    planned = [(v, s) for v in ("a", "b") for s in range(5)]
+    board = build_board([results], "t", planned=planned)
+    assert board.planned == {"a": 5, "b": 5} and board.finished == {"a": 3, "b": 3}
+    missing = board.unfinished[board.unfinished["state"] == "missing"]
+    assert sorted(zip(missing["variant"], missing["seed"])) == [("a", 3), ("a", 4), ("b", 4)]

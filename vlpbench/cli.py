@@ -38,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
           f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})")
     outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet)
-    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline)
+    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
+                              planned=[(r.variant, r.seed) for r in experiment.runs])
     print()
     print(board)
     print(f"written: {experiment_dir(root, experiment.name) / 'leaderboard.md'} (and .csv)")

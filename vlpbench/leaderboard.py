@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+
 from vlpbench.board.ablation import ablation_table
 from vlpbench.board.collect import collect
 from vlpbench.board.protocols import split_mixed_columns
@@ -26,9 +28,16 @@ from vlpbench.engine.files import write_text
 
 
 def build_board(roots: list[Path], title: str, variant_order: list[str] | None = None,
-                baseline: str | None = None) -> Board:
+                baseline: str | None = None, planned: list[tuple[str, int]] | None = None) -> Board:
+    """The board of every run below ``roots``; ``planned`` (variant, seed) pairs of an experiment
+    that have no run directory yet are listed as missing."""
     collected = collect(roots)
     runs = collected.runs
+    present = set(zip(runs["variant"], runs["seed"]))
+    missing = [{"run_id": f"{v}__seed{s}", "variant": v, "seed": s, "state": "missing",
+                "error": "no run directory yet", "path": ""} for v, s in (planned or []) if (v, s) not in present]
+    if missing:
+        runs = pd.concat([runs, pd.DataFrame(missing)], ignore_index=True)
     if baseline is None and runs["baseline"].notna().any():
         baseline = runs["baseline"].dropna().mode().iloc[0]  # the experiment file's own baseline
     recorded = runs.assign(index=runs["variant_index"].fillna(1e9)).sort_values(["index", "variant"], kind="stable")
@@ -44,15 +53,16 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
         summary=summary, best=best_per_column(summary) if not summary.empty else set(), differences=differences,
         planned=dict(Counter(runs["variant"])), finished=dict(Counter(runs.loc[runs["state"] == "finished", "variant"])),
         unfinished=unfinished, ablation=ablation_table(runs, collected.configs, baseline, order, collected.overrides), notes=notes,
-        run_paths=list(runs.sort_values(["variant", "seed"])["path"]),
+        run_paths=[p for p in runs.sort_values(["variant", "seed"])["path"] if p],
     )
 
 
 def write_leaderboard(experiment_dir: Path, variant_order: list[str] | None = None, baseline: str | None = None,
-                      roots: list[Path] | None = None, with_reported: bool = True) -> str:
+                      roots: list[Path] | None = None, with_reported: bool = True,
+                      planned: list[tuple[str, int]] | None = None) -> str:
     """Rebuild the board files in ``experiment_dir`` from the runs of ``roots`` (default: its own);
     return the headline Markdown."""
-    board = build_board(roots or [experiment_dir], f"Leaderboard: {experiment_dir.name}", variant_order, baseline)
+    board = build_board(roots or [experiment_dir], f"Leaderboard: {experiment_dir.name}", variant_order, baseline, planned)
     reported = reported_markdown() if with_reported else ""
     headline = markdown(board, full=False, reported=reported)
     write_text(experiment_dir / "leaderboard.md", headline)
