@@ -163,3 +163,29 @@ def test_head_and_reconstruction_are_invariant_to_batch_order_in_eval() -> None:
     for key in a:
         assert a[key].item() == pytest.approx(b[key].item(), abs=1e-6)
     assert m(inputs)["rec"].item() == pytest.approx(m(permuted)["rec"].item(), abs=1e-5)
+
+
+def test_sentence_loss_with_the_centroid_column_by_hand() -> None:
+    h = head(clusters=3, queue_size=3)
+    h.kmeans = StreamingKMeans(3, 2, queue_size=3)
+    diagonal = [1 / math.sqrt(2), 1 / math.sqrt(2)]
+    h.kmeans.centroids.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], diagonal]))
+    h.kmeans.initialised.fill_(True)
+    h.eval()  # no k-means update
+    z = torch.eye(2)
+    terms = h.sentence_loss(z, z)
+    # each row: logits [1, 0] (C = I, τ = 1) plus 3·cos(z_i, diagonal centroid) = 3/√2 → log(e + 1 + e^{3/√2}) − 1
+    assert terms["sentence"].item() == pytest.approx(1.4899296, abs=1e-6)
+    h.params = h.params.model_copy(update={"cluster_negatives": False})
+    assert h.sentence_loss(z, z)["sentence"].item() == pytest.approx(0.3132617, abs=1e-6)
+
+
+def test_simsiam_patch_loss_by_hand() -> None:
+    from vlpbench_cmcgns.cross_attention import simsiam_patch_loss
+
+    identity = torch.nn.Identity()
+    patches = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    conditioned = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])
+    # cosines 1/√2 and 1 in both directions: −½(2 · mean) = −(1/√2 + 1)/2
+    value = simsiam_patch_loss(identity, patches, conditioned, torch.tensor([True]))
+    assert value.item() == pytest.approx(-(1 / math.sqrt(2) + 1) / 2, abs=1e-6)

@@ -93,6 +93,24 @@ class BidirectionalCrossAttentionHead(nn.Module):
         self.kmeans = StreamingKMeans(params.clusters, dim, params.momentum, params.init_threshold,
                                       max(params.queue_size, params.clusters), params.init)
 
+    def sentence_loss(self, z1: Tensor, z2: Tensor) -> dict[str, Tensor]:
+        """``sentence`` = CE([C_i·/τ, extra], i) over unit sentence vectors z1 and their x_s z2 [N_s,D],
+        and ``fn`` (weighted L_FN) once the centroids exist."""
+        p = self.params
+        similarity = z1 @ z2.t()
+        logits = similarity / p.temperature
+        terms: dict[str, Tensor] = {}
+        if p.cluster_negatives:
+            found = cluster_negatives(z1, z2, similarity, self.kmeans, self.training, p.hard_negative_scale,
+                                      p.margin_low, p.margin_high, p.margin_reduction, p.official_zero_logits)
+            if found.extra_logits is not None:
+                logits = torch.cat([logits, found.extra_logits], dim=1)
+            if found.margin is not None:
+                terms["fn"] = p.fn_weight * found.margin
+        targets = torch.arange(len(z1), device=z1.device)
+        terms["sentence"] = F.cross_entropy(logits, targets) if len(z1) else similarity.sum() * 0.0
+        return terms
+
     def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
         p = self.params
         patches, sentences, mask = inputs.image.patch_emb, inputs.text.sentence_emb, inputs.text.sentence_mask
@@ -104,17 +122,5 @@ class BidirectionalCrossAttentionHead(nn.Module):
         terms = {"patch": simsiam_patch_loss(self.predictor, patches, x_p, reports)}
 
         z1, z2 = F.normalize(sentences[mask], dim=-1), F.normalize(x_s[mask], dim=-1)  # [N_s, D]
-        similarity = z1 @ z2.t()
-        logits = similarity / p.temperature
-        extra = None
-        if p.cluster_negatives:
-            found = cluster_negatives(z1, z2, similarity, self.kmeans, self.training, p.hard_negative_scale,
-                                      p.margin_low, p.margin_high, p.margin_reduction, p.official_zero_logits)
-            extra = found.extra_logits
-            if found.margin is not None:
-                terms["fn"] = p.fn_weight * found.margin
-        if extra is not None:
-            logits = torch.cat([logits, extra], dim=1)
-        targets = torch.arange(len(z1), device=z1.device)
-        terms["sentence"] = F.cross_entropy(logits, targets) if len(z1) else similarity.sum() * 0.0
+        terms.update(self.sentence_loss(z1, z2))
         return terms
