@@ -20,8 +20,8 @@ import pandas as pd
 from vlpbench.board.ablation import ablation_table
 from vlpbench.board.collect import collect
 from vlpbench.board.protocols import split_mixed_columns
-from vlpbench.board.render import Board, latex, long_csv, markdown
 from vlpbench.board.html import page
+from vlpbench.board.render import Board, latex, long_csv, markdown
 from vlpbench.board.reported import reported_html, reported_markdown
 from vlpbench.board.stats import best_per_column, paired_differences, summarise
 from vlpbench.engine.files import write_text
@@ -45,8 +45,8 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
     order = [v for v in order if v in set(runs["variant"])]
     scores, notes = split_mixed_columns(collected.scores, collected.protocols)
     columns = list(dict.fromkeys(scores["column"]))
-    summary = summarise(scores) if not scores.empty else summarise(scores.assign(value=[]))
-    differences = paired_differences(scores, baseline) if baseline and not scores.empty else paired_differences(scores.iloc[:0], "")
+    summary = summarise(scores)
+    differences = paired_differences(scores, baseline or "")
     unfinished = runs[runs["state"] != "finished"][["variant", "seed", "state", "error", "path"]]
     return Board(
         title=title, variants=order, baseline=baseline if baseline in order else None, columns=columns,

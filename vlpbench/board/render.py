@@ -74,6 +74,8 @@ def difference_table(board: Board, columns: list[str]) -> pd.DataFrame:
 
 
 def markdown(board: Board, full: bool, reported: str = "") -> str:
+    if not board.variants:
+        return f"# {board.title}\n\n(no runs yet)\n"
     columns = board.columns if full else board.headline_columns()
     parts = [f"# {board.title}\n",
              "Scores ×100: mean ± std over seeds" + (" [95 % CI, Student's t]" if full else "")
