@@ -174,6 +174,14 @@ def cmd_mining_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_plugin(args: argparse.Namespace) -> int:
+    from vlpbench.conformance import check_plugin, format_results
+
+    results = check_plugin(args.plugin)
+    print(format_results(results))
+    return 1 if any(r.status == "FAIL" for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlpbench", description="Benchmark registry for medical vision-language pretraining.")
     parser.add_argument("--version", action="version", version=f"vlpbench {__version__}")
@@ -230,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--seed", type=int, default=0)
     quality.add_argument("--laterality", action="store_true", help="truth also requires the same laterality")
     quality.set_defaults(handler=cmd_mining_quality)
+
+    check = sub.add_parser("check-plugin", help="run the conformance suite on an installed plugin (exit 1 on a failure)")
+    check.add_argument("plugin", help="entry-point name (e.g. fane) or distribution name (e.g. vlpbench-fane)")
+    check.set_defaults(handler=cmd_check_plugin)
 
     board = sub.add_parser("leaderboard", help="rebuild leaderboard tables from run directories")
     board.add_argument("dirs", nargs="+", help="experiment results folders (results/<experiment>); several merge")

@@ -63,7 +63,7 @@ class TfidfReportVectors(nn.Module):
 
     def forward(self, index: Tensor) -> Tensor:
         """Dense L2-normalised vectors [B, V] of the reports at ``index``."""
-        dense = torch.zeros(len(index), self.size, device=self.weights.device)
+        dense = torch.zeros(len(index), self.size, device=self.weights.device, dtype=self.weights.dtype)
         return dense.scatter_add_(1, self.ids[index], self.weights[index])
 
 

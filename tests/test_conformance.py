@@ -1,0 +1,106 @@
+"""check-plugin catches deliberately broken components, naming the component and the property."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from importlib import metadata
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+import vlpbench.plugins as plugins_module
+from vlpbench.conformance import check_plugin, format_results
+from vlpbench.plugins import load_plugins
+
+BROKEN = """
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from vlpbench.hookspecs import hookimpl
+from vlpbench.objective.miners import IdentityMiner
+
+
+class NanHead(torch.nn.Module):
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, params, context):
+        super().__init__()
+
+    def forward(self, inputs):
+        return {"x": inputs.image.patch_emb.sum() * float("nan")}
+
+
+class OrderHead(torch.nn.Module):
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, params, context):
+        super().__init__()
+
+    def forward(self, inputs):
+        return {"x": inputs.image.global_emb[0].square().sum()}  # only the first sample counts
+
+
+class StrictMiner(IdentityMiner):
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        k: int = Field(5, ge=10)  # its own default breaks its own constraint
+
+
+@hookimpl
+def vlpbench_register(registrar):
+    registrar.add("local_head", "broken.nan_head", "brokenkit:NanHead")
+    registrar.add("local_head", "broken.order_head", "brokenkit:OrderHead")
+    registrar.add("positive_miner", "broken.strict_miner", "brokenkit:StrictMiner")
+"""
+WRONG_HOOK = """
+from vlpbench.hookspecs import hookimpl
+
+@hookimpl
+def vlpbench_register(registrar, extra_argument):
+    pass
+"""
+
+
+@pytest.fixture
+def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "brokenkit.py").write_text(textwrap.dedent(BROKEN))
+    (tmp_path / "wronghook.py").write_text(textwrap.dedent(WRONG_HOOK))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_points = list(metadata.entry_points(group="vlpbench"))
+    entry_points += [EntryPoint(name="brokenkit", value="brokenkit", group="vlpbench"),
+                     EntryPoint(name="wronghook", value="wronghook", group="vlpbench")]
+    with pytest.warns(UserWarning, match="wronghook"):
+        monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+    yield
+    for module in ("brokenkit", "wronghook"):
+        sys.modules.pop(module, None)
+
+
+def failures(results) -> dict[tuple[str, str], str]:
+    return {(r.component, r.check): r.message for r in results if r.status == "FAIL"}
+
+
+def test_broken_components_are_each_caught(broken_plugins) -> None:
+    results = check_plugin("brokenkit")
+    failed = failures(results)
+    assert ("broken.nan_head", "finite loss and gradients (CNN)") in failed
+    assert "non-finite" in failed[("broken.nan_head", "finite loss and gradients (CNN)")]
+    assert ("broken.order_head", "invariant to batch order") in failed
+    assert ("broken.order_head", "finite loss and gradients (CNN)") not in failed
+    assert ("broken.strict_miner", "defaults valid against own JSON Schema") in failed
+    table = format_results(results)
+    assert "broken.nan_head" in table and "FAIL" in table and "failed" in table.splitlines()[-1]
+
+
+def test_a_hook_with_a_wrong_signature_fails_the_hook_check(broken_plugins, cli) -> None:
+    code, out, _ = cli("check-plugin", "wronghook")
+    assert code == 1 and "hooks match the hookspecs" in out and "extra_argument" in out
+
+
+def test_the_method_plugins_pass(cli) -> None:
+    code, out, err = cli("check-plugin", "vlpbench-sista")
+    assert code == 0, out + err
+    assert "all 18 checks passed (2 skipped)" in out

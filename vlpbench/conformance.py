@@ -1,0 +1,213 @@
+"""``vlpbench check-plugin``: the conformance suite a plugin's components must pass.
+
+Per plugin: its hook implementations registered against the hookspecs (pluggy validates the
+signatures). Per component: it imports; its parameter model builds from its defaults and those
+defaults validate against the model's own JSON Schema; the parameters round-trip through JSON.
+Components of the objective (miners, weightings, global losses, local heads, auxiliaries) are
+then put into a tiny real run — SynthCXR batch, a CNN and a ViT image encoder — and must give
+finite losses and finite gradients (a miner must give targets that carry no gradient, so nothing
+flows into what it reads), the same loss for a permuted batch, and the same loss in float64 as in
+float32. Encoders and datasets are built from their defaults.
+
+The gathered-versus-local equivalence on two processes belongs to multi-process training, which
+vlpbench does not have yet: that check is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+OBJECTIVE_SLOTS = {  # kind -> how a component of that kind enters an objective config
+    "positive_miner": lambda spec: {"positive_miner": spec},
+    "negative_weighting": lambda spec: {"negative_weighting": [spec]},
+    "global_loss": lambda spec: {"global": spec},
+    "local_head": lambda spec: {"local_heads": [spec]},
+    "auxiliary": lambda spec: {"auxiliaries": [spec]},
+}
+TINY = {
+    "data": {"name": "synthcxr", "image_size": 32, "pretrain_size": 64, "train_size": 16, "val_size": 8, "test_size": 8},
+    "model": {"text_encoder": {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}, "embed_dim": 32},
+    "pretrain": {"batch_size": 8, "augment": False},
+}
+ENCODERS = {"CNN": {"name": "timm", "arch": "resnet18"}, "ViT": {"name": "timm", "arch": "vit_tiny_patch16_224"}}
+
+
+@dataclass
+class Check:
+    component: str
+    kind: str
+    check: str
+    status: str  # pass | FAIL | skip
+    message: str = ""
+
+
+def _run(component: str, kind: str, check: str, fn: Callable[[], str | None]) -> Check:
+    try:
+        message = fn() or ""
+        return Check(component, kind, check, "pass", message)
+    except Exception as exc:  # a conformance failure, reported with the component and the property
+        return Check(component, kind, check, "FAIL", " ".join(f"{type(exc).__name__}: {exc}".split())[:300])
+
+
+def _defaults_check(params_model: Any) -> str:
+    import jsonschema
+
+    defaults = params_model().model_dump(mode="json")
+    jsonschema.validate(defaults, params_model.model_json_schema())
+    params_model.model_validate(defaults)
+    return ""
+
+
+def _roundtrip_check(params_model: Any) -> str:
+    params = params_model()
+    again = params_model.model_validate_json(params.model_dump_json())
+    if again != params:
+        raise AssertionError("parameters do not survive a JSON round-trip")
+    return ""
+
+
+def _objective_model(kind: str, name: str, encoder: dict[str, Any], dtype: Any = None) -> tuple[Any, Any]:
+    import torch
+
+    from vlpbench.config.schema import RunConfig
+    from vlpbench.engine.model import build_run
+    from vlpbench.plugins import get_registry
+
+    config = copy.deepcopy(TINY)
+    config["model"]["image_encoder"] = encoder
+    config["objective"] = OBJECTIVE_SLOTS[kind]({"name": name})
+    if kind == "auxiliary" or kind == "local_head":
+        config["objective"].setdefault("positive_miner", {"name": "identity"})
+    built = build_run(RunConfig.model_validate(config), get_registry(), seed=0)
+    batch = next(built.pretrain.epoch_batches(0, 0, 8, augment=False))
+    if dtype is not None:
+        built.model.to(dtype)
+        batch.images = batch.images.to(dtype)
+    return built.model, batch
+
+
+def _forward_backward_check(kind: str, name: str, encoder: dict[str, Any]) -> str:
+    import torch
+
+    model, batch = _objective_model(kind, name, encoder)
+    model.train()
+    positives_seen: list[Any] = []
+    if kind == "positive_miner":
+        original = model.objective.miner.forward
+        model.objective.miner.forward = lambda inputs: positives_seen.append(original(inputs)) or positives_seen[-1]
+    out = model(batch, progress=0.9)
+    bad = [k for k, v in out.terms.items() if not torch.isfinite(v).all()]
+    if bad or not torch.isfinite(out.total):
+        raise AssertionError(f"non-finite loss terms: {bad or ['total']}")
+    out.total.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or not all(torch.isfinite(g).all() for g in grads):
+        raise AssertionError("non-finite (or no) gradients")
+    if kind == "positive_miner":
+        if positives_seen and positives_seen[-1].affinity.requires_grad:
+            raise AssertionError("the miner's targets carry a gradient into what it reads")
+    terms = ", ".join(f"{k}={float(v.detach()):.3g}" for k, v in out.terms.items() if k != "global")
+    return terms
+
+
+def _loss(model: Any, batch: Any) -> float:
+    import torch
+
+    with torch.no_grad():
+        return float(model(batch, progress=0.9).total)
+
+
+def _permutation_check(kind: str, name: str) -> str:
+    import torch
+
+    from vlpbench.features import Batch
+
+    model, batch = _objective_model(kind, name, ENCODERS["CNN"])
+    model.eval()
+    torch.manual_seed(0)
+    before = _loss(model, batch)
+    order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(1))
+    permuted = Batch(batch.images[order], batch.input_ids[order], batch.attention_mask[order],
+                     batch.sentence_index[order], batch.labels[order], batch.index[order])
+    torch.manual_seed(0)
+    after = _loss(model, permuted)
+    if not math.isclose(before, after, rel_tol=1e-4, abs_tol=1e-5):
+        raise AssertionError(f"loss depends on the batch order: {before:.6g} vs {after:.6g}")
+    return f"{before:.6g}"
+
+
+def _dtype_check(kind: str, name: str) -> str:
+    import torch
+
+    model, batch = _objective_model(kind, name, ENCODERS["CNN"])
+    model.eval()
+    single = _loss(model, batch)
+    model64, batch64 = copy.deepcopy(model).to(torch.float64), copy.deepcopy(batch)
+    batch64.images = batch64.images.to(torch.float64)
+    double = _loss(model64, batch64)
+    if not math.isclose(single, double, rel_tol=1e-3, abs_tol=1e-4):
+        raise AssertionError(f"float32 {single:.6g} vs float64 {double:.6g}")
+    return f"{single:.6g} vs {double:.6g}"
+
+
+def _build_check(kind: str, name: str) -> str:
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.plugins import get_registry
+
+    context = BuildContext(embed_dim=32, image_size=32, corpus=["No acute cardiopulmonary process."])
+    build_component(get_registry(), kind, {"name": name}, context)
+    return ""
+
+
+def check_plugin(plugin: str) -> list[Check]:
+    """Run the conformance suite on every component of ``plugin`` (entry-point or distribution name)."""
+    from vlpbench.plugins import get_plugins
+
+    loaded = get_plugins()
+    record = next((p for p in loaded.plugins if plugin in (p.name, p.distribution)), None)
+    if record is None:
+        from vlpbench.errors import PluginError
+
+        names = ", ".join(f"{p.name} ({p.distribution})" for p in loaded.plugins)
+        raise PluginError(f"no installed vlpbench plugin is called '{plugin}'. Installed: {names}. Install it "
+                          "(pip install -e path/to/plugin) or give its entry-point name.")
+    results = [Check(record.name, "plugin", "hooks match the hookspecs",
+                     "pass" if record.status == "ok" else "FAIL", record.reason)]
+    if record.status != "ok":
+        return results
+    for kind, name in record.components:
+        entry = loaded.registry.get(kind, name)
+        results.append(_run(name, kind, "imports", lambda: entry.load() and ""))
+        if results[-1].status == "FAIL":
+            continue
+        params_model = entry.params_model()
+        if params_model is not None:
+            results.append(_run(name, kind, "defaults valid against own JSON Schema", lambda: _defaults_check(params_model)))
+            results.append(_run(name, kind, "parameters round-trip through JSON", lambda: _roundtrip_check(params_model)))
+        if kind in OBJECTIVE_SLOTS:
+            for label, encoder in ENCODERS.items():
+                results.append(_run(name, kind, f"finite loss and gradients ({label})",
+                                    lambda e=encoder: _forward_backward_check(kind, name, e)))
+            results.append(_run(name, kind, "invariant to batch order", lambda: _permutation_check(kind, name)))
+            results.append(_run(name, kind, "float32 = float64", lambda: _dtype_check(kind, name)))
+            results.append(Check(name, kind, "gathered = local on 2 processes", "skip",
+                                 "multi-process training is not implemented yet"))
+        elif kind in ("image_encoder", "text_encoder", "dataset"):
+            results.append(_run(name, kind, "builds from defaults", lambda: _build_check(kind, name)))
+    return results
+
+
+def format_results(results: list[Check]) -> str:
+    width = max(len(r.component) for r in results)
+    check_width = max(len(r.check) for r in results)
+    lines = [f"{'component':<{width}}  {'check':<{check_width}}  result"]
+    for r in results:
+        lines.append(f"{r.component:<{width}}  {r.check:<{check_width}}  {r.status}{'  ' + r.message if r.message and r.status != 'pass' else ''}")
+    failed = sum(r.status == "FAIL" for r in results)
+    lines.append(f"{len(results) - failed} passed, {failed} failed" if failed else f"all {len(results)} checks passed "
+                 f"({sum(r.status == 'skip' for r in results)} skipped)")
+    return "\n".join(lines)
