@@ -174,6 +174,15 @@ def cmd_mining_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from vlpbench.scaffold import new_plugin
+
+    root = new_plugin(args.name, Path(args.dest), args.kind)
+    print(f"wrote {root}: install it with `pip install -e {root}`, then `vlpbench check-plugin {args.name}`, "
+          f"`pytest {root / 'tests'}` and `vlpbench run {root / 'experiments' / (args.name + '.yaml')}`.")
+    return 0
+
+
 def cmd_check_plugin(args: argparse.Namespace) -> int:
     from vlpbench.conformance import check_plugin, format_results
 
@@ -238,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--seed", type=int, default=0)
     quality.add_argument("--laterality", action="store_true", help="truth also requires the same laterality")
     quality.set_defaults(handler=cmd_mining_quality)
+
+    scaffold = sub.add_parser("new-plugin", help="write a ready-to-install plugin distribution with example components")
+    scaffold.add_argument("name", help="plugin name: lowercase, e.g. mymethod (components become mymethod.*)")
+    scaffold.add_argument("--kind", action="append", choices=["positive_miner", "negative_weighting", "local_head"],
+                          help="component kinds to scaffold (repeatable; default: all)")
+    scaffold.add_argument("--dest", default=".", help="folder to write vlpbench-NAME into (default: here)")
+    scaffold.set_defaults(handler=cmd_new_plugin)
 
     check = sub.add_parser("check-plugin", help="run the conformance suite on an installed plugin (exit 1 on a failure)")
     check.add_argument("plugin", help="entry-point name (e.g. fane) or distribution name (e.g. vlpbench-fane)")
