@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                               planned=[(r.variant, r.seed) for r in experiment.runs])
     print()
     print(board)
-    print(f"written: {experiment_dir(root, experiment.name) / 'leaderboard.md'} (and .csv)")
+    print(f"written: {experiment_dir(root, experiment.name)}/leaderboard.{{md,csv,tex,html}} and leaderboard_full.md")
     if outcome.failed:
         print(f"{len(outcome.failed)} run(s) failed; their status.json says why. The other results are kept.",
               file=sys.stderr)
