@@ -124,7 +124,7 @@ def main() -> None:
     bare = step_time({}, args.steps, args.batch_size)
     print(f"training step time vs bare InfoNCE (quickstart encoders, batch {args.batch_size}, "
           f"{torch.get_num_threads()} threads; median of {args.steps} steps)")
-    print(f"| objective | ms/step | ratio | adds a network |")
+    print("| objective | ms/step | ratio | adds a network |")
     print("|---|---|---|---|")
     print(f"| infonce (bare) | {1000 * bare:.0f} | 1.00 | no |")
     for label, (objective, network) in OBJECTIVES.items():

@@ -70,7 +70,6 @@ def _roundtrip_check(params_model: Any) -> str:
 
 
 def _objective_model(kind: str, name: str, encoder: dict[str, Any], dtype: Any = None) -> tuple[Any, Any]:
-    import torch
 
     from vlpbench.config.schema import RunConfig
     from vlpbench.engine.model import build_run

@@ -144,7 +144,7 @@ dependencies = ["vlpbench>={__version__}", "torch>=2.4", "pydantic>=2.6,<3"]
 [tool.setuptools.packages.find]
 where = ["src"]
 ''',
-        f"src/{package}/__init__.py": f'"""vlpbench components of <method> (<paper>)."""\n\n__version__ = "0.1.0"\n',
+        f"src/{package}/__init__.py": '"""vlpbench components of <method> (<paper>)."""\n\n__version__ = "0.1.0"\n',
         f"src/{package}/plugin.py": f'''"""Registers the components with vlpbench (entry point ``{name}``)."""
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class LinearProbe:
                 "task": "linear_probe", "dataset": source.protocol(), "train_split": "train",
                 "model_selection": "val", "test_split": "test", "fraction": fraction,
                 "sampling_seed": self.params.sampling_seed, "train_samples": int(len(subset)),
-                "metric": (f"macro AUROC over labels with a test positive (torchmetrics)" if not multiclass
+                "metric": ("macro AUROC over labels with a test positive (torchmetrics)" if not multiclass
                            else "multi-class accuracy (torchmetrics, micro)"),
             }
             protocol["hash"] = protocol_hash(protocol)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from monai.losses import FocalLoss
 from monai.metrics import compute_dice
