@@ -13,23 +13,14 @@ evaluation, so it lands on the same leaderboard as the runs pretrained there.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from vlpbench.config.loader import canonical_hash, load_experiment
-from vlpbench.engine.files import write_json, write_yaml
+from vlpbench.engine.files import file_sha256, write_json, write_yaml
 from vlpbench.engine.rundir import RunDir, run_dir
 from vlpbench.errors import ConfigError, DataError
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
@@ -63,7 +54,7 @@ def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any) -> tuple
     image_size = int(config.data.params().get("image_size", 64))
     params = TimmImageEncoder.Params(arch=arch, pretrained_path=str(path))
     encoder = TimmImageEncoder(params, BuildContext(embed_dim=config.model.embed_dim, image_size=image_size)).to(device).eval()
-    return Encoders(encoder, None), {"kind": "timm-file", "path": str(path), "arch": arch, "sha256": _sha256(path)}
+    return Encoders(encoder, None), {"kind": "timm-file", "path": str(path), "arch": arch, "sha256": file_sha256(path)}
 
 
 def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: Path, label: str,

@@ -14,7 +14,6 @@ downstream tasks. Pretrained weights come only from a local file (``pretrained_p
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -23,16 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from vlpbench.context import BuildContext
+from vlpbench.engine.files import file_sha256
 from vlpbench.errors import DataError, RegistryError
 from vlpbench.features import ImageFeatures
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class TimmImageEncoder(nn.Module):
@@ -102,7 +94,7 @@ class TimmImageEncoder(nn.Module):
                 f"image_encoder.pretrained_path = '{path}' does not exist. Give a local timm checkpoint "
                 "file (.pth/.safetensors); weights are never downloaded."
             )
-        if params.pretrained_sha256 and _file_sha256(path) != params.pretrained_sha256.lower():
+        if params.pretrained_sha256 and file_sha256(path) != params.pretrained_sha256.lower():
             raise DataError(f"image_encoder.pretrained_path = '{path}' does not match pretrained_sha256; the file is not the expected one.")
         return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
 
