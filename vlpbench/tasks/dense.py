@@ -14,9 +14,28 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from vlpbench.data.pipeline import to_model_images
+from vlpbench.tasks.base import TaskParams
+
+
+class DenseTaskParams(TaskParams):
+    """Parameters every dense task shares: target, fractions, seeds and the head's training."""
+
+    findings: list[str] | None = Field(None, description="findings whose masks or boxes are the target "
+                                                         "(default: all local findings)")
+    fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+    sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
+    train_seed: int = 0
+    min_stride: int = Field(4, ge=1, description="finest encoder stage fed to the decoder or head")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-6, ge=0)
+    batch_size: int = Field(32, ge=1)
+    max_epochs: int = Field(12, ge=1)
+    patience: int = Field(3, ge=1)
+    min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
 
 
 @dataclass
@@ -98,6 +117,14 @@ def fit_with_early_stopping(
     model.load_state_dict(best_state)
     model.eval()
     return {"best_val_loss": best, "epochs": epochs}
+
+
+def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_loss: Callable[[Tensor], Tensor],
+             val_loss: Callable[[], float]) -> dict[str, float]:
+    """:func:`fit_with_early_stopping` with a dense task's training parameters."""
+    return fit_with_early_stopping(model, train_size, train_loss, val_loss, params.lr, params.weight_decay,
+                                   min(params.batch_size, train_size), params.max_epochs, params.patience,
+                                   params.train_seed, params.min_steps_per_epoch)
 
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:

@@ -28,8 +28,8 @@ from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
 
-from vlpbench.tasks.base import Encoders, TaskParams, TaskResult, fraction_label, with_hash
-from vlpbench.tasks.dense import fit_with_early_stopping, frozen_feature_maps, positives_first_fractions
+from vlpbench.tasks.base import Encoders, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
 
 IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(8)]  # 0.40 … 0.75
 
@@ -122,20 +122,9 @@ def ltrb_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
 class Detection:
     requires = frozenset({"data:boxes", "image:patches"})
 
-    class Params(TaskParams):
-        findings: list[str] | None = Field(None, description="findings whose boxes are targets (default: all local findings)")
+    class Params(DenseTaskParams):
         classes: Literal["single", "findings"] = "single"
-        fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
-        sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
-        train_seed: int = 0
         channels: int = Field(32, ge=8)
-        min_stride: int = Field(4, ge=1)
-        lr: float = Field(1e-3, gt=0)
-        weight_decay: float = Field(1e-6, ge=0)
-        batch_size: int = Field(32, ge=1)
-        max_epochs: int = Field(12, ge=1)
-        patience: int = Field(3, ge=1)
-        min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
         score_threshold: float = Field(0.05, ge=0, lt=1)
         nms_iou: float = Field(0.6, gt=0, le=1)
         max_detections: int = Field(20, ge=1)
@@ -233,9 +222,7 @@ class Detection:
                     total += float(batch_loss("val", rows)) * len(rows)
                 return total / len(maps["val"])
 
-            fit = fit_with_early_stopping(head, len(subset), lambda index: batch_loss("train", subset_t[index]),
-                                          val_loss, p.lr, p.weight_decay, min(p.batch_size, len(subset)),
-                                          p.max_epochs, p.patience, p.train_seed, p.min_steps_per_epoch)
+            fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss)
             metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
             test = maps["test"]
             for start in range(0, len(test), 128):

@@ -20,9 +20,9 @@ from monai.losses import FocalLoss
 from monai.metrics import compute_dice
 from pydantic import Field
 
-from vlpbench.tasks.base import Encoders, TaskParams, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.base import Encoders, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.decoders import build_decoder
-from vlpbench.tasks.dense import fit_with_early_stopping, frozen_feature_maps, positives_first_fractions
+from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
 
 
 def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -41,22 +41,11 @@ def dice_scores(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.T
 class Segmentation:
     requires = frozenset({"data:masks", "image:patches"})
 
-    class Params(TaskParams):
-        findings: list[str] | None = Field(None, description="masks whose union is the target (default: all local findings)")
-        fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
-        sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
-        train_seed: int = 0
+    class Params(DenseTaskParams):
         decoder: Literal["auto", "unet", "pup"] = "auto"
         channels: int = Field(32, ge=4)
         output_stride: int = Field(4, ge=1, description="decoder resolution before the bilinear upsampling of its logits")
-        min_stride: int = Field(4, ge=1, description="finest encoder stage fed to the U-Net")
         focal_weight: float = Field(10.0, ge=0)
-        lr: float = Field(1e-3, gt=0)
-        weight_decay: float = Field(1e-6, ge=0)
-        batch_size: int = Field(32, ge=1)
-        max_epochs: int = Field(12, ge=1)
-        patience: int = Field(3, ge=1)
-        min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
         threshold: float = Field(0.5, gt=0, lt=1)
 
     def __init__(self, params: "Segmentation.Params", context: Any = None) -> None:
@@ -88,8 +77,7 @@ class Segmentation:
             def val_loss() -> float:
                 return self._mean_loss(decoder, maps["val"], masks["val"], device)
 
-            fit = fit_with_early_stopping(decoder, len(subset), train_loss, val_loss, p.lr, p.weight_decay,
-                                          min(p.batch_size, len(subset)), p.max_epochs, p.patience, p.train_seed, p.min_steps_per_epoch)
+            fit = fit_head(p, decoder, len(subset), train_loss, val_loss)
             prediction = self._predict(decoder, maps["test"], device) > p.threshold
             per_image, pooled = dice_scores(prediction, masks["test"].bool())
             label = fraction_label(fraction)
