@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from importlib import metadata
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
@@ -16,6 +17,24 @@ from vlpbench.config.schema import RunConfig
 from vlpbench.engine.model import build_run
 from vlpbench.errors import ConfigError
 from vlpbench.plugins import get_registry, load_plugins
+
+@pytest.fixture
+def with_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a one-module test plugin (``<name>_plugin.py``) beside the installed ones."""
+    added: list[str] = []
+
+    def install(name: str, source: str) -> None:
+        module = f"{name}_plugin"
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.syspath_prepend(str(tmp_path))
+        entry_points = [*metadata.entry_points(group="vlpbench"), EntryPoint(name=name, value=module, group="vlpbench")]
+        monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+        added.append(module)
+
+    yield install
+    for module in added:
+        sys.modules.pop(module, None)
+
 
 TINY_DATA = {"name": "synthcxr", "image_size": 32, "pretrain_size": 64}
 TINY_TEXT = {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}
@@ -74,12 +93,8 @@ def vlpbench_register(registrar):
 """
 
 
-def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tmp_path: Path, monkeypatch, cli) -> None:
-    (tmp_path / "globalonly_plugin.py").write_text(textwrap.dedent(GLOBAL_ONLY_TEXT))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    entry_points = list(__import__("importlib.metadata").metadata.entry_points(group="vlpbench"))
-    entry_points.append(EntryPoint(name="globalonly", value="globalonly_plugin", group="vlpbench"))
-    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tmp_path: Path, with_plugin, cli) -> None:
+    with_plugin("globalonly", GLOBAL_ONLY_TEXT)
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(textwrap.dedent("""\
         name: combo
@@ -89,13 +104,10 @@ def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tm
         variants:
           tcsap: {objective.local_heads: [{name: fane.tcsap}]}
     """))
-    try:
-        with pytest.raises(ConfigError, match="fane.tcsap' needs sentences from the text encoder"):
-            load_experiment(experiment)
-        code, _, err = cli("validate", str(experiment))
-        assert code == 2 and "variant 'tcsap'" in err and "Traceback" not in err
-    finally:
-        sys.modules.pop("globalonly_plugin", None)
+    with pytest.raises(ConfigError, match="fane.tcsap' needs sentences from the text encoder"):
+        load_experiment(experiment)
+    code, _, err = cli("validate", str(experiment))
+    assert code == 2 and "variant 'tcsap'" in err and "Traceback" not in err
 
 
 def test_a_variant_overrides_its_preset(tmp_path: Path) -> None:
@@ -129,12 +141,8 @@ def vlpbench_register(registrar):
 """
 
 
-def test_a_task_whose_targets_the_dataset_lacks_is_rejected(tmp_path: Path, monkeypatch) -> None:
-    (tmp_path / "labelsonly_plugin.py").write_text(textwrap.dedent(NO_BOXES_DATA))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    entry_points = list(__import__("importlib.metadata").metadata.entry_points(group="vlpbench"))
-    entry_points.append(EntryPoint(name="labelsonly", value="labelsonly_plugin", group="vlpbench"))
-    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+def test_a_task_whose_targets_the_dataset_lacks_is_rejected(tmp_path: Path, with_plugin) -> None:
+    with_plugin("labelsonly", NO_BOXES_DATA)
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(textwrap.dedent("""\
         name: tasks
@@ -144,11 +152,8 @@ def test_a_task_whose_targets_the_dataset_lacks_is_rejected(tmp_path: Path, monk
           - {name: detection, dataset: {name: labelsonly.data}}
           - {name: segmentation, dataset: {name: labelsonly.data}}
     """))
-    try:
-        with pytest.raises(ConfigError) as info:
-            load_experiment(experiment)
-        message = str(info.value)
-        assert "'detection' needs boxes from the dataset" in message and "'segmentation' needs masks" in message
-        assert "linear_probe" not in message  # labels are there
-    finally:
-        sys.modules.pop("labelsonly_plugin", None)
+    with pytest.raises(ConfigError) as info:
+        load_experiment(experiment)
+    message = str(info.value)
+    assert "'detection' needs boxes from the dataset" in message and "'segmentation' needs masks" in message
+    assert "linear_probe" not in message  # labels are there
