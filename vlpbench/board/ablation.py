@@ -9,16 +9,18 @@ import pandas as pd
 IGNORED = ("tasks",)  # the same tasks everywhere: their differences are protocol, not method
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys; a list of components becomes ``key.i = name`` plus
+    ``key.i.<name>.param`` for each of its parameters."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            out.update(_flatten(item, f"{prefix}{key}."))
+            out.update(flatten(item, f"{prefix}{key}."))
         return out
     if isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v for v in value):
         out = {f"{prefix}{i}": v["name"] for i, v in enumerate(value)}
         for i, item in enumerate(value):
-            out.update(_flatten({k: v for k, v in item.items() if k != "name"}, f"{prefix}{i}.{item['name']}."))
+            out.update(flatten({k: v for k, v in item.items() if k != "name"}, f"{prefix}{i}.{item['name']}."))
         return out or {prefix.rstrip("."): []}
     return {prefix.rstrip("."): value}
 
@@ -32,9 +34,9 @@ def config_difference(config: dict[str, Any], baseline: dict[str, Any],
     component the baseline does not have are its defaults, implied by its name) or where the
     variant set it explicitly (``overrides``, its dotted keys as written in the experiment file).
     """
-    explicit = set(_flatten({k: v for k, v in (overrides or {}).items() if k != "preset"}))
-    mine = _flatten({k: v for k, v in config.items() if k not in IGNORED})
-    theirs = _flatten({k: v for k, v in baseline.items() if k not in IGNORED})
+    explicit = set(flatten({k: v for k, v in (overrides or {}).items() if k != "preset"}))
+    mine = flatten({k: v for k, v in config.items() if k not in IGNORED})
+    theirs = flatten({k: v for k, v in baseline.items() if k not in IGNORED})
     changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and mine.get(k) != [])
 
     def is_name(key: str) -> bool:

@@ -7,21 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if key == "hash":
-                continue
-            out.update(_flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value}
+from vlpbench.board.ablation import flatten
 
 
 def protocol_difference(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between two protocol definitions."""
-    fa, fb = _flatten(a), _flatten(b)
+    fa, fb = ({k: v for k, v in flatten(p).items() if k.rsplit(".", 1)[-1] != "hash"} for p in (a, b))
     return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
 
 
