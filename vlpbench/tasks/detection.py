@@ -181,15 +181,23 @@ class Detection:
         points, strides = locations(shapes, image_size, logits.device)
         scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(ctr).unsqueeze(-1))  # [B,L,K]
         boxes = ltrb_to_boxes(points.expand(ltrb.shape[0], -1, -1), ltrb * strides.view(1, -1, 1)).clamp(0, image_size)
-        out = []
-        for b in range(scores.shape[0]):  # inference only: NMS is per image
-            flat = scores[b].flatten()
-            top = flat.topk(min(100, flat.numel())).indices
-            top = top[flat[top] > p.score_threshold]
-            where, label = top // scores.shape[-1], top % scores.shape[-1]
-            chosen = batched_nms(boxes[b, where], flat[top], label, p.nms_iou)[: p.max_detections]
-            out.append({"boxes": boxes[b, where[chosen]].cpu(), "scores": flat[top][chosen].cpu(), "labels": label[chosen].cpu()})
-        return out
+        batch, _, classes = scores.shape
+        values, top = scores.flatten(1).topk(min(100, scores[0].numel()), dim=1)  # [B,T] per image
+        where, label = top // classes, top % classes
+        image = torch.arange(batch, device=scores.device).unsqueeze(1).expand_as(top)
+        keep = values > p.score_threshold
+        image, where, label, values = image[keep], where[keep], label[keep], values[keep]
+        candidates = boxes[image, where]
+        # one NMS call for the whole batch: boxes only suppress boxes of the same image and class
+        chosen = batched_nms(candidates, values, image * classes + label, p.nms_iou)  # by decreasing score
+        chosen = chosen[torch.argsort(image[chosen], stable=True)]  # grouped by image, score order kept
+        counts = torch.bincount(image[chosen], minlength=batch)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(chosen), device=chosen.device) - starts[image[chosen]]
+        chosen = chosen[rank < p.max_detections]
+        per_image = torch.bincount(image[chosen], minlength=batch).tolist()
+        return [{"boxes": b.cpu(), "scores": s.cpu(), "labels": c.cpu()} for b, s, c in
+                zip(candidates[chosen].split(per_image), values[chosen].split(per_image), label[chosen].split(per_image))]
 
     # -- the task --------------------------------------------------------------------------------
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
