@@ -150,3 +150,38 @@ def test_eval_of_a_timm_weights_file_skips_text_tasks(finished_tiny, cli, tmp_pa
     code, _, err = cli("eval", str(weights), "--experiment", str(folder / "tiny.yaml"), "--label", "x",
                        "--results", str(results))
     assert code == 2 and "--arch" in err and "Traceback" not in err
+
+
+def test_a_task_change_reuses_the_finished_pretraining(finished_tiny, cli, tmp_path: Path) -> None:
+    import shutil
+
+    folder, _ = finished_tiny
+    results = tmp_path / "results"
+    shutil.copytree(folder / "results", results)
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text((folder / "tiny.yaml").read_text().replace("max_epochs: 5", "max_epochs: 4"))
+    code, out, _ = cli("run", str(changed), "--results", str(results), "--quiet")
+    assert code == 0 and "pretraining reused from base__seed0__" in out
+    reused = [(p, json.loads(p.read_text()).get("pretraining_reused_from")) for p in
+              (results / "tiny" / "runs").glob("*/provenance.json")]
+    [(new, source)] = [(p.parent, name) for p, name in reused if name]
+    old = results / "tiny" / "runs" / source
+    assert old.name.startswith("base__seed0__") and old != new
+    assert (new / "history.json").read_text() == (old / "history.json").read_text()
+    a, b = (torch.load(p / "checkpoints" / "final.pt", weights_only=False)["model"] for p in (old, new))
+    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+    assert yaml.safe_load((new / "config.yaml").read_text())["config"]["tasks"][0]["max_epochs"] == 4
+
+
+def test_no_reuse_pretrains_again(finished_tiny, cli, tmp_path: Path) -> None:
+    folder, _ = finished_tiny
+    results = tmp_path / "results"
+    import shutil
+
+    shutil.copytree(folder / "results", results)
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text((folder / "tiny.yaml").read_text().replace("max_epochs: 5", "max_epochs: 4"))
+    code, out, _ = cli("run", str(changed), "--results", str(results), "--quiet", "--no-reuse")
+    assert code == 0 and "reused" not in out
+    assert not any(json.loads(p.read_text()).get("pretraining_reused_from")
+                   for p in (results / "tiny" / "runs").glob("*/provenance.json"))

@@ -37,7 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = Path(args.results)
     print(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
           f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})")
-    outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet)
+    outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
+                             reuse_pretraining=not args.no_reuse)
     board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
                               planned=[(r.variant, r.seed) for r in experiment.runs])
     print()
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", type=_seeds, help="override the file's seeds, e.g. '0' or '0,1,2'")
     run.add_argument("--results", default="results", help="results root (default: results/)")
     run.add_argument("--rerun-stale", action="store_true", help="rerun finished runs made under other versions")
+    run.add_argument("--no-reuse", action="store_true",
+                     help="pretrain even when a finished run differs from this one only in its tasks")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 

@@ -43,8 +43,13 @@ def is_stale(run: RunDir) -> bool:
     return path.is_file() and read_json(path).get("versions") != versions()
 
 
-def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None) -> None:
-    """Pretrain (or resume) one run and evaluate its tasks; write every result file."""
+def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None,
+                reuse_pretraining: bool = True) -> None:
+    """Pretrain (or resume) one run and evaluate its tasks; write every result file.
+
+    With ``reuse_pretraining``, a finished sibling run that differs only in its tasks lends its
+    pretraining (see :mod:`vlpbench.engine.reuse`).
+    """
     import torch
 
     from vlpbench.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -66,6 +71,8 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     device = resolve_device(config.pretrain.device)
     started = time.time()
     built = build_run(config, registry, spec.seed)
+    if reuse_pretraining and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
+        reuse_finished_pretraining(spec, run)
     if run.status().get("state") == "pretrained" and run.final_checkpoint.is_file():
         final = load_checkpoint(run.final_checkpoint)
         built.model.load_state_dict(final["model"])
@@ -94,8 +101,19 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
                      "active_steps": result.active_steps},
         "parameters": sum(p.numel() for p in built.model.parameters()),
+        "pretraining_reused_from": run.status().get("pretraining_reused_from"),
     })
     run.set_status("finished", finished=time.time())
+
+
+def reuse_finished_pretraining(spec: RunSpec, run: RunDir) -> None:
+    """Copy a finished sibling's pretraining into ``run`` when only the tasks differ."""
+    from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining, pretrain_identity
+
+    source = find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions))
+    if source is not None:
+        copy_pretraining(source, run)
+        run.set_status("pretrained", pretraining_reused_from=source.path.name)
 
 
 def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
@@ -132,6 +150,7 @@ def run_experiment(
     results_root: Path,
     rerun_stale: bool = False,
     progress: bool = True,
+    reuse_pretraining: bool = True,
     echo: Callable[[str], None] = print,
 ) -> ExperimentOutcome:
     outcome = ExperimentOutcome()
@@ -152,7 +171,9 @@ def run_experiment(
         resuming = run.latest_epoch_checkpoint() is not None or run.status().get("state") == "pretrained"
         echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
         try:
-            execute_run(spec, run, progress=progress)
+            execute_run(spec, run, progress=progress, reuse_pretraining=reuse_pretraining)
+            if run.status().get("pretraining_reused_from"):
+                echo(f"{label}: pretraining reused from {run.status()['pretraining_reused_from']} (only the tasks differ)")
         except UserError as exc:
             run.set_status("failed", error=str(exc))
             echo(f"{label}: FAILED: {exc}")

@@ -1,0 +1,75 @@
+"""Reuse a finished pretraining when only the downstream tasks changed.
+
+A run's identity covers its whole config, tasks included, so adding a task or changing a task's
+protocol makes a new run. Its pretraining, though, depends only on the rest of the config, the seed
+and the pretraining data's version: the *pretraining identity*. When a finished, non-stale run of
+the same experiment has the same pretraining identity, its final checkpoint and loss history are
+copied into the new run and only the tasks are evaluated. Pretraining is deterministic on one
+device (a resumed or repeated run reproduces the same weights), so the result is the one a full
+rerun would give; the run's provenance names the run the pretraining came from.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from vlpbench.engine.files import read_json
+from vlpbench.engine.rundir import RunDir
+
+
+def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str, str]) -> str:
+    """Hash of what pretraining depends on: the resolved config without ``tasks``, the seed and the
+    pretraining dataset's protocol version."""
+    from vlpbench.config.loader import canonical_hash
+
+    dataset = config.get("data", {}).get("name")
+    return canonical_hash({"config": {k: v for k, v in config.items() if k != "tasks"}, "seed": seed,
+                           "data_version": data_versions.get(dataset)})
+
+
+def _identity_of(run: RunDir) -> str | None:
+    import yaml
+
+    path = run.file("config.yaml")
+    if not path.is_file():
+        return None
+    recorded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not {"config", "seed"} <= set(recorded):
+        return None
+    return pretrain_identity(recorded["config"], recorded["seed"], recorded.get("data_versions") or {})
+
+
+def find_reusable_pretraining(run: RunDir, identity: str) -> RunDir | None:
+    """A finished, non-stale sibling run with the same pretraining identity and its final checkpoint."""
+    from vlpbench.engine.runner import is_stale
+
+    for candidate in sorted(run.path.parent.iterdir()) if run.path.parent.is_dir() else []:
+        other = RunDir(candidate)
+        if other.path == run.path or not other.finished or not other.final_checkpoint.is_file():
+            continue
+        if not other.file("history.json").is_file() or is_stale(other):
+            continue
+        if _identity_of(other) == identity:
+            return other
+    return None
+
+
+def copy_pretraining(source: RunDir, target: RunDir) -> None:
+    """Hard-link (or copy) the final checkpoint and copy the loss history into ``target``."""
+    target.checkpoints.mkdir(parents=True, exist_ok=True)
+    destination = target.final_checkpoint
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(source.final_checkpoint, destination)
+    except OSError:
+        shutil.copy2(source.final_checkpoint, destination)
+    shutil.copy2(source.file("history.json"), target.file("history.json"))
+
+
+def reused_timings(source: RunDir) -> dict[str, Any]:
+    """The pretraining figures of the run whose pretraining is reused (from its provenance)."""
+    provenance: dict[str, Any] = read_json(source.file("provenance.json"))
+    return {"run": source.path.name, "timings": provenance.get("timings", {}),
+            "pretrain": provenance.get("pretrain", {})}
