@@ -92,3 +92,56 @@ def test_global_tasks_with_both_encoder_families(arch: str, tiny_source: SynthCX
     retrieval = Retrieval(Retrieval.Params()).evaluate(encoders, tiny_source, cpu)
     for scores in (probe.scores, zero_shot.scores, retrieval.scores):
         assert scores and all(0.0 <= v <= 1.0 for v in scores.values() if v == v)
+
+
+def _batches_seen(train_size: int, max_steps: int | None, epochs: int = 4) -> list[list[list[int]]]:
+    """The index batches fit_with_early_stopping trains on, per epoch (validation never improves
+    after the first epoch, so patience is set high enough to run every epoch)."""
+    from vlpbench.tasks.dense import fit_with_early_stopping
+
+    model = torch.nn.Linear(1, 1)
+    seen: list[list[list[int]]] = []
+
+    def train_loss(index: torch.Tensor) -> torch.Tensor:
+        seen[-1].append(index.tolist())
+        return model.weight.sum() * 0.0 + model.bias.sum() * 0.0
+
+    def val_loss() -> float:
+        seen.append([])
+        return 1.0
+
+    seen.append([])
+    fit_with_early_stopping(model, train_size, train_loss, val_loss, lr=1e-3, weight_decay=0.0, batch_size=4,
+                            max_epochs=epochs, patience=epochs, seed=0, min_steps_per_epoch=2,
+                            max_steps_per_epoch=max_steps)
+    return [e for e in seen if e]
+
+
+def test_capped_epochs_continue_one_shuffled_stream() -> None:
+    capped = _batches_seen(train_size=40, max_steps=3)
+    assert [len(epoch) for epoch in capped] == [3, 3, 3, 3]  # 10 steps of a full pass, capped at 3
+    flat = [i for epoch in capped for batch in epoch for i in batch]
+    assert sorted(flat[:40]) == list(range(40))  # the first 40 indices are one permutation, spread over epochs
+    uncapped = _batches_seen(train_size=40, max_steps=None)
+    assert [len(epoch) for epoch in uncapped] == [10] * 4
+    assert flat == [i for epoch in uncapped for batch in epoch for i in batch][:len(flat)]
+
+
+def test_a_cap_above_the_epoch_length_changes_nothing() -> None:
+    assert _batches_seen(train_size=6, max_steps=50) == _batches_seen(train_size=6, max_steps=None)
+
+
+def test_tasks_share_frozen_features_within_one_evaluation(tiny_source: SynthCXRSource) -> None:
+    torch.manual_seed(0)
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18"), BuildContext(embed_dim=16, image_size=32))
+    calls = []
+    original = encoder.feature_maps
+    encoder.feature_maps = lambda images, min_stride=4: calls.append(len(images)) or original(images, min_stride)
+    cpu, encoders = torch.device("cpu"), Encoders(encoder)
+    seg = Segmentation(Segmentation.Params(fractions=[1.0], max_epochs=1)).evaluate(encoders, tiny_source, cpu)
+    Detection(Detection.Params(fractions=[1.0], max_epochs=1)).evaluate(encoders, tiny_source, cpu)
+    assert sum(calls) == 48 + 16 + 24  # train, val and test extracted once, for both tasks
+    Detection(Detection.Params(fractions=[1.0], max_epochs=1, min_stride=8)).evaluate(encoders, tiny_source, cpu)
+    assert sum(calls) == 2 * (48 + 16 + 24)  # other options, other features
+    again = Segmentation(Segmentation.Params(fractions=[1.0], max_epochs=1)).evaluate(Encoders(encoder), tiny_source, cpu)
+    assert again.scores == seg.scores  # the shared maps are the ones a fresh evaluation computes

@@ -185,3 +185,17 @@ def test_no_reuse_pretrains_again(finished_tiny, cli, tmp_path: Path) -> None:
     assert code == 0 and "reused" not in out
     assert not any(json.loads(p.read_text()).get("pretraining_reused_from")
                    for p in (results / "tiny" / "runs").glob("*/provenance.json"))
+
+
+def test_pretrain_identity_ignores_tasks_and_downstream_split_sizes() -> None:
+    from vlpbench.engine.reuse import pretrain_identity
+
+    config = {"data": {"name": "synthcxr", "train_size": 64, "pretrain_size": 96}, "pretrain": {"epochs": 2},
+              "tasks": [{"name": "linear_probe"}]}
+    same = {**config, "data": {**config["data"], "train_size": 5000}, "tasks": []}
+    identity = pretrain_identity(config, 0, {"synthcxr": "1"})
+    assert pretrain_identity(same, 0, {"synthcxr": "1"}) == identity
+    for other in ({**config, "data": {**config["data"], "pretrain_size": 97}}, {**config, "pretrain": {"epochs": 3}}):
+        assert pretrain_identity(other, 0, {"synthcxr": "1"}) != identity
+    assert pretrain_identity(config, 1, {"synthcxr": "1"}) != identity
+    assert pretrain_identity(config, 0, {"synthcxr": "2"}) != identity

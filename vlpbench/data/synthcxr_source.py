@@ -22,6 +22,9 @@ class SynthCXRSource:
     protocol_version = GENERATOR_VERSION
     label_names = FINDINGS
     local_findings = LOCAL_FINDINGS
+    #: Parameters that change only the downstream splits: each split is generated from its own
+    #: seed sequence, so the pretraining split (and a pretraining run) does not depend on them.
+    downstream_only_params = frozenset({"train_size", "val_size", "test_size"})
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.config.schema import ComponentSpec
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -20,6 +22,23 @@ class Encoders:
 
     image: torch.nn.Module
     text: torch.nn.Module | None = None
+    #: Frozen features already computed in this evaluation, shared between tasks (see :meth:`memo`).
+    _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict, repr=False)
+
+    def memo(self, kind: str, images: Any, options: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        """``compute()`` once per (kind, image array, options) and reuse it in later tasks.
+
+        The encoders are frozen while tasks run, so features of the same images are the same in
+        every task: the linear probe, zero-shot and retrieval share global features and embeddings,
+        segmentation and detection the feature maps, instead of each running the encoder again.
+        """
+        key = (kind, id(images), options)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is images:  # the array itself is kept, so its id cannot be reused
+            return hit[1]
+        value = compute()
+        self._memo[key] = (images, value)
+        return value
 
     def require_text(self, task: str) -> torch.nn.Module:
         if self.text is None:

@@ -36,6 +36,9 @@ class DenseTaskParams(TaskParams):
     max_epochs: int = Field(12, ge=1)
     patience: int = Field(3, ge=1)
     min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
+    max_steps_per_epoch: int | None = Field(
+        None, ge=1, description="cap on the steps of an epoch: a large training set is then seen over several "
+                                "epochs, so that a larger fraction costs no more than this (None: one full pass)")
 
 
 @dataclass
@@ -86,20 +89,30 @@ def fit_with_early_stopping(
     patience: int,
     seed: int,
     min_steps_per_epoch: int = 1,
+    max_steps_per_epoch: int | None = None,
 ) -> dict[str, float]:
     """AdamW over shuffled mini-batches; keep the state with the lowest validation loss.
 
     An epoch is at least ``min_steps_per_epoch`` optimiser steps (a small label fraction is
     cycled through several times), so that a 1 % subset of a few images is not judged after a
-    handful of updates.
+    handful of updates. With ``max_steps_per_epoch`` an epoch stops after that many steps and the
+    next one continues the same shuffled stream, so every image is still seen, over several epochs.
     """
     generator = torch.Generator().manual_seed(seed)
     repeats = max(1, -(-min_steps_per_epoch * batch_size // train_size))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     best, best_state, waited, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    epoch_order = lambda: torch.cat([torch.randperm(train_size, generator=generator) for _ in range(repeats)])  # noqa: E731
+    stream = torch.empty(0, dtype=torch.long)  # shuffled indices not yet used (capped epochs)
     for epoch in range(max_epochs):
         model.train()
-        order = torch.cat([torch.randperm(train_size, generator=generator) for _ in range(repeats)])
+        if max_steps_per_epoch is None:
+            order = epoch_order()
+        else:  # a capped epoch is never longer than an uncapped one, and below the cap it is the same
+            take = min(max_steps_per_epoch * batch_size, repeats * train_size)
+            while len(stream) < take:
+                stream = torch.cat([stream, epoch_order()])
+            order, stream = stream[:take], stream[take:]
         for start in range(0, len(order), batch_size):
             optimizer.zero_grad(set_to_none=True)
             train_loss(order[start:start + batch_size]).backward()
@@ -124,7 +137,7 @@ def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_l
     """:func:`fit_with_early_stopping` with a dense task's training parameters."""
     return fit_with_early_stopping(model, train_size, train_loss, val_loss, params.lr, params.weight_decay,
                                    min(params.batch_size, train_size), params.max_epochs, params.patience,
-                                   params.train_seed, params.min_steps_per_epoch)
+                                   params.train_seed, params.min_steps_per_epoch, params.max_steps_per_epoch)
 
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:

@@ -207,7 +207,9 @@ class Detection:
         findings = p.findings or list(getattr(source, "local_findings", ()))
         label_names = tuple(source.label_names)
         splits = {name: source.split(name) for name in ("train", "val", "test")}
-        maps = {name: frozen_feature_maps(encoders.image, s.images, device, p.min_stride) for name, s in splits.items()}
+        maps = {name: encoders.memo("feature_maps", s.images, (str(device), p.min_stride),
+                                    lambda s=s: frozen_feature_maps(encoders.image, s.images, device, p.min_stride))
+                for name, s in splits.items()}
         targets = {name: self._targets(s, findings, label_names) for name, s in splits.items()}
         image_size = splits["train"].images.shape[-1]
         classes = 1 if p.classes == "single" else len(findings)

@@ -58,7 +58,8 @@ class LinearProbe:
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
-        features = {name: frozen_global_features(encoder, to_model_images(s.images), device)
+        features = {name: encoders.memo("global_features", s.images, (str(device),),
+                                        lambda s=s: frozen_global_features(encoder, to_model_images(s.images), device))
                     for name, s in splits.items()}
         subsets = nested_stratified_fractions(labels["train"], self.params.fractions, self.params.sampling_seed)
         metric = "accuracy" if multiclass else "auroc"

@@ -38,7 +38,8 @@ class Retrieval:
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         text_encoder = encoders.require_text("retrieval")
         split = source.split(self.params.split)
-        images = image_embeddings(encoders.image, to_model_images(split.images), device)
+        images = encoders.memo("image_embeddings", split.images, (str(device),),
+                               lambda: image_embeddings(encoders.image, to_model_images(split.images), device))
         reports = text_embeddings(text_encoder, [list(s) for s in split.sentences], device)
         similarity = images @ reports.t()  # [n, n]
         labels = torch.from_numpy(np.asarray(split.labels))

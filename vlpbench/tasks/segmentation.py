@@ -59,7 +59,9 @@ class Segmentation:
         p = self.params
         findings = p.findings or list(getattr(source, "local_findings", ()))
         splits = {name: source.split(name) for name in ("train", "val", "test")}
-        maps = {name: frozen_feature_maps(encoders.image, s.images, device, p.min_stride) for name, s in splits.items()}
+        maps = {name: encoders.memo("feature_maps", s.images, (str(device), p.min_stride),
+                                    lambda s=s: frozen_feature_maps(encoders.image, s.images, device, p.min_stride))
+                for name, s in splits.items()}
         masks = {name: torch.from_numpy(s.any_mask(findings)).unsqueeze(1).float() for name, s in splits.items()}
         image_size = splits["train"].images.shape[-1]
         subsets = positives_first_fractions(masks["train"].flatten(1).any(1).numpy(), p.fractions, p.sampling_seed)

@@ -35,7 +35,8 @@ class ZeroShot:
         text_encoder = encoders.require_text("zero_shot")
         split = source.split(self.params.split)
         labels = torch.from_numpy(np.asarray(split.labels)).long()
-        images = image_embeddings(encoders.image, to_model_images(split.images), device)
+        images = encoders.memo("image_embeddings", split.images, (str(device),),
+                               lambda: image_embeddings(encoders.image, to_model_images(split.images), device))
         prompts = source.prompts()
         scores, details = {}, {"per_finding": {}, "findings_not_scorable": []}
         per_finding = []
