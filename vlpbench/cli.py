@@ -28,6 +28,13 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from vlpbench.engine.distributed import process_group
+
+    with process_group() as world:  # several processes under torchrun (or Slurm): DDP; else nothing
+        return _run_experiment(args, main=world.rank == 0)
+
+
+def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     from vlpbench.config.loader import load_experiment
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.engine.runner import run_experiment
@@ -35,10 +42,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant)
     root = Path(args.results)
-    print(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
-          f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})")
+    say = print if main else (lambda *a, **k: None)
+    world = experiment.runs[0].world_size if experiment.runs else 1
+    say(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
+        f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})"
+        + (f" on {world} processes" if world > 1 else ""))
     outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
                              reuse_pretraining=not args.no_reuse)
+    if not main:
+        return 2 if outcome.failed else 0
     board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
                               planned=[(r.variant, r.seed) for r in experiment.runs])
     print()
@@ -296,3 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.formatwarning = previous
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=N -m vlpbench.cli run FILE
+    sys.exit(main())

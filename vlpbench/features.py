@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vlpbench.objective.scope import World
+
 
 @dataclass
 class ImageFeatures:
@@ -51,7 +53,7 @@ class Batch:
                      extras={k: move(v) for k, v in self.extras.items()})
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return self.index.shape[0]
 
 
 @dataclass
@@ -62,6 +64,14 @@ class AlignmentInputs:
     text: TextFeatures
     batch: Batch
     progress: float  # fraction of pretraining done, in [0, 1)
+    #: ``local`` or ``gathered`` (see :mod:`vlpbench.objective.scope`). A miner or weighting with
+    #: the gathered scope receives a view whose global embeddings, ``batch.index`` and
+    #: ``batch.labels`` span every process's batch (the other fields are None); a head receives the
+    #: local features and gathers what it compares across the batch itself (``scope.gather_rows``).
+    scope: str = "local"
+    world: World = field(default_factory=World)
+    #: How gathered rows pass gradients back (``own`` or ``summed``, see ``scope.gather_rows``).
+    gradient: str = "own"
     #: Intermediate tensors a component publishes for later ones in the same step (e.g. CM-CGNS's
     #: text-conditioned patch features, which its reconstruction objective reuses).
     cache: dict[str, Any] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from vlpbench.config.compat import check_compatibility
 from vlpbench.config.errors import Loc, describe, format_errors
+from vlpbench.config.identity import identity_config, world_size_from_environment
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
@@ -40,6 +41,8 @@ class RunSpec:
     #: Not part of the identity: where the variant stands in its file, and the file's baseline.
     variant_index: int = 0
     baseline: str | None = None
+    #: Processes the run trains on (part of the identity when above 1, see config.identity).
+    world_size: int = 1
 
     @property
     def run_id(self) -> str:
@@ -209,6 +212,7 @@ def load_experiment(
         raise ConfigError(f"{path}, line {lines.get(('baseline',))}: baseline '{file.baseline}' is not one of the variants ({', '.join(file.variants)}).")
 
     experiment = Experiment(path=path, file=file)
+    world_size = world_size_from_environment()
     for variant_index, (variant, overrides) in enumerate(declared.items()):
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}, line {lines.get(('variants', variant))}: variant '{variant}' must be a mapping of overrides (use {{}} for none).")
@@ -217,9 +221,10 @@ def load_experiment(
         run_config = _validate_model(RunConfig, raw, where)
         resolved, versions = validate_components(run_config, where)
         for seed in seeds if seeds is not None else file.seeds:
-            run_hash = canonical_hash({"config": resolved, "seed": seed, "data_versions": versions})
+            run_hash = canonical_hash({"config": identity_config(resolved, world_size), "seed": seed,
+                                       "data_versions": versions})
             experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, run_hash,
                                            list(file.variants or {BASE_VARIANT: {}}).index(variant)
                                            if variant in (file.variants or {BASE_VARIANT: {}}) else variant_index,
-                                           file.baseline))
+                                           file.baseline, world_size))
     return experiment

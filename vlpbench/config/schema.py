@@ -30,7 +30,18 @@ class ComponentSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class ScheduledSpec(ComponentSpec):
+NegativeScope = Literal["local", "gathered"]
+
+
+class ScopedSpec(ComponentSpec):
+    """A component that may compare samples across the batch: its negative scope can be set."""
+
+    scope: NegativeScope | None = Field(
+        None, exclude_if=lambda value: value is None, description="'local' (this process's batch) or 'gathered' (every process's batch) "
+                          "when training on several processes; default: objective.negative_scope")
+
+
+class ScheduledSpec(ScopedSpec):
     """A loss-contributing component with a weight and a start point (fraction of the run)."""
 
     weight: float = Field(1.0, ge=0.0)
@@ -45,11 +56,15 @@ class ModelConfig(Strict):
 
 class ObjectiveConfig(Strict):
     global_loss: ComponentSpec = Field(ComponentSpec(name="infonce"), alias="global")
-    positive_miner: ComponentSpec = ComponentSpec(name="identity")
-    negative_weighting: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="uniform")])
+    positive_miner: ScopedSpec = ScopedSpec(name="identity")
+    negative_weighting: list[ScopedSpec] = Field(default_factory=lambda: [ScopedSpec(name="uniform")])
     local_heads: list[ScheduledSpec] = Field(default_factory=list)
     auxiliaries: list[ScheduledSpec] = Field(default_factory=list)
     global_weight: float = Field(1.0, ge=0.0)
+    negative_scope: NegativeScope = Field(
+        "local", description="negative scope of the global loss, and the default of the miner, weightings and "
+                             "heads: 'local' compares within each process's batch, 'gathered' across all processes "
+                             "(the same as one process with the global batch). No effect on one process.")
 
 
 class PretrainConfig(Strict):

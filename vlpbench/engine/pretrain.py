@@ -1,4 +1,10 @@
-"""The pretraining loop: AdamW, cosine schedule with warm-up, per-epoch checkpoints, resume."""
+"""The pretraining loop: AdamW, cosine schedule with warm-up, per-epoch checkpoints, resume.
+
+On several processes (see :mod:`vlpbench.engine.distributed`) the model is wrapped in
+DistributedDataParallel; ``pretrain.batch_size`` stays the *global* batch, split evenly over the
+processes, so a run's steps and samples per epoch do not depend on the number of processes. Rank 0
+writes the checkpoints; the logged losses are means over the ranks.
+"""
 
 from __future__ import annotations
 
@@ -62,7 +68,23 @@ def pretrain(
     stop_after_epoch: int | None = None,
 ) -> PretrainResult:
     """Train ``model`` on ``data``; resume from the run's last epoch checkpoint if there is one."""
+    from vlpbench.engine.distributed import barrier, is_main, mean_over_ranks
+    from vlpbench.objective.scope import current_world
+
+    world = current_world()
+    if config.batch_size % world.size:
+        from vlpbench.errors import ConfigError
+
+        raise ConfigError(f"pretrain.batch_size = {config.batch_size} is the global batch and must divide evenly over "
+                          f"the {world.size} processes; use a multiple of {world.size}.")
     model.to(device)
+    forward = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model.objective.gradient = "summed"  # DDP averages gradients; gathered terms must count in full
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
@@ -82,39 +104,41 @@ def pretrain(
 
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16"
                 else contextlib.nullcontext())
-    bar = _progress_bar(total, start_epoch * steps_per_epoch, progress)
+    bar = _progress_bar(total, start_epoch * steps_per_epoch, progress and is_main())
     model.train()
     started, samples = time.perf_counter(), 0
     for epoch in range(start_epoch, config.epochs):
-        for step_in_epoch, batch in enumerate(data.epoch_batches(epoch, seed, config.batch_size, config.augment)):
+        for step_in_epoch, batch in enumerate(data.epoch_batches(epoch, seed, config.batch_size, config.augment, world)):
             step = epoch * steps_per_epoch + step_in_epoch
             batch = batch.to(device)
             with autocast:
-                out = model(batch, progress=step / max(1, total))
+                out = forward(batch, progress=step / max(1, total))
             optimizer.zero_grad(set_to_none=True)
             out.total.backward()
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
             optimizer.step()
             schedule.step()
-            record = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], "total": float(out.total.detach())}
-            record.update({k: float(v.detach()) for k, v in out.terms.items()})
-            record.update({f"stats/{k}": v for k, v in out.stats.items()})
+            values = {"total": float(out.total.detach()), **{k: float(v.detach()) for k, v in out.terms.items()},
+                      **{f"stats/{k}": v for k, v in out.stats.items()}}
+            record = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], **mean_over_ranks(values)}
             if not math.isfinite(record["total"]):
                 from vlpbench.errors import UserError
 
                 raise UserError(f"pretraining diverged at step {step} (loss {record['total']}); lower pretrain.lr or set pretrain.grad_clip.")
             result.history.append(record)
-            samples += len(batch)
+            samples += len(batch) * world.size
             if bar is not None:
                 bar.update(1)
                 if step % config.log_every == 0:
                     bar.set_postfix(loss=f"{record['total']:.3f}", sps=f"{samples / (time.perf_counter() - started):.0f}")
-        save_checkpoint(run.checkpoints / f"epoch-{epoch:03d}.pt", {
-            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "rng": rng_state(), "history": result.history,
-        })
-        prune(run.checkpoints, "epoch-*.pt", keep=2)
+        if is_main():
+            save_checkpoint(run.checkpoints / f"epoch-{epoch:03d}.pt", {
+                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "rng": rng_state(), "history": result.history,
+            })
+            prune(run.checkpoints, "epoch-*.pt", keep=2)
+        barrier()
         if stop_after_epoch is not None and epoch == stop_after_epoch:
             raise Interrupt(f"stopped after epoch {epoch}")
     if bar is not None:

@@ -48,47 +48,68 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     """Pretrain (or resume) one run and evaluate its tasks; write every result file.
 
     With ``reuse_pretraining``, a finished sibling run that differs only in its tasks lends its
-    pretraining (see :mod:`vlpbench.engine.reuse`).
+    pretraining (see :mod:`vlpbench.engine.reuse`). On several processes every rank pretrains;
+    rank 0 alone writes files and evaluates the tasks while the others wait.
     """
     import torch
 
     from vlpbench.engine.checkpoint import load_checkpoint, save_checkpoint
+    from vlpbench.engine.distributed import barrier, is_main, local_rank
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import PretrainResult, pretrain, resolve_device
-    from vlpbench.engine.provenance import git_commit, hardware, versions
     from vlpbench.plugins import get_registry
-    from vlpbench.tasks.base import Encoders
 
     config = spec.run_config()
     registry = get_registry()
-    write_yaml(run.file("config.yaml"), {
-        "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
-        "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
-        "variant_index": spec.variant_index, "baseline": spec.baseline, "config": spec.config,
-    })
+    main = is_main()
+    if main:
+        write_yaml(run.file("config.yaml"), {
+            "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
+            "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
+            "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
+            "config": spec.config,
+        })
     if config.pretrain.threads:
         torch.set_num_threads(config.pretrain.threads)
     device = resolve_device(config.pretrain.device)
+    if device.type == "cuda" and spec.world_size > 1:
+        device = torch.device("cuda", local_rank())
     started = time.time()
     built = build_run(config, registry, spec.seed)
-    if reuse_pretraining and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
+    if main and reuse_pretraining and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
         reuse_finished_pretraining(spec, run)
+    barrier()
     if run.status().get("state") == "pretrained" and run.final_checkpoint.is_file():
         final = load_checkpoint(run.final_checkpoint)
         built.model.load_state_dict(final["model"])
         result = PretrainResult(**final["result"])
     else:
-        run.set_status("running", started=started)
+        if main:
+            run.set_status("running", started=started)
         result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
                           progress=progress, stop_after_epoch=stop_after_epoch)
-        write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
-                                              "total_steps": result.steps})
-        save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
-        run.set_status("pretrained")
+        if main:
+            write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
+                                                  "total_steps": result.steps})
+            save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
+            run.set_status("pretrained")
+    try:
+        if main:
+            evaluate_and_record(spec, run, built, result, device)
+    finally:
+        barrier()  # the other ranks wait for rank 0's evaluation (also when it fails)
+
+
+def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any) -> None:
+    """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
+    from vlpbench.engine.provenance import git_commit, hardware, versions
+    from vlpbench.tasks.base import Encoders
+
+    config = spec.run_config()
     built.model.to(device)
     eval_started = time.perf_counter()
     metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
-                             built.data_source, built.context, device)
+                                           built.data_source, built.context, device)
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
@@ -100,6 +121,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
                     "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
         "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
                      "active_steps": result.active_steps},
+        "distributed": {"world_size": spec.world_size, "negative_scope": built.model.objective.scopes()},
         "parameters": sum(p.numel() for p in built.model.parameters()),
         "pretraining_reused_from": run.status().get("pretraining_reused_from"),
     })
@@ -110,7 +132,8 @@ def reuse_finished_pretraining(spec: RunSpec, run: RunDir) -> None:
     """Copy a finished sibling's pretraining into ``run`` when only the tasks differ."""
     from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining, pretrain_identity
 
-    source = find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions))
+    source = find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions,
+                                                                 spec.world_size))
     if source is not None:
         copy_pretraining(source, run)
         run.set_status("pretrained", pretraining_reused_from=source.path.name)
@@ -153,6 +176,11 @@ def run_experiment(
     reuse_pretraining: bool = True,
     echo: Callable[[str], None] = print,
 ) -> ExperimentOutcome:
+    from vlpbench.engine.distributed import barrier, is_main
+
+    main = is_main()
+    if not main:
+        echo = lambda message: None  # noqa: E731  (rank 0 reports for every process)
     outcome = ExperimentOutcome()
     total = len(experiment.runs)
     for number, spec in enumerate(experiment.runs, 1):
@@ -167,7 +195,9 @@ def run_experiment(
                 echo(f"{label}: STALE (finished under other vlpbench/plugin versions); rerun with --rerun-stale")
                 outcome.runs.append(RunOutcome(spec, "stale"))
                 continue
-            shutil.rmtree(run.path)
+            if main:
+                shutil.rmtree(run.path)
+            barrier()
         resuming = run.latest_epoch_checkpoint() is not None or run.status().get("state") == "pretrained"
         echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
         try:
@@ -175,12 +205,15 @@ def run_experiment(
             if run.status().get("pretraining_reused_from"):
                 echo(f"{label}: pretraining reused from {run.status()['pretraining_reused_from']} (only the tasks differ)")
         except UserError as exc:
-            run.set_status("failed", error=str(exc))
+            if main:
+                run.set_status("failed", error=str(exc))
             echo(f"{label}: FAILED: {exc}")
             outcome.runs.append(RunOutcome(spec, "failed", str(exc)))
             continue
         except BaseException as exc:
-            run.set_status("failed" if isinstance(exc, Exception) else "interrupted", error=f"{type(exc).__name__}: {exc}")
+            if main:
+                run.set_status("failed" if isinstance(exc, Exception) else "interrupted",
+                               error=f"{type(exc).__name__}: {exc}")
             raise
         outcome.runs.append(RunOutcome(spec, "finished"))
     return outcome

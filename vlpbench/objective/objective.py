@@ -10,7 +10,8 @@ so a run can prove that no term silently stayed off.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,8 @@ from vlpbench.config.schema import ObjectiveConfig
 from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
 from vlpbench.objective.contracts import NegativeAdjustment, Positives, combine_directions
+from vlpbench.objective.scope import current_world
+from vlpbench.objective.scoped_inputs import gathered_view, to_gathered, to_local
 from vlpbench.registry import Registry
 
 
@@ -42,9 +45,9 @@ def mining_stats(positives: Positives) -> dict[str, float]:
 
 
 class ScheduledTerm(nn.Module):
-    def __init__(self, label: str, module: nn.Module, weight: float, start: float) -> None:
+    def __init__(self, label: str, module: nn.Module, weight: float, start: float, scope: str = "local") -> None:
         super().__init__()
-        self.label, self.module, self.weight, self.start = label, module, weight, start
+        self.label, self.module, self.weight, self.start, self.scope = label, module, weight, start, scope
 
 
 def _labels(names: list[str]) -> list[str]:
@@ -57,34 +60,57 @@ class Objective(nn.Module):
     def __init__(self, config: ObjectiveConfig, registry: Registry, context: BuildContext) -> None:
         super().__init__()
         self.global_weight = config.global_weight
+        self.global_scope = config.negative_scope
+        scope_of = lambda spec: spec.scope or config.negative_scope  # noqa: E731
         self.global_loss = build_component(registry, "global_loss", config.global_loss, context)
         self.miner = build_component(registry, "positive_miner", config.positive_miner, context)
+        self.miner_scope = scope_of(config.positive_miner)
         self.weightings = nn.ModuleList(build_component(registry, "negative_weighting", s, context)
                                         for s in config.negative_weighting)
+        self.weighting_scopes = [scope_of(s) for s in config.negative_weighting]
         self.weighting_labels = _labels([s.name for s in config.negative_weighting])
         self.scheduled = nn.ModuleList()
         for kind, specs in (("local_head", config.local_heads), ("auxiliary", config.auxiliaries)):
             for label, spec in zip(_labels([s.name for s in specs]), specs):
                 module = build_component(registry, kind, spec, context)
-                self.scheduled.append(ScheduledTerm(label, module, spec.weight, spec.start))
+                self.scheduled.append(ScheduledTerm(label, module, spec.weight, spec.start, scope_of(spec)))
         self.active_steps: Counter[str] = Counter()
+        #: How gathered rows pass gradients back: ``own`` (open_clip) or ``summed`` (set by the
+        #: trainer under DistributedDataParallel, see :mod:`vlpbench.objective.scope`).
+        self.gradient = "own"
+
+    def scopes(self) -> dict[str, object]:
+        """Every component's negative scope, for the run's provenance."""
+        return {"global": self.global_scope, "positive_miner": self.miner_scope,
+                "negative_weighting": dict(zip(self.weighting_labels, self.weighting_scopes)),
+                "scheduled": {t.label: t.scope for t in self.scheduled}}
 
     def forward(self, inputs: AlignmentInputs) -> ObjectiveOutput:
         terms: dict[str, Tensor] = {}
-        positives = self.miner(inputs)
+        world = current_world()
+        local = replace(inputs, scope="local", world=world, gradient=self.gradient)
+        view = self._views(local)
+        scope = self.global_scope if world.distributed else "local"
+        rows = len(inputs.batch)
+        positives = self.miner(view(self.miner_scope))
+        positives = self._convert(positives, self.miner_scope, scope, local, rows)
         stats = mining_stats(positives)
-        adjustments: list[NegativeAdjustment] = [w(inputs, positives) for w in self.weightings]
+        adjustments: list[NegativeAdjustment] = []
+        for weighting, own_scope in zip(self.weightings, self.weighting_scopes):
+            adjustment = weighting(view(own_scope), self._convert(positives, scope, own_scope, local, rows))
+            adjustments.append(self._convert(adjustment, own_scope, scope, local, rows))
         i2t = combine_directions([a.image_to_text for a in adjustments])
         t2i = combine_directions([a.text_to_image for a in adjustments])
+        features = view(scope)
         terms["global"] = self.global_weight * self.global_loss(
-            inputs.image.global_emb, inputs.text.global_emb, positives, i2t, t2i)
+            features.image.global_emb, features.text.global_emb, positives, i2t, t2i)
         for label, adjustment in zip(self.weighting_labels, adjustments):
             for key, value in adjustment.losses.items():
                 terms[f"{label}/{key}"] = value
         for term in self.scheduled:
             if inputs.progress < term.start or term.weight == 0:
                 continue
-            for key, value in term.module(inputs).items():
+            for key, value in term.module(replace(local, scope=term.scope if world.distributed else "local")).items():
                 terms[f"{term.label}/{key}"] = term.weight * value
         if self.training:
             self.active_steps.update(terms.keys())
@@ -92,6 +118,28 @@ class Objective(nn.Module):
                 self.active_steps["positive_miner"] += 1  # the miner changed the targets this step
         total = torch.stack(list(terms.values())).sum()
         return ObjectiveOutput(total, terms, stats)
+
+    @staticmethod
+    def _views(local: AlignmentInputs) -> Callable[[str], AlignmentInputs]:
+        """``view(scope)``: the local inputs, or the gathered view (built once, when first needed)."""
+        built: dict[str, AlignmentInputs] = {}
+
+        def view(scope: str) -> AlignmentInputs:
+            if scope == "local" or not local.world.distributed:
+                return local
+            if "gathered" not in built:
+                built["gathered"] = gathered_view(local)
+            return built["gathered"]
+        return view
+
+    @staticmethod
+    def _convert(value, source: str, target: str, local: AlignmentInputs, rows: int):  # type: ignore[no-untyped-def]
+        """Positives or a NegativeAdjustment computed in scope ``source``, expressed in ``target``."""
+        if source == target or not local.world.distributed:
+            return value
+        if target == "gathered":
+            return to_gathered(value, local.world, local.gradient)
+        return to_local(value, local.world, rows)
 
     def get_extra_state(self) -> dict[str, int]:
         return dict(self.active_steps)

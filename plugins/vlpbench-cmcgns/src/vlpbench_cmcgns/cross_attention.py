@@ -11,6 +11,11 @@
   sentence vectors and z2 their x_s, temperature 1.0; with cluster-guided negatives (see
   :mod:`vlpbench_cmcgns.cluster_loss`): ``L_lt = CE([C_i·, 3·cos(z1_i, h_i)], i) + 1e-4·L_FN``.
 
+Negative scope: the sentence loss compares sentences across the batch. ``scope: local`` (the
+preset's default, as in the official code, whose sentence loss runs per GPU) uses this process's
+sentences; ``scope: gathered`` gathers every process's sentence pairs, so the sentence loss and
+the k-means see the whole global batch. The patch loss has no negatives and is always per process.
+
 Returned terms: ``patch``, ``sentence`` and ``fn`` (the weighted L_FN, present once the centroids
 exist: its step count in the run's provenance shows that the cluster negatives were active).
 As in the official code the inputs are L2-normalised first (``normalise_inputs``). Vectorised:
@@ -30,6 +35,7 @@ from torch import Tensor, nn
 
 from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
+from vlpbench.objective.scope import gather_rows
 from vlpbench_cmcgns.cluster_loss import cluster_negatives
 from vlpbench_cmcgns.kmeans import StreamingKMeans
 
@@ -122,5 +128,7 @@ class BidirectionalCrossAttentionHead(nn.Module):
         terms = {"patch": simsiam_patch_loss(self.predictor, patches, x_p, reports)}
 
         z1, z2 = F.normalize(sentences[mask], dim=-1), F.normalize(x_s[mask], dim=-1)  # [N_s, D]
+        if inputs.scope == "gathered":  # every process's sentences are candidates (and feed the k-means)
+            z1, z2 = gather_rows(z1, inputs.gradient, inputs.world), gather_rows(z2, inputs.gradient, inputs.world)
         terms.update(self.sentence_loss(z1, z2))
         return terms

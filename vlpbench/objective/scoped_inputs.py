@@ -1,0 +1,74 @@
+"""Moving alignment inputs and the miner/weighting contracts between the local and gathered scopes.
+
+- :func:`gathered_view`: the inputs a ``gathered`` miner or weighting sees — global embeddings
+  all-gathered with gradient (own rows), sample indices and labels all-gathered; the dense
+  features stay per process and are left out (None).
+- :func:`to_gathered`: a ``local`` component's output placed into the gathered [W·B, W·B] frame:
+  its per-process blocks on the diagonal; between processes nothing is a positive, nothing is
+  ignored and every negative keeps weight 1; extra candidate columns are gathered by row.
+- :func:`to_local`: a ``gathered`` component's output cut down to this process's rows and columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TypeVar
+
+from vlpbench.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
+from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
+from vlpbench.objective.scope import World, block_diagonal, gather_constant, gather_rows, own_rows
+
+Contract = TypeVar("Contract", Positives, NegativeAdjustment)
+
+
+def gathered_view(local: AlignmentInputs) -> AlignmentInputs:
+    """The gathered-scope inputs of a miner or negative weighting (see the module docstring)."""
+    world, gradient = local.world, local.gradient  # type: ignore[assignment]
+    image = ImageFeatures(gather_rows(local.image.global_emb, gradient, world), None, local.image.grid,  # type: ignore[arg-type]
+                          None, None)  # type: ignore[arg-type]
+    text = TextFeatures(gather_rows(local.text.global_emb, gradient, world), None, None, None, None, None)  # type: ignore[arg-type]
+    batch = Batch(None, None, None, None, gather_constant(local.batch.labels, world),  # type: ignore[arg-type]
+                  gather_constant(local.batch.index, world))
+    return replace(local, image=image, text=text, batch=batch, scope="gathered")
+
+
+def to_gathered(value: Contract, world: World, gradient: str) -> Contract:
+    if isinstance(value, Positives):
+        return _positives_to_gathered(value, world)  # type: ignore[return-value]
+    return _adjustment_to_gathered(value, world, gradient)  # type: ignore[return-value]
+
+
+def to_local(value: Contract, world: World, rows: int) -> Contract:
+    own = own_rows(world, rows)
+    if isinstance(value, Positives):
+        return Positives(value.affinity[own, own], None if value.ignore is None else value.ignore[own, own])  # type: ignore[return-value]
+    direction = lambda d: DirectionAdjustment(  # noqa: E731
+        None if d.weight is None else d.weight[own, own], None if d.extra_logits is None else d.extra_logits[own])
+    return NegativeAdjustment(direction(value.image_to_text), direction(value.text_to_image),  # type: ignore[return-value]
+                              dict(value.losses))
+
+
+def _blocks(matrix, world: World, gradient: str = "own"):  # type: ignore[no-untyped-def]
+    """[B,B] on each process → [W,B,B] (gradient only for this process's block)."""
+    gathered = gather_rows(matrix, gradient, world) if matrix.requires_grad else gather_constant(matrix, world)
+    return gathered.view(world.size, *matrix.shape)
+
+
+def _positives_to_gathered(positives: Positives, world: World) -> Positives:
+    affinity = block_diagonal(_blocks(positives.affinity.detach(), world), 0.0)
+    ignore = None
+    if positives.ignore is not None:
+        ignore = block_diagonal(_blocks(positives.ignore.to(affinity.dtype), world), 0.0) > 0.5
+    return Positives(affinity, ignore)
+
+
+def _adjustment_to_gathered(adjustment: NegativeAdjustment, world: World, gradient: str) -> NegativeAdjustment:
+    def direction(d: DirectionAdjustment) -> DirectionAdjustment:
+        weight = None if d.weight is None else block_diagonal(_blocks(d.weight, world, gradient), 1.0)
+        extra = None
+        if d.extra_logits is not None:
+            extra = (gather_rows(d.extra_logits, gradient, world) if d.extra_logits.requires_grad
+                     else gather_constant(d.extra_logits, world))
+        return DirectionAdjustment(weight, extra)
+    return NegativeAdjustment(direction(adjustment.image_to_text), direction(adjustment.text_to_image),
+                              dict(adjustment.losses))
