@@ -6,7 +6,9 @@
 - AdamW, early stopping on the validation loss (the test split is scored once, with the best
   validation model);
 - multi-label data: macro AUROC over the labels that have a positive in the test split (the
-  others are left out of the mean and counted); multi-class data: accuracy.
+  others are left out of the mean and counted; a binary dataset is one label); multi-class data
+  (one positive per sample, or a dataset whose ``label_type`` is ``multiclass``, e.g. COVIDx):
+  accuracy.
 
 Interpretation (documented deviation): features are standardised with the training subset's
 statistics and the linear layer starts at zero, so tiny label fractions train stably and the
@@ -57,6 +59,9 @@ class LinearProbe:
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
+        declared = getattr(source, "label_type", None)  # real datasets say how their labels are scored
+        if self.params.label_type == "auto" and declared in ("multilabel", "multiclass"):
+            single = declared == "multiclass"
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
         features = {name: frozen_global_features(encoder, to_model_images(s.images), device)
                     for name, s in splits.items()}
