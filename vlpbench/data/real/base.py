@@ -199,6 +199,11 @@ class RealDataset:
             self.problems.skipped[canonical] = skipped
         return split
 
+    def prepare(self) -> None:
+        """Read every downstream split now (the runner calls this before pretraining)."""
+        for name in SPLITS:
+            self.split(name)
+
     def _cache_file(self, split: str) -> Path | None:
         if not self.params.cache_dir:
             return None
@@ -296,6 +301,11 @@ class RealDataset:
                 "prevalence": {n: float(v) for n, v in zip(self.label_names, labels.mean(0))},
                 "manifest_sha256": self.manifest_sha256(),
                 "skipped_samples": self.skipped_counts(),
+                "skipped": {k: v[:50] for k, v in self.problems.skipped.items()}}
+
+    def provenance(self) -> dict[str, Any]:
+        """What a run records about this dataset when a task uses it: protocol and skipped samples."""
+        return {"protocol": self.protocol(), "skipped_samples": self.skipped_counts(),
                 "skipped": {k: v[:50] for k, v in self.problems.skipped.items()}}
 
     def prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:

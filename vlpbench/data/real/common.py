@@ -116,7 +116,7 @@ class Record:
     @property
     def where(self) -> str:
         rows = ", ".join(str(n) for n in self.lines[:5]) + (", …" if len(self.lines) > 5 else "")
-        return f"{self.source}, line{'s' if len(self.lines) > 1 else ''} {rows} ({self.id})"
+        return f"{self.source}, line{'s' if len(self.lines) > 1 else ''} {rows} [{self.id}]"
 
 
 class BadSample(Exception):
