@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torchmetrics.functional.classification import multiclass_accuracy, multilabel_auroc
+from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multilabel_auroc
 
 from vlpbench.context import BuildContext
 from vlpbench.data.pipeline import to_model_images
@@ -132,5 +132,7 @@ class LinearProbe:
     def _score(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, multiclass: bool) -> float:
         if multiclass:
             return float(multiclass_accuracy(logits, target.argmax(1), num_classes=target.shape[1], average="micro"))
+        if target.shape[1] == 1:  # a binary dataset (RSNA, SIIM, Object-CXR): one label
+            return float(binary_auroc(logits[:, 0].sigmoid(), target[:, 0])) if bool(present[0]) else float("nan")
         per_label = multilabel_auroc(logits.sigmoid(), target, num_labels=target.shape[1], average=None)
         return float(per_label[present].mean())

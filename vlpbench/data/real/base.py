@@ -238,8 +238,12 @@ class RealDataset:
                 boxes = scale_boxes(record.boxes, height, width, size) if record.boxes else np.zeros((0, 4), np.float32)
                 if has_masks:
                     mask = np.zeros((height, width), dtype=bool)
-                    for rle in record.rles:
-                        mask |= rle_to_mask(rle, height, width)
+                    for k, rle in enumerate(record.rles):
+                        try:
+                            mask |= rle_to_mask(rle, height, width)
+                        except BadSample as exc:
+                            line = record.rle_lines[k] if k < len(record.rle_lines) else None
+                            raise BadSample(f"{f'line {line}: ' if line else ''}{exc}") from None
                     small = resize(mask.astype(np.float32), size, mode="nearest") > 0.5 if record.rles else \
                         np.zeros((size, size), dtype=bool)
                     if record.masks_from_boxes:

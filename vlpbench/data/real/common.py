@@ -108,6 +108,7 @@ class Record:
     labels: np.ndarray  # uint8 [F]
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # x0, y0, x1, y1 in original pixels
     rles: list[str] = field(default_factory=list)  # SIIM-style run-length strings
+    rle_lines: list[int] = field(default_factory=list)  # the line of each run-length string
     masks_from_boxes: bool = False
     sentences: list[str] = field(default_factory=list)
     impression_start: int = 0

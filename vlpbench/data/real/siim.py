@@ -67,10 +67,13 @@ class SIIMPneumothorax(RealDataset):
                 by_image.setdefault(image_ids[int(i)], []).append(int(i))
             out = []
             for image_id, members in by_image.items():
-                masks = [rles[i].strip() for i in members if rles[i].strip() != "-1"]
+                members = sorted(members)
+                with_mask = [i for i in members if rles[i].strip() != "-1"]
+                masks = [rles[i].strip() for i in with_mask]
                 image = files.get(image_id, self.root / IMAGES / f"{image_id}.dcm")
                 out.append(Record(id=image_id, image=image, source=path.name, lines=tuple(line_of(i) for i in members),
-                                  labels=np.asarray([1 if masks else 0], np.uint8), rles=masks, patient=image_id))
+                                  labels=np.asarray([1 if masks else 0], np.uint8), rles=masks,
+                                  rle_lines=[line_of(i) for i in with_mask], patient=image_id))
             return out
 
         splits = {"train": group(train), "val": group(rest[val]), "test": group(rest[test])}
