@@ -324,3 +324,26 @@ def test_manifest_pin_and_disk_cache(roots, tmp_path: Path) -> None:
     base._SPLITS.clear()
     again = dataset("covidx", roots["covidx"], cache_dir=str(tmp_path / "cache")).split("val")
     assert np.array_equal(first.images, again.images) and first.ids == again.ids
+
+
+def test_eval_released_weights_on_a_downstream_dataset_alone(roots, tmp_path: Path, cli) -> None:
+    """`vlpbench eval` reads only the tasks' datasets: no copy of the pretraining data is needed."""
+    import timm
+    import torch
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), weights)
+    experiment = tmp_path / "chexpert.yaml"
+    experiment.write_text(f"""\
+name: chexpert-eval
+data: {{name: mimic_cxr, root: "/nowhere/mimic-cxr-jpg", image_size: 32}}
+tasks: [{{name: linear_probe, fractions: [1.0], max_epochs: 2, dataset: {spec_text("chexpert").replace("${VLPBENCH_TEST_DATA}/chexpert", str(roots["chexpert"]))}}}]
+""")
+    code, out, err = cli("eval", str(weights), "--arch", "resnet18", "--experiment", str(experiment), "--label", "released",
+                         "--results", str(tmp_path / "results"))
+    assert code == 0, err
+    run = next((tmp_path / "results" / "chexpert-eval" / "runs").iterdir())
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["data"] is None
+    assert provenance["task_data"]["linear_probe"]["protocol"]["manifest_sha256"] == \
+        dataset("chexpert", roots["chexpert"]).manifest_sha256()
