@@ -3,12 +3,12 @@
 Layout (files and columns read in HKU-MedAI/MGCA ``mgca/constants.py``, ``mgca/preprocess/
 mimic_cxr.py`` and ``mgca/preprocess/utils.py``):
 
-- ``mimic-cxr-2.0.0-metadata.csv`` (or ``.csv.gz`` as PhysioNet publishes it): ``dicom_id``,
+- ``mimic-cxr-2.0.0-metadata.csv`` (or ``.csv.gz``, as PhysioNet publishes it, from memory): ``dicom_id``,
   ``subject_id``, ``study_id``, ``ViewPosition``, …;
 - ``mimic-cxr-2.0.0-split.csv(.gz)``: ``dicom_id``, ``study_id``, ``subject_id``, ``split`` with
   the values ``train``, ``validate``, ``test``;
-- ``mimic-cxr-2.0.0-chexpert.csv(.gz)``: ``subject_id``, ``study_id`` and the 14 CheXpert label
-  columns (label names from memory of the release; the same names as CheXpert's train.csv);
+- ``mimic-cxr-2.0.0-chexpert.csv(.gz)``: ``subject_id``, ``study_id`` and the CheXpert label
+  columns (MGCA reads the 5 competition labels from it by CheXpert's column names);
 - images ``files/p<first 2 digits of subject>/p<subject>/s<study>/<dicom_id>.jpg``;
 - reports (from the MIMIC-CXR package, ``mimic-cxr-reports.zip``)
   ``files/p<2 digits>/p<subject>/s<study>.txt`` under ``reports_dir`` (default: the root, where
