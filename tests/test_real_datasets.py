@@ -67,7 +67,7 @@ tasks:
 
 def spec_text(name: str, **extra) -> str:
     params = {"name": name, "root": f"${{VLPBENCH_TEST_DATA}}/{name}", "image_size": 32, **EXTRA.get(name, {}), **extra}
-    return json.dumps(params)
+    return json.dumps({k: v for k, v in params.items() if v is not None})
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def finished_real(roots: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 
     folder = tmp_path_factory.mktemp("real-run")
     text = EXPERIMENT.format(chexpert=spec_text("chexpert"), rsna=spec_text("rsna_pneumonia"),
-                             covidx=spec_text("covidx"), object=spec_text("object_cxr"),
+                             covidx=spec_text("covidx", image_size=None), object=spec_text("object_cxr"),
                              siim=spec_text("siim_pneumothorax", on_error="skip"))
     (folder / "real.yaml").write_text(text)
     previous = os.environ.get("VLPBENCH_TEST_DATA")
@@ -111,6 +111,7 @@ def test_every_dataset_runs_end_to_end(finished_real, roots) -> None:
     assert provenance["task_data"]["linear_probe#1"]["protocol"]["manifest_sha256"] == chexpert_sha
     assert metrics["linear_probe#1"]["protocols"]["auroc@100%"]["dataset"]["manifest_sha256"] == chexpert_sha
     assert provenance["task_data"]["segmentation#6"]["skipped_samples"] == {}
+    assert provenance["task_data"]["linear_probe#3"]["protocol"]["image_size"] == 32  # the run's size by default
     config = (run / "config.yaml").read_text()
     assert "${VLPBENCH_TEST_DATA}/chexpert" in config and str(roots["chexpert"]) not in config
 

@@ -92,7 +92,8 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
         "evaluated": source, "overrides": {}, "data_versions": spec.protocol_versions, "config": spec.config,
     })
     run.set_status("running", started=time.time())
-    context = BuildContext(embed_dim=config.model.embed_dim, seed=0)
+    context = BuildContext(embed_dim=config.model.embed_dim, seed=0,
+                           image_size=int(config.data.params().get("image_size") or 64))
     # the experiment's own data is only read when a task has no dataset of its own (so released weights
     # can be scored on CheXpert without a copy of the pretraining data)
     needs_data = any(task.params().get("dataset") is None for task in config.tasks)

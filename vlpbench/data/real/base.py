@@ -84,7 +84,8 @@ class RealParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     root: str = Field(description="folder of your local copy; ~ and $VARS are expanded at run time (the "
                                   "literal text enters the run identity, the manifest hash the protocol)")
-    image_size: int = Field(224, ge=16, le=1024)
+    image_size: int | None = Field(None, ge=16, le=1024, description="pixels (default: the run's image size, "
+                                                                  "i.e. the pretraining data's)")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad samples: stop with an error naming the "
                                                                     "file and line, or skip and count them")
     cache_dir: str | None = Field(None, description="folder for resized image arrays (keyed by manifest hash and size)")
@@ -117,10 +118,11 @@ class RealDataset:
     def __init__(self, params: RealParams, context: Any = None) -> None:
         self.params = params
         self.root = resolve_root(params.root, self.name)
+        self._image_size = int(params.image_size or getattr(context, "image_size", None) or 224)
         self.problems = SampleProblems(self.name, params.on_error)
         #: rows of the dataset's own tables, set by ``read_records`` (compared with ``expected_counts``)
         self.table_counts: dict[str, int] = {}
-        self._key = (type(self).__qualname__, str(self.root.resolve()), params.model_dump_json())
+        self._key = (type(self).__qualname__, str(self.root.resolve()), params.model_dump_json(), self._image_size)
         if params.manifest_sha256 and params.manifest_sha256.lower() != self.manifest_sha256():
             raise DataError(
                 f"dataset '{self.name}': the copy at {self.root} gives manifest {self.manifest_sha256()}, but the "
@@ -147,7 +149,7 @@ class RealDataset:
     # -- shared -----------------------------------------------------------------------------------
     @property
     def image_size(self) -> int:
-        return self.params.image_size
+        return self._image_size
 
     def records(self, fresh: bool = False) -> dict[str, list[Record]]:
         """Records per split (read once per root and split-defining parameters)."""

@@ -79,6 +79,7 @@ class MIMICCXR(RealDataset):
     expected_counts = {f"{METADATA} rows": 377_110, f"{SPLIT} rows": 377_110, f"{LABELS} rows": 227_827}
 
     class Params(RealParams):
+        image_size: int = Field(224, ge=16, le=1024, description="pixels (the run's image size: encoders are built for it)")
         reports_dir: str | None = Field(None, description="folder holding files/pXX/pSUBJECT/sSTUDY.txt (default: root)")
         views: list[str] = Field(default_factory=lambda: ["PA", "AP"], description="ViewPosition values kept")
         min_words: int = Field(3, ge=0, description="minimum words of findings + impression (MGCA: 3)")
