@@ -54,6 +54,7 @@ objective:
 pretrain: {{epochs: 1, batch_size: 16, lr: 1.0e-3, threads: 1}}
 tasks:
   - {{name: retrieval}}
+  - {{name: zero_shot}}
   - {{name: linear_probe, fractions: [0.1, 1.0], max_epochs: 3, dataset: {chexpert}}}
   - {{name: linear_probe, fractions: [1.0], max_epochs: 3, dataset: {rsna}}}
   - {{name: linear_probe, fractions: [1.0], max_epochs: 3, dataset: {covidx}}}
@@ -97,21 +98,22 @@ def test_every_dataset_runs_end_to_end(finished_real, roots) -> None:
     code, run = finished_real
     assert code == 0, (run / "status.json").read_text()
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics["linear_probe#1"]["scores"]) == {"auroc@10%", "auroc@100%"}  # CheXpert: 5-label AUROC
-    assert set(metrics["linear_probe#2"]["scores"]) == {"auroc@100%"}  # RSNA: binary AUROC
-    assert set(metrics["linear_probe#3"]["scores"]) == {"accuracy@100%"}  # COVIDx: 3-class accuracy
-    assert "dice@100%" in metrics["segmentation#5"]["scores"] and "dice@100%" in metrics["segmentation#6"]["scores"]
-    assert "map@100%" in {k.lower() for k in metrics["detection#7"]["scores"]}
-    assert all(0.0 <= v <= 1.0 for task in metrics.values() for v in task["scores"].values())
+    assert set(metrics["linear_probe#2"]["scores"]) == {"auroc@10%", "auroc@100%"}  # CheXpert: 5-label AUROC
+    assert set(metrics["linear_probe#3"]["scores"]) == {"auroc@100%"}  # RSNA: binary AUROC
+    assert set(metrics["linear_probe#4"]["scores"]) == {"accuracy@100%"}  # COVIDx: 3-class accuracy
+    assert "dice@100%" in metrics["segmentation#6"]["scores"] and "dice@100%" in metrics["segmentation#7"]["scores"]
+    assert "map@100%" in {k.lower() for k in metrics["detection#8"]["scores"]}
+    assert "auroc/pleural_effusion" in metrics["zero_shot"]["scores"]  # MIMIC-CXR has prompts and reports
+    assert all(0.0 <= v <= 1.0 for task in metrics.values() for v in task["scores"].values() if v == v)
     provenance = json.loads((run / "provenance.json").read_text())
     # the pretraining data and every task dataset record their manifest hash
     assert provenance["data"]["dataset"] == "mimic_cxr"
     assert provenance["data"]["manifest_sha256"] == dataset("mimic_cxr", roots["mimic_cxr"]).manifest_sha256()
     chexpert_sha = dataset("chexpert", roots["chexpert"]).manifest_sha256()
-    assert provenance["task_data"]["linear_probe#1"]["protocol"]["manifest_sha256"] == chexpert_sha
-    assert metrics["linear_probe#1"]["protocols"]["auroc@100%"]["dataset"]["manifest_sha256"] == chexpert_sha
-    assert provenance["task_data"]["segmentation#6"]["skipped_samples"] == {}
-    assert provenance["task_data"]["linear_probe#3"]["protocol"]["image_size"] == 32  # the run's size by default
+    assert provenance["task_data"]["linear_probe#2"]["protocol"]["manifest_sha256"] == chexpert_sha
+    assert metrics["linear_probe#2"]["protocols"]["auroc@100%"]["dataset"]["manifest_sha256"] == chexpert_sha
+    assert provenance["task_data"]["segmentation#7"]["skipped_samples"] == {}
+    assert provenance["task_data"]["linear_probe#4"]["protocol"]["image_size"] == 32  # the run's size by default
     config = (run / "config.yaml").read_text()
     assert "${VLPBENCH_TEST_DATA}/chexpert" in config and str(roots["chexpert"]) not in config
 

@@ -88,6 +88,7 @@ class RealParams(BaseModel):
                                                                   "i.e. the pretraining data's)")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad samples: stop with an error naming the "
                                                                     "file and line, or skip and count them")
+    workers: int = Field(4, ge=1, le=64, description="threads decoding images (the result does not depend on it)")
     cache_dir: str | None = Field(None, description="folder for resized image arrays (keyed by manifest hash and size)")
     manifest_sha256: str | None = Field(None, description="expected manifest hash (from `vlpbench data verify`); "
                                                           "a copy that gives another is an error")
@@ -153,7 +154,7 @@ class RealDataset:
 
     def records(self, fresh: bool = False) -> dict[str, list[Record]]:
         """Records per split (read once per root and split-defining parameters)."""
-        key = self._key[:2] + (self.params.model_dump_json(exclude={"image_size", "cache_dir", "manifest_sha256"}),)
+        key = self._key[:2] + (self.params.model_dump_json(exclude={"image_size", "cache_dir", "manifest_sha256", "workers"}),)
         if fresh or key not in _RECORDS:
             records = self.read_records()
             _RECORDS[key] = (records, dict(self.table_counts))
@@ -232,28 +233,15 @@ class RealDataset:
         mask_bits = np.zeros((len(records), size, size) if has_masks else (len(records), 1, 1), dtype=np.uint8)
         box_rows: list[np.ndarray] = []
         keep: list[int] = []
-        for index, record in enumerate(records):
-            try:
-                pixels = read_pixels(record.image)
-                height, width = pixels.shape
-                images[len(keep)] = np.clip(resize(pixels, size), 0.0, 1.0)
-                boxes = scale_boxes(record.boxes, height, width, size) if record.boxes else np.zeros((0, 4), np.float32)
-                if has_masks:
-                    mask = np.zeros((height, width), dtype=bool)
-                    for k, rle in enumerate(record.rles):
-                        try:
-                            mask |= rle_to_mask(rle, height, width)
-                        except BadSample as exc:
-                            line = record.rle_lines[k] if k < len(record.rle_lines) else None
-                            raise BadSample(f"{f'line {line}: ' if line else ''}{exc}") from None
-                    small = resize(mask.astype(np.float32), size, mode="nearest") > 0.5 if record.rles else \
-                        np.zeros((size, size), dtype=bool)
-                    if record.masks_from_boxes:
-                        small |= boxes_to_mask(boxes, size)
-                    mask_bits[len(keep)] = small.astype(np.uint8)
-            except BadSample as exc:
-                problems.handle(name, record, str(exc))
+        for index, outcome in self._read_all(records, has_masks):
+            record = records[index]
+            if isinstance(outcome, BadSample):
+                problems.handle(name, record, str(outcome))
                 continue
+            small_image, boxes, small_mask = outcome
+            images[len(keep)] = small_image
+            if has_masks:
+                mask_bits[len(keep)] = small_mask
             if len(boxes):
                 box_rows.append(np.concatenate([np.full((len(boxes), 2), [len(keep), self._box_label], np.float32), boxes], 1))
             keep.append(index)
@@ -270,6 +258,44 @@ class RealDataset:
                      skipped=np.asarray(json.dumps(skipped)))
             tmp.replace(cache)
         return self._assemble(name, [records[i] for i in keep], images, mask_bits, all_boxes), skipped
+
+    def _read_all(self, records: list[Record], has_masks: bool):
+        """(index, (image, boxes, mask) or BadSample) in record order; images decoded by a few threads
+        (Pillow, pydicom and MONAI release the GIL), in chunks, so a bad sample stops early."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max(1, self.params.workers)
+        chunk = 64 * workers
+        with ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(records), chunk):
+                part = records[start:start + chunk]
+                for offset, outcome in enumerate(pool.map(lambda r: self._read_one(r, has_masks), part)):
+                    yield start + offset, outcome
+
+    def _read_one(self, record: Record, has_masks: bool) -> Any:
+        size = self.image_size
+        try:
+            pixels = read_pixels(record.image)
+            height, width = pixels.shape
+            image = np.clip(resize(pixels, size), 0.0, 1.0)
+            boxes = scale_boxes(record.boxes, height, width, size) if record.boxes else np.zeros((0, 4), np.float32)
+            small = None
+            if has_masks:
+                mask = np.zeros((height, width), dtype=bool)
+                for k, rle in enumerate(record.rles):
+                    try:
+                        mask |= rle_to_mask(rle, height, width)
+                    except BadSample as exc:
+                        line = record.rle_lines[k] if k < len(record.rle_lines) else None
+                        raise BadSample(f"{f'line {line}: ' if line else ''}{exc}") from None
+                small = resize(mask.astype(np.float32), size, mode="nearest") > 0.5 if record.rles else \
+                    np.zeros((size, size), dtype=bool)
+                if record.masks_from_boxes:
+                    small |= boxes_to_mask(boxes, size)
+                small = small.astype(np.uint8)
+            return image, boxes, small
+        except BadSample as exc:
+            return exc
 
     def _assemble(self, name: str, kept: list[Record], images: np.ndarray, mask_bits: np.ndarray,
                   boxes: np.ndarray) -> RealSplit:

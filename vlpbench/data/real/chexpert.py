@@ -70,6 +70,7 @@ class CheXpert(RealDataset):
 
     name = "chexpert"
     protocol_version = "chexpert-mgca-1"
+    provides = frozenset({"images", "labels", "prompts"})
     label_names = tuple(snake(c) for c in COMPETITION)
     expected_counts = {"train.csv rows": 223_414, "valid.csv rows": 234, "test samples": 202}
 
@@ -80,6 +81,9 @@ class CheXpert(RealDataset):
         per_label_5x200: int = Field(200, ge=0, description="rows per label set aside as CheXpert 5x200 (MGCA: 200)")
         uncertain: Literal["mgca", "zeros", "ones"] = Field("mgca", description="mapping of uncertain (-1) labels")
         views: Literal["frontal", "all"] = "frontal"
+
+    def prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        return finding_prompts(self.label_names)
 
     def layout(self) -> list[tuple[str, str]]:
         return [("train.csv", "training labels"), ("valid.csv", "official validation labels (the test split)"),
@@ -112,9 +116,10 @@ class CheXpert(RealDataset):
                 for other in COMPETITION + OTHER_FINDINGS:
                     want &= filled[:, col[other]] == (1.0 if other == task else 0.0)
                 candidates = np.flatnonzero(want)
-                set_aside.update(int(candidates[i]) for i in sample_positions(len(candidates), p.per_label_5x200, 0))
+                set_aside.update(int(candidates[i]) for i in sample_positions(len(candidates), p.per_label_5x200, 0,
+                                                                    f"dataset 'chexpert' {train_path.name}, 5x200 rows of {task}"))
         rest = np.asarray([i for i in range(len(train)) if i not in set_aside], dtype=np.int64)
-        valid_pos = sample_positions(len(rest), p.valid_size, 0)  # np.random.seed(0); choice(n, k, replace=False)
+        valid_pos = sample_positions(len(rest), p.valid_size, 0, f"dataset 'chexpert' {train_path.name}, validation rows")  # np.random.seed(0); choice(n, k, replace=False)
         valid_rows = rest[valid_pos]
         if p.recipe == "mgca":  # df.drop(valid_ids): by original row label, not by position
             dropped = set(int(i) for i in valid_pos)
@@ -141,6 +146,15 @@ class CheXpert(RealDataset):
         return {"train": make(train, train_rows, labels, train_path.name),
                 "val": make(train, valid_rows, labels, train_path.name),
                 "test": make(valid, np.arange(len(valid)), valid_labels, valid_path.name)}
+
+
+def finding_prompts(names: tuple[str, ...]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Zero-shot prompts of the 5 competition findings: SynthCXR's phrasings, which are ordinary
+    radiology sentences (an interpretation; MGCA composes its CheXpert prompts from severity,
+    subtype and location words instead)."""
+    from vlpbench.data.synthcxr import PROMPTS
+
+    return {name: PROMPTS[name] for name in names}
 
 
 def _patient(path: str) -> str:

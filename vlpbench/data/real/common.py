@@ -258,7 +258,7 @@ def boxes_to_mask(boxes: np.ndarray, size: int) -> np.ndarray:
 # Split recipes (MGCA's draws, numpy only)
 # ----------------------------------------------------------------------------------------------
 def shuffle_split(n: int, test_size: float | int | None = None, train_size: float | int | None = None,
-                  random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  random_state: int = 0, what: str = "the table") -> tuple[np.ndarray, np.ndarray]:
     """Positions (train, test) that ``sklearn.model_selection.train_test_split`` gives (shuffled)."""
     if test_size is None and train_size is None:
         test_size = 0.25
@@ -269,15 +269,17 @@ def shuffle_split(n: int, test_size: float | int | None = None, train_size: floa
     if n_test is None:
         n_test = n - n_train
     if n_test < 0 or n_train < 0 or n_train + n_test > n:
-        raise DataError(f"a split of {n} rows into {n_train} + {n_test} is impossible; the table is smaller than the recipe expects.")
+        raise DataError(f"{what}: a split of {n} rows into {n_train} + {n_test} is impossible; the copy is smaller "
+                        "than the recipe expects (a partial copy? `vlpbench data verify` compares the counts).")
     permutation = np.random.RandomState(random_state).permutation(n)
     return permutation[n_test:n_test + n_train], permutation[:n_test]
 
 
-def sample_positions(n: int, k: int, random_state: int) -> np.ndarray:
+def sample_positions(n: int, k: int, random_state: int, what: str = "the table") -> np.ndarray:
     """Positions that ``DataFrame.sample(n=k, random_state=random_state)`` picks, in its order."""
     if k > n:
-        raise DataError(f"cannot draw {k} rows from a table of {n}; the table is smaller than the recipe expects.")
+        raise DataError(f"{what}: cannot draw {k} rows from {n}; the copy is smaller than the recipe expects (a partial "
+                        "copy? `vlpbench data verify` compares the counts; the recipe's sizes are parameters).")
     return np.random.RandomState(random_state).permutation(n)[:k]
 
 

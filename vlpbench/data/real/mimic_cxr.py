@@ -38,7 +38,7 @@ import numpy as np
 from pydantic import Field
 
 from vlpbench.data.real.base import RealDataset, RealParams
-from vlpbench.data.real.chexpert import COMPETITION, map_uncertain, snake
+from vlpbench.data.real.chexpert import COMPETITION, finding_prompts, map_uncertain, snake
 from vlpbench.data.real.common import Record, find_table, line_of, numeric_columns, read_table
 from vlpbench.errors import DataError
 
@@ -73,7 +73,7 @@ class MIMICCXR(RealDataset):
 
     name = "mimic_cxr"
     protocol_version = "mimic-cxr-jpg-2.0.0-1"
-    provides = frozenset({"images", "reports", "sentences", "labels"})
+    provides = frozenset({"images", "reports", "sentences", "labels", "prompts"})
     label_names = tuple(snake(c) for c in COMPETITION)
     aliases = {"train": "pretrain"}
     expected_counts = {f"{METADATA} rows": 377_110, f"{SPLIT} rows": 377_110, f"{LABELS} rows": 227_827}
@@ -89,6 +89,9 @@ class MIMICCXR(RealDataset):
     def __init__(self, params: "MIMICCXR.Params", context: Any = None) -> None:
         self.missing_reports: list[str] = []
         super().__init__(params, context)
+
+    def prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        return finding_prompts(self.label_names)
 
     def layout(self) -> list[tuple[str, str]]:
         return [(METADATA, "image metadata"), (SPLIT, "official split"), (LABELS, "CheXpert labels of the reports"),

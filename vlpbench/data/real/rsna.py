@@ -82,7 +82,7 @@ class RSNAPneumonia(RealDataset):
                                   boxes=boxes, masks_from_boxes=True, patient=pid))
         self.table_counts = {f"{TABLE} rows": len(table), "images": len(records)}
         held = 0.3 if self.params.recipe == "classification" else 2 * 5337
-        train, rest = shuffle_split(len(records), test_size=held, random_state=0)
+        train, rest = shuffle_split(len(records), test_size=held, random_state=0, what=f"dataset '{self.name}' {TABLE}")
         test, val = shuffle_split(len(rest), test_size=0.5, random_state=0)
         return {"train": [records[i] for i in train], "val": [records[rest[i]] for i in val],
                 "test": [records[rest[i]] for i in test]}
