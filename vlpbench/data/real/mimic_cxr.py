@@ -15,7 +15,8 @@ mimic_cxr.py`` and ``mgca/preprocess/utils.py``):
   unzipping the reports next to the JPG folders puts them).
 
 Splits: the official ``split`` column: ``pretrain`` (and the downstream ``train``, the same rows)
-= ``train``, ``val`` = ``validate``, ``test`` = ``test``. Only frontal views (``ViewPosition`` PA or
+= ``train``, ``val`` = ``validate``, ``test`` = ``test`` (MGCA merges validate and test into one
+"valid" split that it uses for both; kept apart here). Only frontal views (``ViewPosition`` PA or
 AP, as MGCA). Reports are sectioned into findings and impression (the last ``FINDINGS:`` and the
 last ``IMPRESSION:``/``CONCLUSION:`` section, a simplified form of the MIT-LCP sectioning MGCA
 uses); a study is kept when the two together have at least ``min_words`` words (MGCA: 3 tokens) and
