@@ -179,7 +179,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
         result.different = []
     print(f"{args.name} at {source.root}:")
     for what, count in result.counts.items():
-        expected = source.expected_counts.get(what)
+        expected = source.expected().get(what)
         print(f"  {what}: {count}" + (f" (expected {expected})" if expected is not None else ""))
     out = Path(args.out or Path("vlpbench-manifests") / f"{args.name}.json")
     if result.missing:
@@ -196,7 +196,8 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
         print(f"PROBLEM: {line}")
     if result.manifest is not None:
         sha = source.manifest_sha256()
-        write_json(out, {"sha256": sha, "complete": result.ok, **result.manifest})
+        write_json(out, {"sha256": sha, "complete": result.ok, "counts": result.counts,
+                         "expected_counts": source.expected(), **result.manifest})
         sizes = ", ".join(f"{name} {len(ids)}" for name, ids in result.manifest["splits"].items())
         fractions = ", ".join(f"{name} {len(ids)}" for name, ids in result.manifest["fractions"].items()
                               if isinstance(ids, list))

@@ -143,6 +143,10 @@ class RealDataset:
         """How the splits are made (enters the manifest and the protocol)."""
         raise NotImplementedError
 
+    def expected(self) -> dict[str, int]:
+        """Expected counts of a complete copy (tables and, where the recipe fixes them, splits)."""
+        return dict(self.expected_counts)
+
     def counts(self, records: dict[str, list[Record]]) -> dict[str, int]:
         """Counts compared with ``expected_counts`` (default: samples per split)."""
         return {**self.table_counts, **{f"{name} samples": len(recs) for name, recs in records.items()}}
@@ -162,7 +166,7 @@ class RealDataset:
         return records
 
     def manifest(self) -> dict[str, Any]:
-        """IDs per split and per training fraction, the recipe and the expected counts."""
+        """IDs per split and per training fraction, with the recipe (what the SHA-256 covers)."""
         from vlpbench.tasks.base import nested_stratified_fractions
 
         records = self.records()
@@ -364,7 +368,7 @@ class RealDataset:
         for name, recs in records.items():
             result.missing += [f"{r.image} ({r.where})" for r in recs if not r.image.is_file()]
         actual = self.counts(records)
-        for what, expected in self.expected_counts.items():
+        for what, expected in self.expected().items():
             if what in actual and actual[what] != expected:
                 result.different.append(f"{what}: {actual[what]}, expected {expected}"
                                         + (" (expected count written from memory of the published release)"

@@ -257,9 +257,9 @@ def boxes_to_mask(boxes: np.ndarray, size: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Split recipes (MGCA's draws, numpy only)
 # ----------------------------------------------------------------------------------------------
-def shuffle_split(n: int, test_size: float | int | None = None, train_size: float | int | None = None,
-                  random_state: int = 0, what: str = "the table") -> tuple[np.ndarray, np.ndarray]:
-    """Positions (train, test) that ``sklearn.model_selection.train_test_split`` gives (shuffled)."""
+def split_sizes(n: int, test_size: float | int | None = None,
+                train_size: float | int | None = None) -> tuple[int, int]:
+    """(n_train, n_test) as scikit-learn computes them: ceil for a test fraction, floor for a train one."""
     if test_size is None and train_size is None:
         test_size = 0.25
     n_test = None if test_size is None else (math.ceil(test_size * n) if isinstance(test_size, float) else int(test_size))
@@ -268,6 +268,13 @@ def shuffle_split(n: int, test_size: float | int | None = None, train_size: floa
         n_train = n - n_test
     if n_test is None:
         n_test = n - n_train
+    return n_train, n_test
+
+
+def shuffle_split(n: int, test_size: float | int | None = None, train_size: float | int | None = None,
+                  random_state: int = 0, what: str = "the table") -> tuple[np.ndarray, np.ndarray]:
+    """Positions (train, test) that ``sklearn.model_selection.train_test_split`` gives (shuffled)."""
+    n_train, n_test = split_sizes(n, test_size, train_size)
     if n_test < 0 or n_train < 0 or n_train + n_test > n:
         raise DataError(f"{what}: a split of {n} rows into {n_train} + {n_test} is impossible; the copy is smaller "
                         "than the recipe expects (a partial copy? `vlpbench data verify` compares the counts).")

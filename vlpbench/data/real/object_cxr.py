@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vlpbench.data.real.base import RealDataset
-from vlpbench.data.real.common import Record, find_table, line_of, read_table, shuffle_split
+from vlpbench.data.real.common import Record, find_table, line_of, read_table, shuffle_split, split_sizes
 from vlpbench.errors import DataError
 
 
@@ -52,6 +52,11 @@ class ObjectCXR(RealDataset):
     label_names = ("foreign_object",)
     local_findings = ("foreign_object",)
     expected_counts = {"train.csv rows": 8000, "dev.csv rows": 1000}
+
+    def expected(self) -> dict[str, int]:
+        train, val = split_sizes(self.expected_counts["train.csv rows"], 0.1)
+        return {**self.expected_counts, "train samples": train, "val samples": val,
+                "test samples": self.expected_counts["dev.csv rows"]}
 
     def layout(self) -> list[tuple[str, str]]:
         return [("train.csv", "training annotations"), ("dev.csv", "development annotations (the test split)"),

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from vlpbench.data.real.base import RealDataset, RealParams
-from vlpbench.data.real.common import Record, find_table, line_of, numeric_columns, read_table, shuffle_split
+from vlpbench.data.real.common import Record, find_table, line_of, numeric_columns, read_table, shuffle_split, split_sizes
 from vlpbench.errors import DataError
 
 TABLE = "stage_2_train_labels.csv"
@@ -50,6 +50,16 @@ class RSNAPneumonia(RealDataset):
 
     def layout(self) -> list[tuple[str, str]]:
         return [(TABLE, "box table"), (IMAGES, "DICOM images")]
+
+    def expected(self) -> dict[str, int]:
+        """The release's counts and the split sizes the recipe gives for them (18,678 / 4,003 /
+        4,003 for classification, 16,010 / 5,337 / 5,337 for detection)."""
+        train, held = split_sizes(self.expected_counts["images"], self._held_out())
+        halves = split_sizes(held, 0.5)
+        return {**self.expected_counts, "train samples": train, "val samples": halves[1], "test samples": halves[0]}
+
+    def _held_out(self) -> float | int:
+        return 0.3 if self.params.recipe == "classification" else 2 * 5337
 
     def recipe(self) -> dict[str, Any]:
         held = "0.3" if self.params.recipe == "classification" else "2 x 5337"
@@ -81,7 +91,7 @@ class RSNAPneumonia(RealDataset):
                                   lines=tuple(line_of(i) for i in rows), labels=np.asarray([1 if boxes else 0], np.uint8),
                                   boxes=boxes, masks_from_boxes=True, patient=pid))
         self.table_counts = {f"{TABLE} rows": len(table), "images": len(records)}
-        held = 0.3 if self.params.recipe == "classification" else 2 * 5337
+        held = self._held_out()
         train, rest = shuffle_split(len(records), test_size=held, random_state=0, what=f"dataset '{self.name}' {TABLE}")
         test, val = shuffle_split(len(rest), test_size=0.5, random_state=0)
         return {"train": [records[i] for i in train], "val": [records[rest[i]] for i in val],
