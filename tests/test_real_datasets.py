@@ -229,6 +229,12 @@ def test_rle_round_trip_and_dicom_photometry(tmp_path: Path) -> None:
     real_data.write_dicom(tmp_path / "b.dcm", image, monochrome1=True)
     a, b = read_pixels(tmp_path / "a.dcm"), read_pixels(tmp_path / "b.dcm")
     assert a[0, 0] < a[-1, -1] and np.allclose(a, b, atol=1e-3)  # MONOCHROME1 is inverted back
+    from pydicom.data import get_testdata_file
+
+    compressed = read_pixels(Path(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm")))  # JPEG baseline, through Pillow
+    assert compressed.shape == (100, 100) and 0.0 <= compressed.min() < compressed.max() <= 1.0
+    with pytest.raises(BadSample, match=r"rtplan.dcm cannot be read .*no pixel data"):  # a DICOM without an image
+        read_pixels(Path(get_testdata_file("rtplan.dcm")))
 
 
 def test_downstream_datasets_cannot_pretrain(roots) -> None:
