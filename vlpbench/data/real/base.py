@@ -171,7 +171,7 @@ class RealDataset:
 
         records = self.records()
         splits = {name: [r.id for r in records[name]] for name in records}
-        train = records.get("train", [])
+        train = records.get(self.aliases.get("train", "train"), [])  # MIMIC-CXR: the pretraining split
         fractions = {}
         if train:
             labels = np.stack([r.labels for r in train])
