@@ -90,3 +90,34 @@ def test_text_encoder_from_a_local_hugging_face_directory(tmp_path: Path) -> Non
     assert out.sentence_mask.tolist() == [[True, True]]
     with pytest.raises(DataError, match="config.json"):
         BertTextEncoder(BertTextEncoder.Params(pretrained=str(tmp_path / "missing")), context())
+
+
+def test_local_weights_checksums_are_checked(tmp_path: Path) -> None:
+    """timm file and Hugging Face directory: a matching SHA-256 loads, another is a clear error."""
+    import timm
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from vlpbench.engine.files import file_sha256
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), path)
+    digest = file_sha256(path)
+    TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", pretrained_path=str(path), pretrained_sha256=digest), context())
+    with pytest.raises(DataError, match=f"has SHA-256 {digest}, not the expected"):
+        TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", pretrained_path=str(path), pretrained_sha256="0" * 64),
+                         context())
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "heart"]) + "\n")
+    BertModel(BertConfig(vocab_size=6, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    weights = next(folder / name for name in ("model.safetensors", "pytorch_model.bin") if (folder / name).is_file())
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    pinned = {"path": str(folder), "sha256": file_sha256(weights)}
+    BertTextEncoder(BertTextEncoder.Params(pretrained=pinned), context())
+    with pytest.raises(DataError, match="not the expected pretrained_sha256"):
+        BertTextEncoder(BertTextEncoder.Params(pretrained={"path": str(folder), "sha256": "f" * 64}), context())
+    weights.unlink()
+    with pytest.raises(DataError, match="no weights file"):
+        BertTextEncoder(BertTextEncoder.Params(pretrained=str(folder)), context())

@@ -160,6 +160,69 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_values(pairs: list[str] | None) -> dict[str, object]:
+    import yaml
+
+    values: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. --set valid_size=5000), got '{pair}'.")
+        values[key.strip()] = yaml.safe_load(text)
+    return values
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.engine.files import write_json, write_text
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    spec = {"name": args.name, "root": args.root, **_set_values(args.set)}
+    if args.image_size:
+        spec["image_size"] = args.image_size
+    if not hasattr(registry.get("dataset", args.name).load(), "verify"):
+        raise ConfigError(f"dataset '{args.name}' is not read from local files, so there is nothing to verify; "
+                          "`vlpbench plugins` lists the datasets (chexpert, mimic_cxr, rsna_pneumonia, ...).")
+    source = build_component(registry, "dataset", spec, BuildContext())
+    result = source.verify()
+    if args.skip_counts:
+        result.different = []
+    print(f"{args.name} at {source.root}:")
+    for what, count in result.counts.items():
+        expected = source.expected().get(what)
+        print(f"  {what}: {count}" + (f" (expected {expected})" if expected is not None else ""))
+    out = Path(args.out or Path("vlpbench-manifests") / f"{args.name}.json")
+    if result.missing:
+        print(f"MISSING ({len(result.missing)}):")
+        for line in result.missing[:20]:
+            print(f"  {line}")
+        if len(result.missing) > 20:
+            missing_file = out.with_name(out.stem + ".missing.txt")
+            write_text(missing_file, "\n".join(result.missing) + "\n")
+            print(f"  ... and {len(result.missing) - 20} more, all listed in {missing_file}")
+    for line in result.different:
+        print(f"DIFFERENT: {line}")
+    for line in result.problems:
+        print(f"PROBLEM: {line}")
+    if result.manifest is not None:
+        sha = source.manifest_sha256()
+        write_json(out, {"sha256": sha, "complete": result.ok, "counts": result.counts,
+                         "expected_counts": source.expected(), **result.manifest})
+        sizes = ", ".join(f"{name} {len(ids)}" for name, ids in result.manifest["splits"].items())
+        fractions = ", ".join(f"{name} {len(ids)}" for name, ids in result.manifest["fractions"].items()
+                              if isinstance(ids, list))
+        print(f"manifest: {out} (IDs: {sizes}{'; ' + fractions if fractions else ''})")
+        print(f"manifest sha256: {sha}  (pin it with `manifest_sha256: {sha}` in the dataset spec)")
+    checked = ("the expected counts" if source.expected() and not args.skip_counts
+               else "no expected counts compared")
+    print(f"OK: every file is present, the tables have the published columns; {checked}." if result.ok else
+          f"NOT OK: {len(result.missing)} missing, {len(result.different)} different, {len(result.problems)} problem(s).")
+    return 0 if result.ok else 1
+
+
 DEFAULT_MINERS = ("identity", "oracle", "fane.adaptive_miner", "sista.fn_elimination")
 
 
@@ -252,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--normal-fraction", type=float, default=0.4)
     describe.add_argument("--examples", type=int, default=3, help="example reports to print")
     describe.set_defaults(handler=cmd_data_describe)
+
+    verify = data_sub.add_parser("verify", help="check a local copy of a real dataset (files, columns, counts) and "
+                                                "write its split manifest (IDs per split and fraction) with its SHA-256")
+    verify.add_argument("name", help="dataset: mimic_cxr, chexpert, rsna_pneumonia, siim_pneumothorax, covidx, object_cxr")
+    verify.add_argument("--root", required=True, help="folder of your local copy")
+    verify.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="a dataset parameter, as in the experiment's dataset spec (repeatable), e.g. recipe=detection")
+    verify.add_argument("--image-size", type=int, help="image size (does not change the manifest)")
+    verify.add_argument("--out", help="manifest file (default: vlpbench-manifests/NAME.json)")
+    verify.add_argument("--skip-counts", action="store_true",
+                        help="do not compare counts with the full release's (a subset or a test copy)")
+    verify.set_defaults(handler=cmd_data_verify)
 
     quality = sub.add_parser("mining-quality", help="precision/recall of positive miners against SynthCXR's ground truth")
     quality.add_argument("--miner", action="append",

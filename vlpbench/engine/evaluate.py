@@ -92,14 +92,21 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
         "evaluated": source, "overrides": {}, "data_versions": spec.protocol_versions, "config": spec.config,
     })
     run.set_status("running", started=time.time())
-    context = BuildContext(embed_dim=config.model.embed_dim, seed=0)
-    data_source = build_component(get_registry(), "dataset", config.data, context)
+    context = BuildContext(embed_dim=config.model.embed_dim, seed=0,
+                           image_size=int(config.data.params().get("image_size") or 64))
+    # the experiment's own data is only read when a task has no dataset of its own (so released weights
+    # can be scored on CheXpert without a copy of the pretraining data)
+    needs_data = any(task.params().get("dataset") is None for task in config.tasks)
+    data_source = build_component(get_registry(), "dataset", config.data, context) if needs_data else None
     started = time.perf_counter()
-    metrics, task_seconds = evaluate_tasks(config.tasks, encoders, data_source, context, device, echo)
+    task_data: dict[str, Any] = {}
+    metrics, task_seconds = evaluate_tasks(config.tasks, encoders, data_source, context, device, echo,
+                                           task_data=task_data)
     write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
         "versions": versions(), "git_commit": git_commit(), "seed": 0, "run_hash": identity, "evaluated": source,
-        "data": data_source.protocol(), "hardware": hardware(device),
+        "data": data_source.protocol() if data_source is not None else None, "hardware": hardware(device),
+        **({"task_data": task_data} if task_data else {}),
         "timings": {"pretrain_seconds": 0.0, "eval_seconds": time.perf_counter() - started, "task_seconds": task_seconds},
         "pretrain": None,
     })

@@ -76,6 +76,8 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         device = torch.device("cuda", local_rank())
     started = time.time()
     built = build_run(config, registry, spec.seed)
+    if main:
+        prepare_task_data(config.tasks, built.context)
     if main and reuse_pretraining and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
         reuse_finished_pretraining(spec, run)
     barrier()
@@ -108,14 +110,16 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
     config = spec.run_config()
     built.model.to(device)
     eval_started = time.perf_counter()
+    task_data: dict[str, Any] = {}
     metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
-                                           built.data_source, built.context, device)
+                                           built.data_source, built.context, device, task_data=task_data)
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
         "versions": versions(), "git_commit": git_commit(), "seed": spec.seed, "run_hash": spec.run_hash,
         "data": built.data_source.protocol(),
         "data_statistics": built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
+        **({"task_data": task_data} if task_data else {}),
         "hardware": hardware(device),
         "timings": {"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
                     "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
@@ -139,10 +143,29 @@ def reuse_finished_pretraining(spec: RunSpec, run: RunDir) -> None:
         run.set_status("pretrained", pretraining_reused_from=source.path.name)
 
 
+def prepare_task_data(tasks: list[Any], context: Any) -> None:
+    """Load the tasks' own datasets that can be prepared (real datasets read their images) before
+    pretraining, so that a missing file or a bad sample stops the run at its start, not after it."""
+    from vlpbench.build import build_component
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    for task_spec in tasks:
+        dataset_spec = task_spec.params().get("dataset")
+        if isinstance(dataset_spec, dict):
+            source = build_component(registry, "dataset", dataset_spec, context)
+            if hasattr(source, "prepare"):
+                source.prepare()
+
+
 def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
-                   echo: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+                   echo: Callable[[str], None] | None = None,
+                   task_data: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     """Every task of a run on the frozen encoders: ``{task key: {scores, protocols, details}}`` and
     the seconds each task took.
+
+    ``task_data``, when given, receives per task the provenance of a task's own dataset when that
+    dataset reports one (real datasets: protocol with the manifest hash, skipped bad samples).
 
     A task that compares images with text is skipped (and said so) when there is no text encoder.
     """
@@ -164,6 +187,8 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
         started = time.perf_counter()
         outcome = task.evaluate(encoders, source, device)
         metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
+        if task_data is not None and source is not data_source and hasattr(source, "provenance"):
+            task_data[key] = source.provenance()
         seconds[key] = time.perf_counter() - started
     return metrics, seconds
 

@@ -88,14 +88,19 @@ class TimmImageEncoder(nn.Module):
     def _pretrained_kwargs(params: "TimmImageEncoder.Params") -> dict:
         if not params.pretrained_path:
             return {"pretrained": False}
-        path = Path(params.pretrained_path).expanduser()
+        import os
+
+        path = Path(os.path.expandvars(params.pretrained_path)).expanduser()
         if not path.is_file():
             raise DataError(
                 f"image_encoder.pretrained_path = '{path}' does not exist. Give a local timm checkpoint "
                 "file (.pth/.safetensors); weights are never downloaded."
             )
-        if params.pretrained_sha256 and file_sha256(path) != params.pretrained_sha256.lower():
-            raise DataError(f"image_encoder.pretrained_path = '{path}' does not match pretrained_sha256; the file is not the expected one.")
+        if params.pretrained_sha256:
+            actual = file_sha256(path)
+            if actual != params.pretrained_sha256.lower():
+                raise DataError(f"image_encoder.pretrained_path = '{path}' has SHA-256 {actual}, not the expected "
+                                f"pretrained_sha256 = {params.pretrained_sha256}; the file is not the expected one.")
         return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
 
     def encode_maps(self, images: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:

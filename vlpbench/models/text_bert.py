@@ -2,7 +2,9 @@
 
 Two ways to get one, both offline:
 - ``pretrained: /path/to/hf_dir`` (e.g. a local Bio_ClinicalBERT download): its tokenizer and
-  weights are loaded with ``local_files_only=True``;
+  weights are loaded with ``local_files_only=True``; ``pretrained: {path: DIR, sha256: HASH}``
+  also pins the weights file (the SHA-256 a model hub lists for ``model.safetensors`` /
+  ``pytorch_model.bin``);
 - otherwise a small BERT is built from a config (``layers``, ``hidden``, ``heads``) and a
   WordPiece tokenizer is trained on the pretraining corpus with ``tokenizers``. The trained
   vocabulary travels inside the module's state dict, so checkpoints are self-contained.
@@ -10,6 +12,7 @@ Two ways to get one, both offline:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -23,6 +26,18 @@ from vlpbench.features import TextFeatures
 from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
 
 
+#: Weights files of a Hugging Face model directory, in the order they are looked for.
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class LocalModel(BaseModel):
+    """A local Hugging Face model directory with an optional checksum of its weights file."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(description="the directory (~ and $VARS are expanded)")
+    sha256: str | None = Field(None, description="expected SHA-256 of model.safetensors or pytorch_model.bin")
+
+
 class BertTextEncoder(nn.Module):
     """Report → t [B,D], W [B,M,D] (+mask), S [B,T,D] (+mask); S is the mean of each sentence's words."""
 
@@ -30,7 +45,9 @@ class BertTextEncoder(nn.Module):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        pretrained: str | None = Field(None, description="local Hugging Face model directory (no hub downloads)")
+        pretrained: str | LocalModel | None = Field(
+            None, description="local Hugging Face model directory (no hub downloads): a path, or "
+                              "{path: DIR, sha256: HASH} to pin the weights file")
         layers: int = Field(2, ge=1)
         hidden: int = Field(128, ge=16)
         heads: int = Field(2, ge=1)
@@ -48,7 +65,8 @@ class BertTextEncoder(nn.Module):
 
         self.params = params
         if params.pretrained:
-            self._load_pretrained(Path(params.pretrained))
+            local = params.pretrained if isinstance(params.pretrained, LocalModel) else LocalModel(path=params.pretrained)
+            self._load_pretrained(Path(os.path.expandvars(local.path)).expanduser(), local.sha256)
         else:
             if not context.corpus:
                 raise DataError("the bert text encoder needs a corpus to train its tokenizer, and the dataset gave none.")
@@ -71,7 +89,7 @@ class BertTextEncoder(nn.Module):
         self.local_proj = nn.Linear(width, context.embed_dim)
 
     # -- tokenizer -------------------------------------------------------------------------------
-    def _load_pretrained(self, path: Path) -> None:
+    def _load_pretrained(self, path: Path, sha256: str | None = None) -> None:
         from transformers import AutoModel, AutoTokenizer
 
         if not (path / "config.json").is_file():
@@ -79,7 +97,23 @@ class BertTextEncoder(nn.Module):
                 f"text_encoder.pretrained = '{path}' is not a Hugging Face model directory (no config.json "
                 "there). Point it at a local download (e.g. of Bio_ClinicalBERT); nothing is fetched from a hub."
             )
-        self._hf_tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
+        if not weights:
+            raise DataError(f"text_encoder.pretrained = '{path}' has a config.json but no weights file "
+                            f"({' or '.join(WEIGHT_FILES)}). Copy the model's weights into that folder.")
+        if sha256:
+            from vlpbench.engine.files import file_sha256
+
+            actual = file_sha256(weights[0])
+            if actual != sha256.lower():
+                raise DataError(f"text_encoder.pretrained: '{weights[0]}' has SHA-256 {actual}, not the expected "
+                                f"pretrained_sha256 = {sha256}; the file is not the expected one.")
+        try:
+            self._hf_tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"text_encoder.pretrained = '{path}': its tokenizer cannot be loaded ({str(exc).strip()[:200]}). "
+                            "The folder needs the tokenizer files of the download (vocab.txt or tokenizer.json, "
+                            "tokenizer_config.json); nothing is fetched from a hub.") from None
         self.bert = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
         self._tokenizer = None
 

@@ -6,7 +6,9 @@
 - AdamW, early stopping on the validation loss (the test split is scored once, with the best
   validation model);
 - multi-label data: macro AUROC over the labels that have a positive in the test split (the
-  others are left out of the mean and counted); multi-class data: accuracy.
+  others are left out of the mean and counted; a binary dataset is one label); multi-class data
+  (one positive per sample, or a dataset whose ``label_type`` is ``multiclass``, e.g. COVIDx):
+  accuracy.
 
 Interpretation (documented deviation): features are standardised with the training subset's
 statistics and the linear layer starts at zero, so tiny label fractions train stably and the
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torchmetrics.functional.classification import multiclass_accuracy, multilabel_auroc
+from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multilabel_auroc
 
 from vlpbench.context import BuildContext
 from vlpbench.data.pipeline import to_model_images
@@ -57,6 +59,9 @@ class LinearProbe:
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
+        declared = getattr(source, "label_type", None)  # real datasets say how their labels are scored
+        if self.params.label_type == "auto" and declared in ("multilabel", "multiclass"):
+            single = declared == "multiclass"
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
         features = {name: encoders.memo("global_features", s.images, (str(device),),
                                         lambda s=s: frozen_global_features(encoder, to_model_images(s.images), device))
@@ -128,5 +133,7 @@ class LinearProbe:
     def _score(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, multiclass: bool) -> float:
         if multiclass:
             return float(multiclass_accuracy(logits, target.argmax(1), num_classes=target.shape[1], average="micro"))
+        if target.shape[1] == 1:  # a binary dataset (RSNA, SIIM, Object-CXR): one label
+            return float(binary_auroc(logits[:, 0].sigmoid(), target[:, 0])) if bool(present[0]) else float("nan")
         per_label = multilabel_auroc(logits.sigmoid(), target, num_labels=target.shape[1], average=None)
         return float(per_label[present].mean())
