@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from importlib import metadata
@@ -49,11 +50,21 @@ class StrictMiner(IdentityMiner):
         k: int = Field(5, ge=10)  # its own default breaks its own constraint
 
 
+class DenseMiner(IdentityMiner):
+    # reads the patch features, which exist only per process: it cannot run in the gathered scope
+
+    def forward(self, inputs):
+        from vlpbench.objective.contracts import Positives
+
+        return Positives.identity(inputs.image.patch_emb.shape[0], inputs.image.global_emb.device)
+
+
 @hookimpl
 def vlpbench_register(registrar):
     registrar.add("local_head", "broken.nan_head", "brokenkit:NanHead")
     registrar.add("local_head", "broken.order_head", "brokenkit:OrderHead")
     registrar.add("positive_miner", "broken.strict_miner", "brokenkit:StrictMiner")
+    registrar.add("positive_miner", "broken.dense_miner", "brokenkit:DenseMiner")
 """
 WRONG_HOOK = """
 from vlpbench.hookspecs import hookimpl
@@ -69,9 +80,10 @@ def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (tmp_path / "brokenkit.py").write_text(textwrap.dedent(BROKEN))
     (tmp_path / "wronghook.py").write_text(textwrap.dedent(WRONG_HOOK))
     monkeypatch.syspath_prepend(str(tmp_path))
-    entry_points = list(metadata.entry_points(group="vlpbench"))
-    entry_points += [EntryPoint(name="brokenkit", value="brokenkit", group="vlpbench"),
-                     EntryPoint(name="wronghook", value="wronghook", group="vlpbench")]
+    monkeypatch.setenv("VLPBENCH_PLUGIN_MODULES", "brokenkit=brokenkit")  # seen by the 2-process checks
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    entry_points = list(metadata.entry_points(group="vlpbench")) + plugins_module.modules_from_env()
+    entry_points += [EntryPoint(name="wronghook", value="wronghook", group="vlpbench")]
     with pytest.warns(UserWarning, match="wronghook"):
         monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
     yield
@@ -91,6 +103,10 @@ def test_broken_components_are_each_caught(broken_plugins) -> None:
     assert ("broken.order_head", "invariant to batch order") in failed
     assert ("broken.order_head", "finite loss and gradients (CNN)") not in failed
     assert ("broken.strict_miner", "defaults valid against own JSON Schema") in failed
+    scope_check = "gathered scope on 2 processes = 1 process"
+    assert ("broken.dense_miner", scope_check) in failed and "image.patch_emb is not available in the gathered" in failed[("broken.dense_miner", scope_check)]
+    assert ("broken.dense_miner", "local scope on 2 processes = 1 process") not in failed
+    assert ("broken.dense_miner", "finite loss and gradients (CNN)") not in failed
     table = format_results(results)
     assert "broken.nan_head" in table and "FAIL" in table and "failed" in table.splitlines()[-1]
 
@@ -103,4 +119,4 @@ def test_a_hook_with_a_wrong_signature_fails_the_hook_check(broken_plugins, cli)
 def test_the_method_plugins_pass(cli) -> None:
     code, out, err = cli("check-plugin", "vlpbench-sista")
     assert code == 0, out + err
-    assert "all 18 checks passed (2 skipped)" in out
+    assert "all 20 checks passed (0 skipped)" in out and "gathered scope on 2 processes = 1 process  pass" in out

@@ -9,8 +9,10 @@ finite losses and finite gradients (a miner must give targets that carry no grad
 flows into what it reads), the same loss for a permuted batch, and the same loss in float64 as in
 float32. Encoders and datasets are built from their defaults.
 
-The gathered-versus-local equivalence on two processes belongs to multi-process training, which
-vlpbench does not have yet: that check is reported as skipped.
+Finally every objective component runs on two CPU processes (gloo, one spawn for the whole plugin,
+see :mod:`vlpbench.distributed_check`) in both negative scopes: ``local`` must equal one process
+per half of the batch, ``gathered`` must equal one process with the whole batch once the two
+processes' gradients are averaged as DistributedDataParallel averages them.
 """
 
 from __future__ import annotations
@@ -178,6 +180,7 @@ def check_plugin(plugin: str) -> list[Check]:
                      "pass" if record.status == "ok" else "FAIL", record.reason)]
     if record.status != "ok":
         return results
+    scoped: list[tuple[str, str]] = []  # objective components for the two-process check
     for kind, name in record.components:
         entry = loaded.registry.get(kind, name)
         results.append(_run(name, kind, "imports", lambda: entry.load() and ""))
@@ -201,11 +204,42 @@ def check_plugin(plugin: str) -> list[Check]:
                                     lambda e=encoder: _forward_backward_check(kind, name, e)))
             results.append(_run(name, kind, "invariant to batch order", lambda: _permutation_check(kind, name)))
             results.append(_run(name, kind, "float32 = float64", lambda: _dtype_check(kind, name)))
-            results.append(Check(name, kind, "gathered = local on 2 processes", "skip",
-                                 "multi-process training is not implemented yet"))
+            scoped.append((kind, name))
         elif kind in ("image_encoder", "text_encoder", "dataset"):
             results.append(_run(name, kind, "builds from defaults", lambda: _build_check(kind, name)))
-    return results
+    return results + _two_process_checks(scoped)
+
+
+def _two_process_checks(components: list[tuple[str, str]]) -> list[Check]:
+    """Local and gathered scope of every objective component on 2 processes (one spawn).
+
+    A component that declares ``batch_negatives = False`` compares nothing across the batch; its
+    gathered-scope check is skipped (its local one still runs).
+    """
+    if not components:
+        return []
+    from vlpbench.distributed_check import check_cases, component_cases
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    cases, kinds, skipped = [], [], []
+    for kind, name in components:
+        for case in component_cases(kind, name):
+            if case.scope == "gathered" and getattr(registry.get(kind, name).load(), "batch_negatives", True) is False:
+                skipped.append(Check(name, kind, "gathered scope on 2 processes = 1 process", "skip",
+                                     "declares batch_negatives = False (compares nothing across the batch)"))
+                continue
+            cases.append(case)
+            kinds.append(kind)
+    label = lambda case: case.label.rsplit(" (", 1)[0]  # noqa: E731
+    try:
+        outcomes = check_cases(cases)
+    except Exception as exc:  # the process group itself failed: every case fails, with the reason
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        return [Check(label(c), kind, f"{c.scope} scope on 2 processes = 1 process", "FAIL", reason)
+                for kind, c in zip(kinds, cases)] + skipped
+    return [Check(label(o.case), kind, f"{o.case.scope} scope on 2 processes = 1 process",
+                  "pass" if o.ok else "FAIL", o.message) for kind, o in zip(kinds, outcomes)] + skipped
 
 
 def format_results(results: list[Check]) -> str:

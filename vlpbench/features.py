@@ -66,7 +66,8 @@ class AlignmentInputs:
     progress: float  # fraction of pretraining done, in [0, 1)
     #: ``local`` or ``gathered`` (see :mod:`vlpbench.objective.scope`). A miner or weighting with
     #: the gathered scope receives a view whose global embeddings, ``batch.index`` and
-    #: ``batch.labels`` span every process's batch (the other fields are None); a head receives the
+    #: ``batch.labels`` span every process's batch (using another field raises an error that says
+    #: so); a head receives the
     #: local features and gathers what it compares across the batch itself (``scope.gather_rows``).
     scope: str = "local"
     world: World = field(default_factory=World)

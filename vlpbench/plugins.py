@@ -61,6 +61,20 @@ def _call_register(manager: pluggy.PluginManager, plugin: Any, registrar: Regist
     caller(registrar=registrar)
 
 
+def modules_from_env() -> list[metadata.EntryPoint]:
+    """Plugin modules named in ``VLPBENCH_PLUGIN_MODULES`` (``name=module,...``), loaded as if installed.
+
+    For developing a plugin without installing it, and for tests: child processes (the two-process
+    checks of check-plugin) inherit the variable and so see the same plugins.
+    """
+    entries = []
+    for item in os.environ.get("VLPBENCH_PLUGIN_MODULES", "").split(","):
+        name, _, module = item.strip().partition("=")
+        if name and module:
+            entries.append(metadata.EntryPoint(name=name, value=module, group=hookspecs.ENTRY_POINT_GROUP))
+    return entries
+
+
 def load_plugins(
     entry_points: Iterable[metadata.EntryPoint] | None = None,
     strict: bool | None = None,
@@ -82,7 +96,7 @@ def load_plugins(
     )
 
     if entry_points is None:
-        entry_points = metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP)
+        entry_points = [*metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), *modules_from_env()]
     for ep in sorted(entry_points, key=lambda e: e.name):
         dist = getattr(ep, "dist", None)
         record = PluginRecord(ep.name, dist.version if dist else None, dist.name if dist else None, "ok")

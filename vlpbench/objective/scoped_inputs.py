@@ -2,7 +2,7 @@
 
 - :func:`gathered_view`: the inputs a ``gathered`` miner or weighting sees — global embeddings
   all-gathered with gradient (own rows), sample indices and labels all-gathered; the dense
-  features stay per process and are left out (None).
+  features stay per process and are left out (a placeholder that explains this when used).
 - :func:`to_gathered`: a ``local`` component's output placed into the gathered [W·B, W·B] frame:
   its per-process blocks on the diagonal; between processes nothing is a positive, nothing is
   ignored and every negative keeps weight 1; extra candidate columns are gathered by row.
@@ -21,14 +21,33 @@ from vlpbench.objective.scope import World, block_diagonal, gather_constant, gat
 Contract = TypeVar("Contract", Positives, NegativeAdjustment)
 
 
+class NotGathered:
+    """Stands for a per-process field in the gathered view; any use says what is gathered."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+
+    def __getattr__(self, name: str) -> None:
+        raise AttributeError(
+            f"{self._field} is not available in the gathered negative scope: only image.global_emb, "
+            "text.global_emb, batch.index and batch.labels span every process. Use the local scope for this "
+            "component, or gather what it compares itself with vlpbench.objective.scope.gather_rows.")
+
+    def __getitem__(self, item: object) -> None:
+        self.__getattr__("__getitem__")
+
+
 def gathered_view(local: AlignmentInputs) -> AlignmentInputs:
     """The gathered-scope inputs of a miner or negative weighting (see the module docstring)."""
     world, gradient = local.world, local.gradient  # type: ignore[assignment]
-    image = ImageFeatures(gather_rows(local.image.global_emb, gradient, world), None, local.image.grid,  # type: ignore[arg-type]
-                          None, None)  # type: ignore[arg-type]
-    text = TextFeatures(gather_rows(local.text.global_emb, gradient, world), None, None, None, None, None)  # type: ignore[arg-type]
-    batch = Batch(None, None, None, None, gather_constant(local.batch.labels, world),  # type: ignore[arg-type]
-                  gather_constant(local.batch.index, world))
+    missing = lambda name: NotGathered(name)  # noqa: E731
+    image = ImageFeatures(gather_rows(local.image.global_emb, gradient, world), missing("image.patch_emb"),  # type: ignore[arg-type]
+                          local.image.grid, missing("image.global_feat"), missing("image.patch_feat"))  # type: ignore[arg-type]
+    text = TextFeatures(gather_rows(local.text.global_emb, gradient, world), *(missing(f"text.{name}") for name in (  # type: ignore[arg-type]
+        "word_emb", "word_mask", "sentence_emb", "sentence_mask", "word_sentence")))
+    batch = Batch(*(missing(f"batch.{name}") for name in ("images", "input_ids", "attention_mask",  # type: ignore[arg-type]
+                                                          "sentence_index")),
+                  gather_constant(local.batch.labels, world), gather_constant(local.batch.index, world))
     return replace(local, image=image, text=text, batch=batch, scope="gathered")
 
 
