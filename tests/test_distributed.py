@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,5 @@ def test_vlpbench_run_on_two_processes(tmp_path: Path) -> None:
     first, second = (torch.load(r / "checkpoints" / "final.pt", weights_only=False)["model"] for r in runs)
     assert all(torch.equal(first[k], second[k]) for k in first if isinstance(first[k], torch.Tensor))  # same seed, same world
     assert (runs[0] / "metrics.json").read_text() == (runs[1] / "metrics.json").read_text()
+    board = (tmp_path / "results0" / "tiny" / "leaderboard.md").read_text()
+    assert re.search(r"\|\s+gathered\s+\|\s+2\s+\|", board)  # the ablation view: scope and processes

@@ -60,6 +60,7 @@ def test_leaderboard_has_a_row_per_variant(finished_tiny) -> None:
     folder, _ = finished_tiny
     board = (folder / "results" / "tiny" / "leaderboard.md").read_text()
     assert "linear_probe/auroc@10%" in board and "| base" in board and "1/1" in board
+    assert "negative scope" in board and "| local " in board
 
 
 def test_rerun_skips_finished_runs(finished_tiny, cli) -> None:

@@ -96,3 +96,13 @@ def test_planned_runs_without_a_directory_are_listed_as_missing(results: Path) -
     assert board.planned == {"a": 5, "b": 5} and board.finished == {"a": 3, "b": 3}
     missing = board.unfinished[board.unfinished["state"] == "missing"]
     assert sorted(zip(missing["variant"], missing["seed"])) == [("a", 3), ("a", 4), ("b", 4)]
+
+
+def test_the_ablation_view_names_each_variants_negative_scope() -> None:
+    from vlpbench.board.ablation import negative_scope
+
+    assert negative_scope({}) == "local"
+    cmcgns = {"objective": {"negative_scope": "gathered", "positive_miner": {"name": "identity"},
+                            "local_heads": [{"name": "cmcgns.cross_attention", "scope": "local"}],
+                            "negative_weighting": [{"name": "uniform", "scope": "gathered"}]}}
+    assert negative_scope(cmcgns) == "gathered (cmcgns.cross_attention: local)"

@@ -55,9 +55,24 @@ def config_difference(config: dict[str, Any], baseline: dict[str, Any],
     return ([f"preset={preset}"] if preset else []) + shown
 
 
+def negative_scope(config: dict[str, Any]) -> str:
+    """The objective's negative scope, with the components whose own ``scope`` differs from it
+    (``gathered (cmcgns.cross_attention: local)``)."""
+    objective = config.get("objective") or {}
+    base = objective.get("negative_scope", "local")
+    specs = [objective.get("positive_miner") or {}]
+    for key in ("negative_weighting", "local_heads", "auxiliaries"):
+        specs += list(objective.get(key) or [])
+    others = [f"{spec.get('name')}: {spec['scope']}" for spec in specs
+              if isinstance(spec, dict) and spec.get("scope") not in (None, base)]
+    return base + (f" ({', '.join(others)})" if others else "")
+
+
 def ablation_table(runs: pd.DataFrame, configs: dict[str, dict[str, Any]], baseline: str | None,
                    order: list[str], overrides: dict[str, dict[str, Any]] | None = None) -> pd.DataFrame:
-    """variant → differs from baseline, seeds, samples seen, wall time per run, parameters."""
+    """variant → differs from baseline, negative scope, processes, seeds, samples seen, wall time per
+    run, parameters. The scope matters only on several processes; it is shown so that a board of
+    multi-process runs says which numbers depend on the number of processes."""
     first = runs.drop_duplicates("variant").set_index("variant")
     base_config = configs.get(first.loc[baseline, "run_id"], {}) if baseline in first.index else None
     rows = []
@@ -73,7 +88,10 @@ def ablation_table(runs: pd.DataFrame, configs: dict[str, dict[str, Any]], basel
         else:
             diff = config_difference(config, base_config, (overrides or {}).get(first.loc[variant, "run_id"]))
             changes = "; ".join(diff[:6]) + (f"; … (+{len(diff) - 6})" if len(diff) > 6 else "") if diff else "(same config)"
-        rows.append({"variant": variant, "differs from baseline": changes, "seeds": len(finished),
+        processes = sorted({int(w) for w in runs.loc[runs["variant"] == variant, "world_size"].dropna()}) or [1]
+        rows.append({"variant": variant, "differs from baseline": changes,
+                     "negative scope": negative_scope(config),
+                     "processes": ", ".join(map(str, processes)) or "1", "seeds": len(finished),
                      "samples seen": _number(finished["samples_seen"].mean()),
                      "wall time / run": _duration(finished["wall_seconds"].mean()),
                      "parameters": _number(finished["parameters"].mean())})

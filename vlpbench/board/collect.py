@@ -17,7 +17,7 @@ from vlpbench.engine.files import read_json
 
 SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value"]
 RUN_COLUMNS = ["run_id", "experiment", "variant", "seed", "state", "error", "wall_seconds", "samples_seen",
-               "parameters", "path", "variant_index", "baseline"]
+               "parameters", "path", "variant_index", "baseline", "world_size"]
 
 
 @dataclass
@@ -43,6 +43,7 @@ def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
         "samples_seen": steps * batch if steps is not None and batch else None,
         "parameters": provenance.get("parameters"), "path": str(folder),
         "variant_index": config.get("variant_index"), "baseline": config.get("baseline"),
+        "world_size": int(config.get("world_size") or 1),
     }
 
 
