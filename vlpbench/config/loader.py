@@ -40,6 +40,9 @@ class RunSpec:
     #: Not part of the identity: where the variant stands in its file, and the file's baseline.
     variant_index: int = 0
     baseline: str | None = None
+    #: "test" (the benchmark) or "validation" (sweep trials: tasks score the validation split,
+    #: model selection uses a held-out slice of train). Enters the hash only when not "test".
+    evaluation: str = "test"
 
     @property
     def run_id(self) -> str:

@@ -43,8 +43,19 @@ def is_stale(run: RunDir) -> bool:
     return path.is_file() and read_json(path).get("versions") != versions()
 
 
-def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None) -> None:
-    """Pretrain (or resume) one run and evaluate its tasks; write every result file."""
+EpochHook = Callable[[int, float, Callable[[], dict[str, Any]]], None]
+
+
+def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None,
+                on_epoch_end: EpochHook | None = None) -> None:
+    """Pretrain (or resume) one run and evaluate its tasks; write every result file.
+
+    A run whose spec has ``evaluation == "validation"`` (sweep trials) scores its tasks on the
+    validation split (see :mod:`vlpbench.engine.validation`); its protocols say so.
+    ``on_epoch_end(epoch, mean epoch loss, evaluate)`` is called after every epoch's checkpoint;
+    ``evaluate()`` scores the tasks on the current model (in the run's evaluation mode) and leaves
+    the model and the RNG states as they were.
+    """
     import torch
 
     from vlpbench.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -60,12 +71,31 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
         "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
         "variant_index": spec.variant_index, "baseline": spec.baseline, "config": spec.config,
+        **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
     })
     if config.pretrain.threads:
         torch.set_num_threads(config.pretrain.threads)
     device = resolve_device(config.pretrain.device)
     started = time.time()
     built = build_run(config, registry, spec.seed)
+    if spec.evaluation == "validation":
+        from vlpbench.engine.validation import ValidationSource
+
+        built.data_source = ValidationSource(built.data_source)
+    encoders = Encoders(built.model.image_encoder, built.model.text_encoder)
+    hook = None
+    if on_epoch_end is not None:
+        def evaluate_now() -> dict[str, Any]:
+            from vlpbench.engine.checkpoint import rng_state, set_rng_state
+
+            saved = rng_state()
+            try:
+                return evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device)[0]
+            finally:
+                set_rng_state(saved)
+
+        def hook(epoch: int, loss: float) -> None:
+            on_epoch_end(epoch, loss, evaluate_now)
     if run.status().get("state") == "pretrained" and run.final_checkpoint.is_file():
         final = load_checkpoint(run.final_checkpoint)
         built.model.load_state_dict(final["model"])
@@ -73,15 +103,14 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     else:
         run.set_status("running", started=started)
         result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
-                          progress=progress, stop_after_epoch=stop_after_epoch)
+                          progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook)
         write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
                                               "total_steps": result.steps})
         save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
         run.set_status("pretrained")
     built.model.to(device)
     eval_started = time.perf_counter()
-    metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
-                             built.data_source, built.context, device)
+    metrics, task_seconds = evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device)
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
@@ -120,6 +149,10 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
             continue
         dataset_spec = getattr(task.params, "dataset", None)
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
+        if source is not data_source and getattr(data_source, "evaluation", "test") == "validation":
+            from vlpbench.engine.validation import ValidationSource
+
+            source = ValidationSource(source)
         started = time.perf_counter()
         outcome = task.evaluate(encoders, source, device)
         metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
