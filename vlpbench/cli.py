@@ -68,6 +68,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from vlpbench.sweep import run_sweep
 
     outcome = run_sweep(plan, root, resume=args.resume, num_cpus=args.num_cpus)
+    if outcome.interrupted:
+        return 130
     return 0 if outcome.best is not None else 2
 
 

@@ -215,6 +215,7 @@ class SweepOutcome:
     trials: list[TrialRow]
     best: TrialRow | None
     best_file: Path | None
+    interrupted: bool = False
 
 
 def ray_init_kwargs(num_cpus: int | None = None, address: str | None = None) -> dict[str, Any]:
@@ -324,7 +325,8 @@ def _summarise(plan: SweepPlan, grid: Any, folder: Path) -> SweepOutcome:
     if finished:
         pick = min if plan.sweep.mode == "min" else max
         best = pick(finished, key=lambda r: r.metric)  # type: ignore[arg-type, return-value]
-    return SweepOutcome(folder, rows, best, folder / "best.yaml" if best else None)
+    interrupted = len(rows) < plan.sweep.num_samples or any(r.state == "unfinished" for r in rows)
+    return SweepOutcome(folder, rows, best, folder / "best.yaml" if best else None, interrupted)
 
 
 def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
@@ -362,6 +364,10 @@ def _write_outputs(plan: SweepPlan, outcome: SweepOutcome, echo: Callable[[str],
         shown = "-" if row.metric is None else f"{row.metric:.4f}"
         echo(f"{row.label:<10} {row.state:<10} {row.epochs:>6} {shown:>14}  "
              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.values.items()))
+    if outcome.interrupted:
+        echo(f"the sweep was interrupted ({sum(r.state != 'unfinished' for r in outcome.trials)} of "
+             f"{plan.sweep.num_samples} trials done); continue it with `vlpbench sweep {plan.path} --resume`"
+             + (f" --results {outcome.folder.parent}" if outcome.folder.parent.name != "results" else "") + ".")
     if outcome.best is None:
         echo("no trial finished, so there is no best configuration; see the failed trials' status.json.")
         return
@@ -370,7 +376,7 @@ def _write_outputs(plan: SweepPlan, outcome: SweepOutcome, echo: Callable[[str],
             f"# Run it on the test split with: vlpbench run {outcome.best_file}\n")
     text += yaml.safe_dump(best_experiment(plan, outcome.best.values), sort_keys=False)
     write_text(outcome.best_file, text)
-    echo(f"best: {outcome.best.label} with {plan.sweep.metric} = {outcome.best.metric:.6g}: "
+    echo(f"best{' so far' if outcome.interrupted else ''}: {outcome.best.label} with {plan.sweep.metric} = {outcome.best.metric:.6g}: "
          + ", ".join(f"{k}={v}" for k, v in outcome.best.values.items()))
     echo(f"written: {outcome.best_file} (run it with `vlpbench run {outcome.best_file}`), {outcome.folder}/sweep.json, "
          f"{outcome.folder}/leaderboard.md")
