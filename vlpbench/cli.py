@@ -100,6 +100,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.file)
     print(f"{args.file}: OK — experiment '{experiment.name}', {len(experiment.variants)} variant(s), "
           f"{len(experiment.runs)} run(s): {', '.join(experiment.variants)}")
+    if experiment.file.sweep is not None:
+        from vlpbench.sweep import load_sweep
+
+        sweep = experiment.file.sweep
+        for variant in experiment.variants if len(experiment.variants) > 1 else [None]:
+            load_sweep(args.file, variant)
+        print(f"sweep: OK — {len(sweep.space)} key(s) searched, metric {sweep.metric} ({sweep.mode}, validation "
+              f"split), {sweep.num_samples} trial(s)")
     return 0
 
 
