@@ -20,6 +20,12 @@ bash "$here/install.sh"
 # A clean start: stop whatever an earlier run of this script left behind (by its PID files only).
 VLPBENCH_SLURM_DIR="$STATE" bash "$here/stop.sh" >/dev/null 2>&1 || true
 rm -rf "$STATE"
+for port in $((BASE + 6)) $((BASE + 7)) $((BASE + 8)) $((BASE + 9)); do
+    if ! python3 -c "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
+        echo "slurm/start.sh: port $port is taken (another Slurm or MariaDB?); choose other ports with VLPBENCH_SLURM_PORT_BASE (now $BASE)." >&2
+        exit 1
+    fi
+done
 mkdir -p "$STATE"/{etc,munge,mysql,log,run,ctld,spool}
 chmod 755 "$STATE/munge"
 
