@@ -22,6 +22,7 @@ import copy
 import functools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -227,6 +228,18 @@ def ray_init_kwargs(num_cpus: int | None = None, address: str | None = None) -> 
             "configure_logging": False, "log_to_driver": False}
 
 
+def check_sweep_state(plan: SweepPlan, results_root: Path, resume: bool) -> Path:
+    """Tune's state folder of the sweep; --resume needs one, a new sweep must not find one."""
+    folder = (results_root / plan.name).resolve()
+    state = folder / TUNE_NAME / plan.name
+    if resume and not state.is_dir():
+        raise ConfigError(f"--resume: no sweep to resume at {state}; run `vlpbench sweep {plan.path}` without --resume.")
+    if not resume and state.is_dir():
+        raise ConfigError(f"a sweep of '{plan.experiment.name}' already exists at {state}: continue it with --resume, "
+                          f"or remove {folder} to start over.")
+    return state
+
+
 def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpus: int | None = None,
               address: str | None = None, echo: Callable[[str], None] = print) -> SweepOutcome:
     """Run (or resume) the sweep with Ray Tune; write the board and ``best.yaml``."""
@@ -239,12 +252,7 @@ def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpu
                         "the Optuna searcher).") from None
     folder = (results_root / plan.name).resolve()
     storage = folder / TUNE_NAME
-    state = storage / plan.name
-    if resume and not state.is_dir():
-        raise ConfigError(f"--resume: no sweep to resume at {state}; run `vlpbench sweep {plan.path}` without --resume.")
-    if not resume and state.is_dir():
-        raise ConfigError(f"a sweep of '{plan.experiment.name}' already exists at {state}: continue it with --resume, "
-                          f"or remove {folder} to start over.")
+    state = check_sweep_state(plan, results_root, resume)
     sweep = plan.sweep
     trainable = tune.with_resources(
         functools.partial(run_trial, file=str(plan.path.resolve()), variant=plan.variant, results=str(results_root.resolve())),
@@ -307,7 +315,11 @@ def _summarise(plan: SweepPlan, grid: Any, folder: Path) -> SweepOutcome:
         epochs = int(metrics.get("epoch", 0) or 0)
         value = metrics.get(plan.sweep.metric)
         run = metrics.get("run", "")
-        label = trial_label(str(metrics.get("trial_id", ""))) if metrics.get("trial_id") else "?"
+        if metrics.get("trial_id"):
+            label = trial_label(str(metrics["trial_id"]))
+        else:  # never reported: the trial id is in the name of Tune's trial folder
+            found = re.search(r"run_trial_([0-9a-f]+(?:_\d{5})?)_", Path(str(getattr(result, "path", "") or "")).name)
+            label = trial_label(found.group(1)) if found else "?"
         if result.error is not None:
             state, error = "failed", str(result.error).strip().splitlines()[-1][:300]
         elif epochs >= plan.epochs and run and RunDir(Path(run)).finished:

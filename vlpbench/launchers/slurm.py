@@ -212,7 +212,10 @@ def submit_sweep(plan: Any, results_root: Path, resume: bool = False, echo: Call
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.launchers.jobs import write_record
 
+    from vlpbench.sweep import check_sweep_state
+
     _require_slurm()
+    check_sweep_state(plan, results_root, resume)
     config = plan.experiment.file.launcher or SlurmConfig()
     folder = submission_folder(results_root, plan.name, "sweep")
     # One process on the first node (no srun around it): it starts Ray, and Ray's workers on the
