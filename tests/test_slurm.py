@@ -256,3 +256,49 @@ def test_a_sweep_runs_inside_a_slurm_allocation(slurm, tmp_path: Path, cli) -> N
     assert (folder / "best.yaml").is_file() and load_experiment(folder / "best.yaml").runs
     code, out, _ = cli("status", "--results", str(tmp_path / "results"))
     assert code == 0 and "COMPLETED" in out and "best configuration" in out
+
+
+def test_a_multinode_sweep_driver_starts_the_head_then_srun_workers(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's orchestration on a fake 3-node allocation (commands recorded, nothing started)."""
+    pytest.importorskip("submitit")
+    import vlpbench.launchers.slurm as slurm_module
+    import vlpbench.sweep as sweep_module
+    from vlpbench.sweep import ray_init_kwargs
+
+    path = tiny_run(tmp_path, name="multi", extra=SWEEP + "launcher: {nodes: 3, cpus: 4, ray_port: 6390}\n")
+    path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}\n", ""))
+    calls: list[tuple[str, list[str]]] = []
+
+    class FakeWorkers:
+        def __init__(self, command: list[str]) -> None:
+            calls.append(("popen", command))
+
+        def terminate(self) -> None:
+            calls.append(("terminate", []))
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    def fake_run_sweep(plan, root, resume=False, num_cpus=None, address=None, echo=print):
+        calls.append(("sweep", [address, str(resume)]))
+        return sweep_module.SweepOutcome(root, [], None, None)
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(slurm_module, "allocation_nodes", lambda: ["node1", "node2", "node3"])
+    monkeypatch.setattr(slurm_module.socket, "gethostbyname", lambda host: {"node1": "10.0.0.1"}.get(host, "127.0.0.1"))
+    monkeypatch.setattr(slurm_module, "_run_command", lambda command, check=True: calls.append(("run", command)))
+    monkeypatch.setattr(slurm_module, "_start_workers", FakeWorkers)
+    monkeypatch.setattr(sweep_module, "run_sweep", fake_run_sweep)
+    slurm_module.SweepDriver()(str(path), None, str(tmp_path / "results"))
+    kinds = [kind for kind, _ in calls]
+    assert kinds == ["run", "popen", "sweep", "terminate", "run"]
+    assert calls[0][1][1:4] == ["start", "--head", "--node-ip-address=10.0.0.1"] and "--num-cpus=4" in calls[0][1]
+    assert calls[1][1][:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=node2,node3"]
+    assert "--address=10.0.0.1:6390" in calls[1][1]
+    assert calls[2][1] == ["10.0.0.1:6390", "False"]
+    assert calls[4][1][1:] == ["stop"]
+    # connecting to that cluster passes no CPU counts (Ray refuses them there); alone, Ray stays on loopback
+    assert "num_cpus" not in ray_init_kwargs(address="10.0.0.1:6390")
+    assert ray_init_kwargs(num_cpus=2)["_node_ip_address"] == "127.0.0.1"

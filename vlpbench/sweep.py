@@ -222,7 +222,7 @@ class SweepOutcome:
 def ray_init_kwargs(num_cpus: int | None = None, address: str | None = None) -> dict[str, Any]:
     """How vlpbench starts Ray: on loopback with the CPUs it was given, no dashboard."""
     if address:
-        return {"address": address, "include_dashboard": False}
+        return {"address": address, "log_to_driver": False}  # the cluster's CPUs are set by `ray start`
     cpus = num_cpus or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or len(os.sched_getaffinity(0))
     return {"num_cpus": cpus, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
             "configure_logging": False, "log_to_driver": False}

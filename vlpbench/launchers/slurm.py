@@ -173,6 +173,14 @@ def allocation_nodes() -> list[str]:
     return out.stdout.split()
 
 
+def _run_command(command: list[str], check: bool = True) -> None:
+    subprocess.run(command, check=check)
+
+
+def _start_workers(command: list[str]) -> Any:
+    return subprocess.Popen(command)
+
+
 class SweepDriver(Checkpointable):
     """The Ray Tune driver inside a Slurm allocation. Requeued, it resumes the sweep."""
 
@@ -193,17 +201,17 @@ class SweepDriver(Checkpointable):
         ray = str(Path(sys.executable).with_name("ray"))
         head, workers = multinode_commands(nodes, head_ip, config.ray_port, cpus, gpus, ray)
         print("starting Ray:", shlex.join(head), flush=True)
-        subprocess.run(head, check=True)
+        _run_command(head)
         worker_process = None
         try:
             print("starting Ray workers:", shlex.join(workers or []), flush=True)
-            worker_process = subprocess.Popen(workers or [])
+            worker_process = _start_workers(workers or [])
             outcome = run_sweep(plan, root, resume=resume, address=f"{head_ip}:{config.ray_port}")
         finally:
             if worker_process is not None:
                 worker_process.terminate()
                 worker_process.wait(timeout=60)
-            subprocess.run([ray, "stop"], check=False)
+            _run_command([ray, "stop"], check=False)
         return str(outcome.best_file or "")
 
 
