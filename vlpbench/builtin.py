@@ -41,6 +41,8 @@ BUILTINS: list[tuple[str, str, str, str]] = [
     ("task", "retrieval", "vlpbench.tasks.retrieval:Retrieval",
      "image-report Recall@1/5/10 on held-out pairs, strict and semantic"),
     ("launcher", "local", "vlpbench.engine.runner:LocalLauncher", "runs every run in this process"),
+    ("launcher", "slurm", "vlpbench.launchers.slurm:SlurmLauncher",
+     "one Slurm job array through submitit; requeued tasks resume (settings: the launcher: section)"),
 ]
 
 

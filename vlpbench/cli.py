@@ -42,6 +42,11 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
 
     experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant)
     root = Path(args.results)
+    if args.launcher == "slurm":
+        from vlpbench.launchers.slurm import submit_runs
+
+        submit_runs(experiment, root, rerun_stale=args.rerun_stale)
+        return 0
     say = print if main else (lambda *a, **k: None)
     world = experiment.runs[0].world_size if experiment.runs else 1
     say(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
@@ -61,6 +66,30 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
               file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from vlpbench.sweep import load_sweep
+
+    plan = load_sweep(args.file, args.variant)
+    root = Path(args.results)
+    if args.launcher == "slurm":
+        from vlpbench.launchers.slurm import submit_sweep
+
+        submit_sweep(plan, root, resume=args.resume)
+        return 0
+    from vlpbench.sweep import run_sweep
+
+    outcome = run_sweep(plan, root, resume=args.resume, num_cpus=args.num_cpus)
+    if outcome.interrupted:
+        return 130
+    return 0 if outcome.best is not None else 2
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from vlpbench.launchers.jobs import show_status
+
+    return show_status(Path(args.results), echo=print)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -84,6 +113,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.file)
     print(f"{args.file}: OK — experiment '{experiment.name}', {len(experiment.variants)} variant(s), "
           f"{len(experiment.runs)} run(s): {', '.join(experiment.variants)}")
+    if experiment.file.sweep is not None:
+        from vlpbench.sweep import load_sweep
+
+        sweep = experiment.file.sweep
+        for variant in experiment.variants if len(experiment.variants) > 1 else [None]:
+            load_sweep(args.file, variant)
+        print(f"sweep: OK — {len(sweep.space)} key(s) searched, metric {sweep.metric} ({sweep.mode}, validation "
+              f"split), {sweep.num_samples} trial(s)")
     return 0
 
 
@@ -281,7 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reuse", action="store_true",
                      help="pretrain even when a finished run differs from this one only in its tasks")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                     help="local: in this process (default); slurm: one job array through submitit, settings "
+                          "from the file's launcher: section; returns at once, see `vlpbench status`")
     run.set_defaults(handler=cmd_run)
+
+    sweep = sub.add_parser("sweep", help="search hyperparameters with Ray Tune (the file's sweep: section); "
+                                         "trials score the validation split")
+    sweep.add_argument("file", help="experiment YAML file with a sweep: section")
+    sweep.add_argument("--variant", help="the variant to search around (needed when the file has several)")
+    sweep.add_argument("--results", default="results", help="results root (default: results/); trials land in "
+                                                             "<results>/<experiment>-sweep/")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                       help="local: Ray in this process (default); slurm: the Tune driver in a Slurm allocation")
+    sweep.add_argument("--num-cpus", type=int, help="CPUs Ray may use here (default: all this process may use)")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    status = sub.add_parser("status", help="state of the Slurm jobs submitted from here (runs and sweeps), with "
+                                           "log paths of failed ones; rebuilds boards of finished submissions")
+    status.add_argument("--results", default="results", help="results root (default: results/)")
+    status.set_defaults(handler=cmd_status)
 
     evaluate = sub.add_parser("eval", help="score a checkpoint (a run directory or a timm image encoder file) "
                                            "with an experiment's tasks, without pretraining")

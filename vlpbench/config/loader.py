@@ -43,6 +43,9 @@ class RunSpec:
     baseline: str | None = None
     #: Processes the run trains on (part of the identity when above 1, see config.identity).
     world_size: int = 1
+    #: "test" (the benchmark) or "validation" (sweep trials: tasks score the validation split,
+    #: model selection uses a held-out slice of train). Enters the hash only when not "test".
+    evaluation: str = "test"
 
     @property
     def run_id(self) -> str:

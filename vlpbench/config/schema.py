@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 VARIANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$"
 
@@ -91,6 +91,91 @@ class RunConfig(Strict):
     tasks: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="linear_probe")])
 
 
+class SlurmConfig(Strict):
+    """The ``launcher:`` section: how ``--launcher slurm`` submits (validated even when run locally)."""
+
+    partition: str | None = Field(None, description="Slurm partition (default: the cluster's default)")
+    time: int = Field(60, ge=1, description="time limit of each job, in minutes")
+    gpus: int = Field(0, ge=0, description="GPUs per job (per node for a sweep)")
+    cpus: int = Field(1, ge=1, description="CPUs per job (per node for a sweep; Ray uses them all)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per job in GB (default: the cluster's)")
+    array_parallelism: int = Field(16, ge=1, description="at most this many array tasks run at once")
+    nodes: int = Field(1, ge=1, description="nodes of a sweep's allocation (Ray head on the first, workers on the others)")
+    max_requeues: int = Field(3, ge=0, description="times a timed-out or preempted task is requeued")
+    ray_port: int = Field(6379, ge=1024, le=65535, description="port of the Ray head in a multi-node sweep")
+    sbatch: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra sbatch options, e.g. {account: myproj, qos: high, constraint: a100}")
+    setup: list[str] = Field(default_factory=list, description="shell lines run before each job (module load, ...)")
+
+
+class SearchDomain(Strict):
+    """One dimension of a search space: exactly one of the four keys."""
+
+    choice: list[Any] | None = Field(None, min_length=1, description="one of these values")
+    uniform: tuple[float, float] | None = Field(None, description="[low, high], uniform")
+    loguniform: tuple[float, float] | None = Field(None, description="[low, high], uniform in log space (low > 0)")
+    randint: tuple[int, int] | None = Field(None, description="[low, high), an integer")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SearchDomain":
+        given = [k for k in ("choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice, uniform, loguniform, randint "
+                             f"(got {', '.join(given) or 'none'})")
+        for kind in ("uniform", "loguniform", "randint"):
+            bounds = getattr(self, kind)
+            if bounds is not None and not bounds[0] < bounds[1]:
+                raise ValueError(f"{kind} takes [low, high] with low < high, got {list(bounds)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform takes a positive low bound, got {self.loguniform[0]}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None)
+
+    @property
+    def values(self) -> Any:
+        return getattr(self, self.kind)
+
+    def examples(self) -> list[Any]:
+        """Values at the edges of the domain (validated against the config before a sweep starts)."""
+        if self.choice is not None:
+            return list(self.choice)
+        low, high = self.values
+        return [low, high - 1] if self.kind == "randint" else [low, high]
+
+
+class SweepScheduler(Strict):
+    name: Literal["asha", "fifo"] = Field("asha", description="asha: stop poor trials early; fifo: run every trial out")
+    grace_period: int = Field(1, ge=1, description="epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1)
+
+
+class SweepSearcher(Strict):
+    name: Literal["random", "optuna"] = Field("random", description="optuna needs the optuna extra")
+    seed: int | None = Field(0, description="seed of the search (None: not reproducible)")
+
+
+class SweepResources(Strict):
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class SweepConfig(Strict):
+    """The ``sweep:`` section: what ``vlpbench sweep`` searches, how it scores and stops trials."""
+
+    space: dict[str, SearchDomain] = Field(min_length=1, description="dotted config key -> domain")
+    metric: str = Field(description="'pretrain/loss' or a task score 'TASK/COLUMN' measured on the validation split")
+    mode: Literal["min", "max"]
+    num_samples: int = Field(4, ge=1)
+    max_concurrent: int | None = Field(None, ge=1, description="trials at once (default: as resources allow)")
+    scheduler: SweepScheduler = SweepScheduler()
+    searcher: SweepSearcher = SweepSearcher()
+    resources: SweepResources = SweepResources()
+    seed: int | None = Field(None, description="training seed of every trial (default: the file's first seed)")
+
+
 class ExperimentFile(RunConfig):
     """The top level of an experiment YAML file."""
 
@@ -99,6 +184,8 @@ class ExperimentFile(RunConfig):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     baseline: str | None = Field(None, description="variant the leaderboard compares against")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    launcher: SlurmConfig | None = Field(None, description="settings of --launcher slurm (run and sweep)")
+    sweep: SweepConfig | None = Field(None, description="search space and metric of `vlpbench sweep`")
 
     @field_validator("variants")
     @classmethod

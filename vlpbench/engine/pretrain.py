@@ -66,8 +66,14 @@ def pretrain(
     device: torch.device,
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    on_epoch_end: Callable[[int, float], None] | None = None,
 ) -> PretrainResult:
-    """Train ``model`` on ``data``; resume from the run's last epoch checkpoint if there is one."""
+    """Train ``model`` on ``data``; resume from the run's last epoch checkpoint if there is one.
+
+    ``on_epoch_end(epoch, mean loss of the epoch)`` is called after each epoch's checkpoint is
+    written (sweeps report to Ray Tune from it); it must leave the model and the RNGs as it found
+    them. Without it the loop is unchanged.
+    """
     from vlpbench.engine.distributed import barrier, is_main, mean_over_ranks
     from vlpbench.objective.scope import current_world
 
@@ -139,6 +145,9 @@ def pretrain(
             })
             prune(run.checkpoints, "epoch-*.pt", keep=2)
         barrier()
+        if on_epoch_end is not None:
+            losses = [r["total"] for r in result.history if r["epoch"] == epoch]
+            on_epoch_end(epoch, sum(losses) / max(1, len(losses)))
         if stop_after_epoch is not None and epoch == stop_after_epoch:
             raise Interrupt(f"stopped after epoch {epoch}")
     if bar is not None:

@@ -43,13 +43,22 @@ def is_stale(run: RunDir) -> bool:
     return path.is_file() and read_json(path).get("versions") != versions()
 
 
+EpochHook = Callable[[int, float, Callable[[], dict[str, Any]]], None]
+
+
 def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None,
-                reuse_pretraining: bool = True) -> None:
+                reuse_pretraining: bool = True, on_epoch_end: EpochHook | None = None) -> None:
     """Pretrain (or resume) one run and evaluate its tasks; write every result file.
 
     With ``reuse_pretraining``, a finished sibling run that differs only in its tasks lends its
     pretraining (see :mod:`vlpbench.engine.reuse`). On several processes every rank pretrains;
     rank 0 alone writes files and evaluates the tasks while the others wait.
+
+    A run whose spec has ``evaluation == "validation"`` (sweep trials) scores its tasks on the
+    validation split (see :mod:`vlpbench.engine.validation`); its protocols say so.
+    ``on_epoch_end(epoch, mean epoch loss, evaluate)`` is called after every epoch's checkpoint;
+    ``evaluate()`` scores the tasks on the current model (in the run's evaluation mode) and leaves
+    the model and the RNG states as they were.
     """
     import torch
 
@@ -58,6 +67,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import PretrainResult, pretrain, resolve_device
     from vlpbench.plugins import get_registry
+    from vlpbench.tasks.base import Encoders
 
     config = spec.run_config()
     registry = get_registry()
@@ -67,7 +77,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
             "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
             "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
             "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
-            "config": spec.config,
+            "config": spec.config, **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
         })
     if config.pretrain.threads:
         torch.set_num_threads(config.pretrain.threads)
@@ -76,11 +86,29 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         device = torch.device("cuda", local_rank())
     started = time.time()
     built = build_run(config, registry, spec.seed)
+    if spec.evaluation == "validation":
+        from vlpbench.engine.validation import ValidationSource
+
+        built.data_source = ValidationSource(built.data_source)
     if main:
         prepare_task_data(config.tasks, built.context)
     if main and reuse_pretraining and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
         reuse_finished_pretraining(spec, run)
     barrier()
+    hook = None
+    if on_epoch_end is not None:
+        def evaluate_now() -> dict[str, Any]:
+            from vlpbench.engine.checkpoint import rng_state, set_rng_state
+
+            saved = rng_state()
+            try:  # fresh Encoders: features shared between tasks must not outlive this epoch's weights
+                encoders = Encoders(built.model.image_encoder, built.model.text_encoder)
+                return evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device)[0]
+            finally:
+                set_rng_state(saved)
+
+        def hook(epoch: int, loss: float) -> None:
+            on_epoch_end(epoch, loss, evaluate_now)
     if run.status().get("state") == "pretrained" and run.final_checkpoint.is_file():
         final = load_checkpoint(run.final_checkpoint)
         built.model.load_state_dict(final["model"])
@@ -89,7 +117,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         if main:
             run.set_status("running", started=started)
         result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
-                          progress=progress, stop_after_epoch=stop_after_epoch)
+                          progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook)
         if main:
             write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
                                                   "total_steps": result.steps})
@@ -184,6 +212,10 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
             continue
         dataset_spec = getattr(task.params, "dataset", None)
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
+        if source is not data_source and getattr(data_source, "evaluation", "test") == "validation":
+            from vlpbench.engine.validation import ValidationSource
+
+            source = ValidationSource(source)
         started = time.perf_counter()
         outcome = task.evaluate(encoders, source, device)
         metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}

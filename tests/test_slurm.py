@@ -1,0 +1,304 @@
+"""``--launcher slurm``: the launcher: section, the submitted commands, and a real Slurm.
+
+The integration tests need a reachable Slurm with accounting (``sbatch``, ``sacct``), such as the
+one ``scripts/slurm/start.sh`` starts (CI does, and exports ``SLURM_CONF``). Without one they
+skip, unless ``VLPBENCH_REQUIRE_SLURM=1`` (set by ``.ci/run``): then they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_EXPERIMENT
+from vlpbench.config.loader import load_experiment
+from vlpbench.config.schema import SlurmConfig
+from vlpbench.errors import ConfigError
+
+TINY_RUN = """\
+name: {name}
+seeds: {seeds}
+data: {{name: synthcxr, image_size: 32, pretrain_size: {pretrain_size}, train_size: 48, val_size: 32, test_size: 16}}
+model:
+  image_encoder: {{name: timm, arch: resnet18}}
+  text_encoder: {{name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}}
+  embed_dim: 32
+objective:
+  global: {{name: infonce, temperature: 0.1}}
+pretrain: {{epochs: {epochs}, batch_size: 16, lr: 1.0e-3, threads: 1, augment: false}}
+tasks:
+  - {{name: linear_probe, fractions: [1.0], max_epochs: 3}}
+launcher: {{time: 10, cpus: 1, array_parallelism: 4}}
+"""
+
+
+def tiny_run(tmp_path: Path, name: str = "slurmtiny", seeds: str = "[0]", pretrain_size: int = 64,
+             epochs: int = 2, extra: str = "") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY_RUN.format(name=name, seeds=seeds, pretrain_size=pretrain_size, epochs=epochs) + extra)
+    return path
+
+
+# --- the launcher: section and the generated commands (no Slurm needed) ---------------------------
+
+def test_bad_launcher_key_lists_the_valid_keys(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(TINY_EXPERIMENT + "launcher: {partition: gpu, gpu: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert "line 15" in message and "unknown key 'launcher.gpu'" in message and "did you mean 'gpus'" in message
+    for key in ("partition", "time", "gpus", "cpus", "mem_gb", "array_parallelism", "sbatch"):
+        assert key in message
+
+
+def test_bad_launcher_value_is_one_paragraph(tmp_path: Path, cli) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(TINY_EXPERIMENT + "launcher: {time: 0}\n")
+    code, _, err = cli("validate", str(path))
+    assert code == 2 and "launcher.time" in err and "Traceback" not in err
+
+
+def test_launcher_section_becomes_submitit_parameters() -> None:
+    from vlpbench.launchers.slurm import executor_parameters
+
+    config = SlurmConfig(partition="gpu", time=120, gpus=2, cpus=8, mem_gb=32, array_parallelism=3,
+                         sbatch={"account": "proj", "qos": "high"}, setup=["module load cuda"])
+    params = executor_parameters(config, "vlpbench-x", nodes=2)
+    assert params["partition"] == "gpu" and params["time"] == 120 and params["gpus_per_node"] == 2
+    assert params["cpus_per_task"] == 8 and params["mem"] == "32768MB" and params["array_parallelism"] == 3
+    assert params["additional_parameters"] == {"account": "proj", "qos": "high"}
+    assert params["setup"] == ["module load cuda"] and params["nodes"] == 2 and params["ntasks_per_node"] == 1
+    assert "partition" not in executor_parameters(SlurmConfig(), "x")  # the cluster's default partition
+
+
+def test_submitit_accepts_the_parameters(tmp_path: Path) -> None:
+    submitit = pytest.importorskip("submitit")
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    from vlpbench.launchers.slurm import executor_parameters
+
+    config = SlurmConfig(partition="gpu", gpus=1, mem_gb=4, sbatch={"account": "proj"})
+    script = _make_sbatch_string(command="python -m x", folder=tmp_path, **executor_parameters(config, "vlpbench-x"))
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=4096MB", "#SBATCH --account=proj"):
+        assert line in script
+    assert submitit.SlurmExecutor  # the extra is installed
+
+
+def test_multinode_commands_put_the_head_on_the_first_node() -> None:
+    from vlpbench.launchers.slurm import multinode_commands
+
+    head, workers = multinode_commands(["n1", "n2", "n3"], "10.0.0.1", 6380, cpus=8, gpus=4, ray="/venv/bin/ray")
+    assert head == ["/venv/bin/ray", "start", "--head", "--node-ip-address=10.0.0.1", "--port=6380", "--num-cpus=8",
+                    "--num-gpus=4", "--include-dashboard=false", "--disable-usage-stats"]
+    assert workers[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=n2,n3",
+                           "--cpus-per-task=8"]
+    assert workers[workers.index("/venv/bin/ray"):] == [
+        "/venv/bin/ray", "start", "--address=10.0.0.1:6380", "--num-cpus=8", "--num-gpus=4", "--block",
+        "--disable-usage-stats"]
+    head, workers = multinode_commands(["n1"], "127.0.0.1", 6379, cpus=2, gpus=0)
+    assert workers is None and head[:3] == ["ray", "start", "--head"]
+
+
+def test_a_run_task_checkpoints_by_resubmitting_itself(tmp_path: Path, tiny_experiment: Path) -> None:
+    pytest.importorskip("submitit")
+    from submitit.core.utils import DelayedSubmission
+
+    from vlpbench.launchers.slurm import RunTask
+
+    spec = load_experiment(tiny_experiment).runs[0]
+    task = RunTask()
+    delayed = task.checkpoint(spec, str(tmp_path), False)
+    assert isinstance(delayed, DelayedSubmission) and delayed.function is task and delayed.args[0] == spec
+
+
+def test_slurm_launcher_without_slurm_says_what_to_do(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    code, _, err = cli("run", str(tiny_run(tmp_path)), "--launcher", "slurm", "--results", str(tmp_path / "r"))
+    assert code == 2 and "sbatch" in err and "--launcher local" in err
+
+
+def test_status_without_submissions(tmp_path: Path, cli) -> None:
+    code, out, _ = cli("status", "--results", str(tmp_path))
+    assert code == 0 and "no Slurm submissions" in out
+
+
+# --- a real Slurm ---------------------------------------------------------------------------------
+
+def _slurm_problem() -> str | None:
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return "submitit is not installed (pip install 'vlpbench[slurm]')"
+    for program in ("sbatch", "sacct", "scontrol"):
+        if shutil.which(program) is None:
+            return f"no '{program}' on PATH (start one with scripts/slurm/start.sh)"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=10)
+        sacct = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minute"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "the Slurm controller does not answer"
+    if ping.returncode != 0 or "UP" not in ping.stdout:
+        return f"the Slurm controller is not reachable: {ping.stdout.strip()} {ping.stderr.strip()}"
+    if sacct.returncode != 0:
+        return f"Slurm accounting (sacct) does not work: {sacct.stderr.strip()}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    problem = _slurm_problem()
+    if problem is None:
+        return
+    if os.environ.get("VLPBENCH_REQUIRE_SLURM") == "1":
+        pytest.fail(f"VLPBENCH_REQUIRE_SLURM=1 but there is no usable Slurm: {problem}")
+    pytest.skip(problem)
+
+
+def wait_for(jobs: list, limit: float = 240, release_requeued: bool = False) -> None:
+    """Wait until every job is done. A requeued job waits for its begin time (Slurm holds it two
+    minutes); ``release_requeued`` moves that to now, as an operator would."""
+    from vlpbench.launchers.jobs import DONE
+
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        jobs[0].watcher.update()  # one sacct call for all (submitit's own rate limit would lag)
+        if all(job.state in DONE for job in jobs):  # Slurm's end, not only the result file
+            return
+        if release_requeued:
+            for job in jobs:
+                if job.state == "PENDING":
+                    subprocess.run(["scontrol", "update", f"JobId={job.job_id}", "StartTime=now"],
+                                   capture_output=True, check=False)
+        time.sleep(1)
+    pytest.fail(f"Slurm jobs not done after {limit} s: {[(j.job_id, j.state) for j in jobs]}")
+
+
+@pytest.mark.integration
+def test_runs_go_out_as_one_job_array_and_every_result_lands(slurm, tmp_path: Path, cli) -> None:
+    from vlpbench.launchers.slurm import submit_runs
+
+    experiment = load_experiment(tiny_run(tmp_path, seeds="[0, 1]", extra="variants:\n  ok: {}\n  "
+                                          "diverges: {pretrain.lr: 1.0e+30}\n"))
+    started = time.time()
+    jobs = submit_runs(experiment, tmp_path / "results", echo=lambda _: None)
+    assert time.time() - started < 30  # submission returns at once
+    assert len(jobs) == 4 and len({job.job_id.split("_")[0] for job in jobs}) == 1  # one array
+    wait_for(jobs)
+    code, out, _ = cli("status", "--results", str(tmp_path / "results"))
+    assert code == 1, out  # a task failed ...
+    assert "4/4 job(s) done" in out, out
+    assert out.count("COMPLETED") == 2 and out.count("FAILED") == 2
+    assert "diverged" in out and "log: " in out and "_log.err" in out  # ... with its error and log
+    runs = tmp_path / "results" / "slurmtiny" / "runs"
+    states = {p.name.split("__")[0] + p.name.split("__")[1]: json.loads((p / "status.json").read_text())["state"]
+              for p in runs.iterdir()}
+    assert states == {"okseed0": "finished", "okseed1": "finished",
+                      "divergesseed0": "failed", "divergesseed1": "failed"}  # ... and loses no other
+    board = (tmp_path / "results" / "slurmtiny" / "leaderboard.md").read_text()
+    assert "| ok " in board and "2/2" in board
+
+
+@pytest.mark.integration
+def test_a_timed_out_task_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp_path: Path) -> None:
+    from vlpbench.launchers.slurm import submit_runs
+
+    experiment = load_experiment(tiny_run(tmp_path, name="slurmslow", pretrain_size=256, epochs=4))
+    [job] = submit_runs(experiment, tmp_path / "results", echo=lambda _: None)
+    runs = tmp_path / "results" / "slurmslow" / "runs"
+    deadline = time.time() + 120
+    while not list(runs.glob("*/checkpoints/epoch-000.pt")):
+        assert time.time() < deadline and not job.done(), "the run never wrote its first epoch checkpoint"
+        time.sleep(0.2)
+    job._interrupt(timeout=True)  # what submitit's own tests do: scancel --signal USR2, as Slurm does at a timeout
+    wait_for([job], release_requeued=True)
+    assert job.state == "COMPLETED"
+    log = Path(job.paths.stdout).read_text()
+    assert "timed-out" in log and "Requeued job" in log
+    [run] = list(runs.iterdir())
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["pretrain"]["resumed_from_epoch"] >= 1  # resumed, not restarted
+    history = json.loads((run / "history.json").read_text())
+    assert [r["step"] for r in history["steps"]] == list(range(4 * 16))  # no step lost or repeated
+
+
+SWEEP = """\
+sweep:
+  space:
+    pretrain.lr: {loguniform: [1.0e-4, 1.0e-2]}
+  metric: pretrain/loss
+  mode: min
+  num_samples: 2
+  max_concurrent: 1
+  scheduler: {name: fifo}
+"""
+
+
+@pytest.mark.integration
+def test_a_sweep_runs_inside_a_slurm_allocation(slurm, tmp_path: Path, cli) -> None:
+    from vlpbench.launchers.slurm import submit_sweep
+    from vlpbench.sweep import load_sweep
+
+    path = tiny_run(tmp_path, name="slurmsweep", epochs=1, extra=SWEEP)
+    path.write_text(path.read_text().replace("cpus: 1,", "cpus: 2,"))
+    job = submit_sweep(load_sweep(path), tmp_path / "results", echo=lambda _: None)
+    wait_for([job], limit=400)
+    log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+    assert job.state == "COMPLETED", log[-3000:]
+    folder = tmp_path / "results" / "slurmsweep-sweep"
+    assert len(list((folder / "runs").glob("trial-*/metrics.json"))) == 2
+    assert (folder / "best.yaml").is_file() and load_experiment(folder / "best.yaml").runs
+    code, out, _ = cli("status", "--results", str(tmp_path / "results"))
+    assert code == 0 and "COMPLETED" in out and "best configuration" in out
+
+
+def test_a_multinode_sweep_driver_starts_the_head_then_srun_workers(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's orchestration on a fake 3-node allocation (commands recorded, nothing started)."""
+    pytest.importorskip("submitit")
+    import vlpbench.launchers.slurm as slurm_module
+    import vlpbench.sweep as sweep_module
+    from vlpbench.sweep import ray_init_kwargs
+
+    path = tiny_run(tmp_path, name="multi", extra=SWEEP + "launcher: {nodes: 3, cpus: 4, ray_port: 6390}\n")
+    path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}\n", ""))
+    calls: list[tuple[str, list[str]]] = []
+
+    class FakeWorkers:
+        def __init__(self, command: list[str]) -> None:
+            calls.append(("popen", command))
+
+        def terminate(self) -> None:
+            calls.append(("terminate", []))
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    def fake_run_sweep(plan, root, resume=False, num_cpus=None, address=None, echo=print):
+        calls.append(("sweep", [address, str(resume)]))
+        return sweep_module.SweepOutcome(root, [], None, None)
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(slurm_module, "allocation_nodes", lambda: ["node1", "node2", "node3"])
+    monkeypatch.setattr(slurm_module.socket, "gethostbyname", lambda host: {"node1": "10.0.0.1"}.get(host, "127.0.0.1"))
+    monkeypatch.setattr(slurm_module, "_run_command", lambda command, check=True: calls.append(("run", command)))
+    monkeypatch.setattr(slurm_module, "_start_workers", FakeWorkers)
+    monkeypatch.setattr(sweep_module, "run_sweep", fake_run_sweep)
+    slurm_module.SweepDriver()(str(path), None, str(tmp_path / "results"))
+    kinds = [kind for kind, _ in calls]
+    assert kinds == ["run", "popen", "sweep", "terminate", "run"]
+    assert calls[0][1][1:4] == ["start", "--head", "--node-ip-address=10.0.0.1"] and "--num-cpus=4" in calls[0][1]
+    assert calls[1][1][:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=node2,node3"]
+    assert "--address=10.0.0.1:6390" in calls[1][1]
+    assert calls[2][1] == ["10.0.0.1:6390", "False"]
+    assert calls[4][1][1:] == ["stop"]
+    # connecting to that cluster passes no CPU counts (Ray refuses them there); alone, Ray stays on loopback
+    assert "num_cpus" not in ray_init_kwargs(address="10.0.0.1:6390")
+    assert ray_init_kwargs(num_cpus=2)["_node_ip_address"] == "127.0.0.1"

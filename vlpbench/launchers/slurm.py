@@ -1,0 +1,254 @@
+"""``--launcher slurm``: runs as one Slurm job array, sweeps as one allocation, through submitit.
+
+- ``vlpbench run FILE --launcher slurm`` submits every unfinished run of the experiment as one
+  job array (one run per array task, at most ``launcher.array_parallelism`` at once). A task that
+  is preempted or reaches its time limit is requeued by submitit (:class:`RunTask` is
+  checkpointable) and resumes from its run's last epoch checkpoint.
+- ``vlpbench sweep FILE --launcher slurm`` submits the Ray Tune driver (:class:`SweepDriver`)
+  into an allocation of ``launcher.nodes`` nodes: Ray is started inside it (on loopback with the
+  job's CPUs on one node; with a head on the first node and workers started with ``srun`` on the
+  others, see :func:`multinode_commands`), and the sweep runs as it does locally. A requeued
+  driver resumes the sweep.
+
+Submission returns at once; ``vlpbench status`` shows the jobs. submitit is imported only here,
+and this module is imported only when Slurm is used.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from vlpbench.config.loader import Experiment, RunSpec
+from vlpbench.config.schema import SlurmConfig
+from vlpbench.errors import UserError
+
+try:
+    import submitit
+    from submitit.helpers import Checkpointable
+except ImportError:  # the class below still imports; using it says what to install
+    submitit = None
+    Checkpointable = object
+
+
+def _require_slurm() -> None:
+    if submitit is None:
+        raise UserError("--launcher slurm needs submitit: pip install 'vlpbench[slurm]'.")
+    if shutil.which("sbatch") is None:
+        raise UserError("--launcher slurm needs the Slurm client commands (sbatch, sacct) on PATH and a reachable "
+                        "controller; run on a Slurm login node, or use --launcher local.")
+
+
+def submission_folder(results_root: Path, experiment: str, kind: str) -> Path:
+    """A fresh folder per submission (Slurm job IDs restart when its state is wiped, so a reused
+    folder could hand back an old job's result)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = results_root.resolve() / experiment / "slurm" / f"{stamp}-{kind}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def executor_parameters(config: SlurmConfig, name: str, nodes: int = 1) -> dict[str, Any]:
+    """The ``launcher:`` section as submitit ``SlurmExecutor`` parameters."""
+    params: dict[str, Any] = {
+        "job_name": name, "time": config.time, "cpus_per_task": config.cpus, "nodes": nodes,
+        "ntasks_per_node": 1, "array_parallelism": config.array_parallelism,
+        "additional_parameters": dict(config.sbatch), "setup": list(config.setup),
+        "signal_delay_s": min(90, max(10, config.time * 60 // 10)),
+    }
+    if config.partition:
+        params["partition"] = config.partition
+    if config.gpus:
+        params["gpus_per_node"] = config.gpus
+    if config.mem_gb:
+        params["mem"] = f"{int(config.mem_gb * 1024)}MB"
+    return params
+
+
+def _executor(folder: Path, config: SlurmConfig, name: str, nodes: int = 1, use_srun: bool = True) -> Any:
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_requeues)
+    executor.update_parameters(**executor_parameters(config, name, nodes), use_srun=use_srun)
+    return executor
+
+
+class RunTask(Checkpointable):
+    """One run in one array task. Checkpointable: on a timeout or preemption submitit calls
+    :meth:`checkpoint` (inherited: resubmit the same call) and requeues the task, which then resumes
+    from the run's last epoch checkpoint."""
+
+    def __call__(self, spec: RunSpec, results_root: str, rerun_stale: bool = False) -> str:
+        from vlpbench.engine.rundir import run_dir
+        from vlpbench.engine.runner import execute_run, is_stale
+
+        run = run_dir(Path(results_root), spec.experiment, spec.run_id)
+        if run.finished and not (rerun_stale and is_stale(run)):
+            return "skipped"
+        job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "?"))
+        run.set_status("running", slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}")
+        try:
+            execute_run(spec, run, progress=False)
+        except UserError as exc:
+            run.set_status("failed", error=str(exc))
+            raise
+        except Exception as exc:
+            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        return "finished"
+
+
+def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = False,
+                echo: Callable[[str], None] = print) -> list[Any]:
+    """Submit the unfinished runs of ``experiment`` as one job array; return the submitit jobs."""
+    from vlpbench.engine.rundir import experiment_dir, run_dir
+    from vlpbench.engine.runner import is_stale
+    from vlpbench.launchers.jobs import write_record
+
+    _require_slurm()
+    config = experiment.file.launcher or SlurmConfig()
+    todo: list[RunSpec] = []
+    for spec in experiment.runs:
+        run = run_dir(results_root, experiment.name, spec.run_id)
+        if run.finished and not (rerun_stale and is_stale(run)):
+            echo(f"{spec.variant} seed {spec.seed}: finished earlier, skipped ({run.path})")
+            continue
+        todo.append(spec)
+    if not todo:
+        echo("every run has finished; nothing to submit.")
+        return []
+    folder = submission_folder(results_root, experiment.name, "run")
+    executor = _executor(folder, config, f"vlpbench-{experiment.name}")
+    root = str(results_root.resolve())
+    jobs = []
+    with executor.batch():
+        for spec in todo:
+            jobs.append(executor.submit(RunTask(), spec, root, rerun_stale))
+    record = {
+        "kind": "run", "experiment": experiment.name, "file": str(experiment.path.resolve()),
+        "submitted": time.strftime("%Y-%m-%d %H:%M:%S"), "board_dir": str(experiment_dir(results_root.resolve(), experiment.name)),
+        "variants": experiment.variants, "baseline": experiment.file.baseline,
+        "planned": [[r.variant, r.seed] for r in experiment.runs],
+        "jobs": [{"job_id": job.job_id, "label": f"{spec.variant} seed {spec.seed}",
+                  "run_dir": str(run_dir(results_root.resolve(), experiment.name, spec.run_id).path),
+                  "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)} for job, spec in zip(jobs, todo)],
+    }
+    write_record(folder, record)
+    array = jobs[0].job_id.split("_")[0]
+    echo(f"submitted {len(jobs)} run(s) of '{experiment.name}' as Slurm job array {array} "
+         f"(at most {config.array_parallelism} at once; logs in {folder}).")
+    echo("`vlpbench status` shows the jobs; results land in "
+         f"{experiment_dir(results_root, experiment.name)}/runs/ as they finish.")
+    return jobs
+
+
+def multinode_commands(nodes: list[str], head_ip: str, port: int, cpus: int, gpus: int,
+                       ray: str = "ray") -> tuple[list[str], list[str] | None]:
+    """Commands that start Ray across an allocation: the head here (the first node) and, when there
+    are other nodes, one worker per other node with ``srun`` (the caller keeps that one running)."""
+    head = [ray, "start", "--head", f"--node-ip-address={head_ip}", f"--port={port}", f"--num-cpus={cpus}",
+            f"--num-gpus={gpus}", "--include-dashboard=false", "--disable-usage-stats"]
+    others = nodes[1:]
+    if not others:
+        return head, None
+    workers = ["srun", f"--nodes={len(others)}", f"--ntasks={len(others)}", "--ntasks-per-node=1",
+               f"--nodelist={','.join(others)}", f"--cpus-per-task={cpus}", "--overlap", "--kill-on-bad-exit=1",
+               ray, "start", f"--address={head_ip}:{port}", f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--block",
+               "--disable-usage-stats"]
+    return head, workers
+
+
+def allocation_nodes() -> list[str]:
+    """Hostnames of this Slurm job's nodes, the first being the one this runs on."""
+    nodelist = os.environ.get("SLURM_JOB_NODELIST", "")
+    if not nodelist:
+        return [socket.gethostname()]
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def _run_command(command: list[str], check: bool = True) -> None:
+    subprocess.run(command, check=check)
+
+
+def _start_workers(command: list[str]) -> Any:
+    return subprocess.Popen(command)
+
+
+class SweepDriver(Checkpointable):
+    """The Ray Tune driver inside a Slurm allocation. Requeued, it resumes the sweep."""
+
+    def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False) -> str:
+        from vlpbench.sweep import TUNE_NAME, load_sweep, run_sweep
+
+        plan = load_sweep(file, variant)
+        root = Path(results_root)
+        resume = resume or (root / plan.name / TUNE_NAME / plan.name).is_dir()
+        cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or len(os.sched_getaffinity(0))
+        gpus = len([g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g])
+        nodes = allocation_nodes()
+        if len(nodes) == 1:
+            outcome = run_sweep(plan, root, resume=resume, num_cpus=cpus)
+            return str(outcome.best_file or "")
+        config = plan.experiment.file.launcher or SlurmConfig()
+        head_ip = socket.gethostbyname(nodes[0])
+        ray = str(Path(sys.executable).with_name("ray"))
+        head, workers = multinode_commands(nodes, head_ip, config.ray_port, cpus, gpus, ray)
+        print("starting Ray:", shlex.join(head), flush=True)
+        _run_command(head)
+        worker_process = None
+        try:
+            print("starting Ray workers:", shlex.join(workers or []), flush=True)
+            worker_process = _start_workers(workers or [])
+            outcome = run_sweep(plan, root, resume=resume, address=f"{head_ip}:{config.ray_port}")
+        finally:
+            if worker_process is not None:
+                worker_process.terminate()
+                worker_process.wait(timeout=60)
+            _run_command([ray, "stop"], check=False)
+        return str(outcome.best_file or "")
+
+
+def submit_sweep(plan: Any, results_root: Path, resume: bool = False, echo: Callable[[str], None] = print) -> Any:
+    """Submit the sweep's driver into a Slurm allocation; return the submitit job."""
+    from vlpbench.engine.rundir import experiment_dir
+    from vlpbench.launchers.jobs import write_record
+
+    from vlpbench.sweep import check_sweep_state
+
+    _require_slurm()
+    check_sweep_state(plan, results_root, resume)
+    config = plan.experiment.file.launcher or SlurmConfig()
+    folder = submission_folder(results_root, plan.name, "sweep")
+    # One process on the first node (no srun around it): it starts Ray, and Ray's workers on the
+    # other nodes through srun.
+    executor = _executor(folder, config, f"vlpbench-{plan.name}", nodes=config.nodes, use_srun=False)
+    job = executor.submit(SweepDriver(), str(plan.path.resolve()), plan.variant, str(results_root.resolve()), resume)
+    write_record(folder, {
+        "kind": "sweep", "experiment": plan.name, "file": str(plan.path.resolve()),
+        "submitted": time.strftime("%Y-%m-%d %H:%M:%S"), "board_dir": str(experiment_dir(results_root.resolve(), plan.name)),
+        "jobs": [{"job_id": job.job_id, "label": f"sweep driver ({config.nodes} node(s))", "run_dir": "",
+                  "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}],
+    })
+    echo(f"submitted the sweep of '{plan.experiment.name}' as Slurm job {job.job_id} ({config.nodes} node(s), "
+         f"{config.cpus} CPU(s) each; log {job.paths.stdout}).")
+    echo(f"`vlpbench status` shows it; trials land in {experiment_dir(results_root, plan.name)}/runs/.")
+    return job
+
+
+class SlurmLauncher:
+    """The ``slurm`` launcher component: ``launch`` submits and returns at once."""
+
+    Params = SlurmConfig
+
+    def __init__(self, params: SlurmConfig | None = None, context: Any = None) -> None:
+        self.params = params
+
+    def launch(self, experiment: Experiment, results_root: Path, **options: Any) -> list[Any]:
+        return submit_runs(experiment, results_root, rerun_stale=options.get("rerun_stale", False))

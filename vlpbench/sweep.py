@@ -1,0 +1,394 @@
+"""``vlpbench sweep``: hyperparameter search with Ray Tune over any key of an experiment.
+
+The ``sweep:`` section of an experiment file declares the search space (dotted config keys, as in
+variants, component parameters included), the metric (``pretrain/loss`` or a task score
+``TASK/COLUMN`` measured on the *validation* split), the mode, the number of samples, the
+scheduler (ASHA with the epoch as its time unit, or FIFO), the searcher (random or Optuna) and the
+resources of a trial.
+
+Every trial is an ordinary run: ``results/<experiment>-sweep/runs/<trial>__seed<s>__<hash>/``
+with the same files as ``vlpbench run`` writes, evaluated in validation mode (see
+:mod:`vlpbench.engine.validation`), so the leaderboard of that folder shows the trials and never
+mixes their numbers with test numbers. Tune's own state lives in ``results/<experiment>-sweep/tune``
+(``--resume`` continues an interrupted sweep from it); the best configuration is printed and saved
+as a runnable experiment file, ``results/<experiment>-sweep/best.yaml``.
+
+Ray is imported only when a sweep runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from vlpbench.config.loader import (BASE_VARIANT, RUN_KEYS, Experiment, RunSpec, _Locator, _validate_model,
+                                    canonical_hash, load_experiment, resolve_variant, validate_components)
+from vlpbench.config.overrides import split_path
+from vlpbench.config.schema import RunConfig, SweepConfig
+from vlpbench.config.yamlmap import load_yaml_with_lines
+from vlpbench.errors import ConfigError, UserError, did_you_mean
+
+LOSS_METRIC = "pretrain/loss"
+TUNE_NAME = "tune"
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: the experiment, the variant swept and the ``sweep:`` section."""
+
+    experiment: Experiment
+    variant: str
+    sweep: SweepConfig
+    seed: int
+    base: dict[str, Any]  # the base config (raw) of the file
+    overrides: dict[str, Any]  # the variant's overrides
+    lines: dict[Any, int] = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.experiment.path
+
+    @property
+    def name(self) -> str:
+        """The results folder of the sweep (``<experiment>-sweep``)."""
+        return f"{self.experiment.name}-sweep"
+
+    @property
+    def epochs(self) -> int:
+        return RunConfig.model_validate(self.experiment.runs[0].config).pretrain.epochs
+
+    def trial_spec(self, values: dict[str, Any], label: str) -> RunSpec:
+        """The run of one trial: the variant with the sampled ``values`` applied, in validation mode."""
+        overrides = {**self.overrides, **values}
+        where = _Locator(self.path, self.lines, self.variant, self.overrides)
+        raw = resolve_variant(self.base, overrides, self.path, self.variant)
+        config = _validate_model(RunConfig, raw, where)
+        resolved, versions = validate_components(config, where)
+        run_hash = canonical_hash({"config": resolved, "seed": self.seed, "data_versions": versions,
+                                   "evaluation": "validation"})
+        return RunSpec(self.name, label, self.seed, resolved, overrides, versions, run_hash, 0, None,
+                       evaluation="validation")
+
+
+def _where(path: Path, lines: dict[Any, int], *loc: Any) -> str:
+    from vlpbench.config.yamlmap import nearest_line
+
+    line = nearest_line(lines, ("sweep",) + loc)
+    return f"{path}, line {line}" if line else str(path)
+
+
+def load_sweep(path: str | Path, variant: str | None = None) -> SweepPlan:
+    """Load an experiment file with a ``sweep:`` section and check the section against the config."""
+    path = Path(path)
+    experiment = load_experiment(path, variants=[variant] if variant else None)
+    sweep = experiment.file.sweep
+    data, lines = load_yaml_with_lines(path)
+    if sweep is None:
+        raise ConfigError(f"{path}: no 'sweep:' section. Add one, e.g. sweep: {{space: {{pretrain.lr: "
+                          f"{{loguniform: [1.0e-4, 1.0e-2]}}}}, metric: pretrain/loss, mode: min, num_samples: 4}}.")
+    if len(experiment.variants) > 1:
+        raise ConfigError(f"{path}: a sweep searches around one variant and this file has "
+                          f"{len(experiment.variants)} ({', '.join(experiment.variants)}); pick one with --variant.")
+    chosen = experiment.variants[0]
+    overrides = dict((experiment.file.variants or {BASE_VARIANT: {}})[chosen])
+    seed = sweep.seed if sweep.seed is not None else experiment.file.seeds[0]
+    base = {k: v for k, v in data.items() if k in RUN_KEYS}
+    plan = SweepPlan(experiment, chosen, sweep, seed, base, overrides, lines)
+    _check_space(plan)
+    _check_metric(plan)
+    return plan
+
+
+def _check_space(plan: SweepPlan) -> None:
+    """Every key of the space must be a config key whose every edge value validates."""
+    for key, domain in plan.sweep.space.items():
+        where = _where(plan.path, plan.lines, "space", key)
+        if split_path(key)[0] not in RUN_KEYS:
+            raise ConfigError(f"{where}: sweep.space key '{key}' does not start with one of {', '.join(RUN_KEYS)}. "
+                              "Search-space keys are dotted config keys, as in variants (e.g. pretrain.lr).")
+        for value in domain.examples():
+            try:
+                plan.trial_spec({key: value}, "check")
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: sweep.space '{key}' = {value!r} ({domain.kind}) does not give a valid "
+                                  f"config: {exc}") from None
+
+
+def _check_metric(plan: SweepPlan) -> None:
+    metric = plan.sweep.metric
+    where = _where(plan.path, plan.lines, "metric")
+    config = RunConfig.model_validate(plan.experiment.runs[0].config)
+    tasks = [t.name if sum(u.name == t.name for u in config.tasks) == 1 else f"{t.name}#{i}"
+             for i, t in enumerate(config.tasks)]
+    if metric == LOSS_METRIC:
+        return
+    task, _, column = metric.partition("/")
+    if task not in tasks or not column:
+        choices = [LOSS_METRIC] + [f"{t}/<column>" for t in tasks]
+        raise ConfigError(f"{where}: sweep.metric '{metric}' is neither '{LOSS_METRIC}' nor TASK/COLUMN of a task "
+                          f"of this experiment{did_you_mean(task, tasks)} Valid: {', '.join(choices)} (columns as in "
+                          "metrics.json, e.g. linear_probe/auroc@100%; they are measured on the validation split).")
+
+
+def search_space(sweep: SweepConfig) -> dict[str, Any]:
+    """The ``sweep.space`` as Ray Tune domains."""
+    from ray import tune
+
+    make: dict[str, Callable[..., Any]] = {"choice": tune.choice, "uniform": tune.uniform,
+                                           "loguniform": tune.loguniform, "randint": tune.randint}
+    space = {}
+    for key, domain in sweep.space.items():
+        space[key] = make[domain.kind](list(domain.values)) if domain.kind == "choice" else make[domain.kind](*domain.values)
+    return space
+
+
+def _flatten(metrics: dict[str, Any]) -> dict[str, float]:
+    return {f"{task}/{column}": float(value) for task, result in metrics.items()
+            for column, value in result["scores"].items()}
+
+
+def trial_label(trial_id: str) -> str:
+    """``3f2a1_00004`` → ``trial-004`` (stable across a resume)."""
+    tail = trial_id.rsplit("_", 1)[-1]
+    return f"trial-{int(tail):03d}" if tail.isdigit() else f"trial-{tail}"
+
+
+def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results: str) -> None:
+    """Ray Tune's trainable: one trial = one run directory; reports the metric after every epoch."""
+    from ray import tune
+
+    from vlpbench.engine.files import read_json
+    from vlpbench.engine.rundir import run_dir
+    from vlpbench.engine.runner import execute_run
+
+    plan = load_sweep(file, variant)
+    spec = plan.trial_spec(values, trial_label(tune.get_context().get_trial_id()))
+    run = run_dir(Path(results), plan.name, spec.run_id)
+    epochs = spec.run_config().pretrain.epochs
+    metric = plan.sweep.metric
+
+    def on_epoch_end(epoch: int, loss: float, evaluate: Callable[[], dict[str, Any]]) -> None:
+        if epoch + 1 >= epochs:
+            return  # the last epoch is reported with the final evaluation below
+        report = {"epoch": epoch + 1, LOSS_METRIC: loss, "run": str(run.path)}
+        if metric != LOSS_METRIC:
+            report.update(_flatten(evaluate()))
+        tune.report(report)
+
+    if not run.finished:
+        try:
+            execute_run(spec, run, progress=False, on_epoch_end=on_epoch_end)
+        except UserError as exc:
+            run.set_status("failed", error=str(exc))
+            raise
+    history = read_json(run.file("history.json"))["steps"]
+    last = [r["total"] for r in history if r["epoch"] == epochs - 1]
+    report = {"epoch": epochs, LOSS_METRIC: sum(last) / len(last) if last else math.nan, "run": str(run.path),
+              **_flatten(read_json(run.file("metrics.json")))}
+    if metric not in report:
+        raise UserError(f"sweep.metric '{metric}' is not among the scores this trial measured: "
+                        f"{', '.join(k for k in report if k not in ('epoch', 'run'))}. Fix sweep.metric in {file}.")
+    tune.report(report)
+
+
+@dataclass
+class TrialRow:
+    label: str
+    values: dict[str, Any]
+    state: str  # finished | stopped | failed | unfinished
+    epochs: int
+    metric: float | None
+    run: str
+    error: str = ""
+
+
+@dataclass
+class SweepOutcome:
+    folder: Path
+    trials: list[TrialRow]
+    best: TrialRow | None
+    best_file: Path | None
+    interrupted: bool = False
+
+
+def ray_init_kwargs(num_cpus: int | None = None, address: str | None = None) -> dict[str, Any]:
+    """How vlpbench starts Ray: on loopback with the CPUs it was given, no dashboard."""
+    if address:
+        return {"address": address, "log_to_driver": False}  # the cluster's CPUs are set by `ray start`
+    cpus = num_cpus or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or len(os.sched_getaffinity(0))
+    return {"num_cpus": cpus, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
+            "configure_logging": False, "log_to_driver": False}
+
+
+def check_sweep_state(plan: SweepPlan, results_root: Path, resume: bool) -> Path:
+    """Tune's state folder of the sweep; --resume needs one, a new sweep must not find one."""
+    folder = (results_root / plan.name).resolve()
+    state = folder / TUNE_NAME / plan.name
+    if resume and not state.is_dir():
+        raise ConfigError(f"--resume: no sweep to resume at {state}; run `vlpbench sweep {plan.path}` without --resume.")
+    if not resume and state.is_dir():
+        raise ConfigError(f"a sweep of '{plan.experiment.name}' already exists at {state}: continue it with --resume, "
+                          f"or remove {folder} to start over.")
+    return state
+
+
+def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpus: int | None = None,
+              address: str | None = None, echo: Callable[[str], None] = print) -> SweepOutcome:
+    """Run (or resume) the sweep with Ray Tune; write the board and ``best.yaml``."""
+    try:
+        import ray
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    except ImportError:
+        raise UserError("vlpbench sweep needs Ray Tune: pip install 'vlpbench[sweep]' (and 'vlpbench[optuna]' for "
+                        "the Optuna searcher).") from None
+    folder = (results_root / plan.name).resolve()
+    storage = folder / TUNE_NAME
+    state = check_sweep_state(plan, results_root, resume)
+    sweep = plan.sweep
+    trainable = tune.with_resources(
+        functools.partial(run_trial, file=str(plan.path.resolve()), variant=plan.variant, results=str(results_root.resolve())),
+        {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(**ray_init_kwargs(num_cpus, address))
+    try:
+        if resume:
+            echo(f"resuming the sweep in {state}")
+            tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            if sweep.scheduler.name == "asha":
+                scheduler: Any = ASHAScheduler(time_attr="epoch", max_t=max(1, plan.epochs),
+                                               grace_period=min(sweep.scheduler.grace_period, max(1, plan.epochs)),
+                                               reduction_factor=sweep.scheduler.reduction_factor)
+            else:
+                scheduler = FIFOScheduler()
+            tuner = tune.Tuner(
+                trainable, param_space=search_space(sweep),
+                tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
+                                            scheduler=scheduler, search_alg=_searcher(sweep),
+                                            ),
+                run_config=tune.RunConfig(name=plan.name, storage_path=str(storage), verbose=0,
+                                          failure_config=tune.FailureConfig(max_failures=0)))
+        echo(f"sweep '{plan.name}': {sweep.num_samples} trial(s), metric {sweep.metric} ({sweep.mode}) on the "
+             f"validation split, {sweep.scheduler.name} scheduler, {sweep.searcher.name} search -> {folder}")
+        grid = tuner.fit()
+        outcome = _summarise(plan, grid, folder)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    _write_outputs(plan, outcome, echo)
+    return outcome
+
+
+def _searcher(sweep: SweepConfig) -> Any:
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if sweep.searcher.name == "random":
+        return BasicVariantGenerator(random_state=sweep.searcher.seed, max_concurrent=sweep.max_concurrent or 0)
+    try:
+        from ray.tune.search.optuna import OptunaSearch
+
+        import optuna  # noqa: F401
+    except ImportError:
+        raise UserError("sweep.searcher 'optuna' needs Optuna: pip install 'vlpbench[optuna]', or use "
+                        "searcher: {name: random}.") from None
+    searcher = OptunaSearch(seed=sweep.searcher.seed)
+    return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent) if sweep.max_concurrent else searcher
+
+
+def _summarise(plan: SweepPlan, grid: Any, folder: Path) -> SweepOutcome:
+    from vlpbench.engine.rundir import RunDir
+
+    rows: list[TrialRow] = []
+    for result in grid:
+        metrics = result.metrics or {}
+        values = {k: v for k, v in (result.config or {}).items()}
+        epochs = int(metrics.get("epoch", 0) or 0)
+        value = metrics.get(plan.sweep.metric)
+        run = metrics.get("run", "")
+        if metrics.get("trial_id"):
+            label = trial_label(str(metrics["trial_id"]))
+        else:  # never reported: the trial id is in the name of Tune's trial folder
+            found = re.search(r"run_trial_([0-9a-f]+(?:_\d{5})?)_", Path(str(getattr(result, "path", "") or "")).name)
+            label = trial_label(found.group(1)) if found else "?"
+        if result.error is not None:
+            state, error = "failed", str(result.error).strip().splitlines()[-1][:300]
+        elif epochs >= plan.epochs and run and RunDir(Path(run)).finished:
+            state, error = "finished", ""
+        elif epochs > 0:
+            state, error = "stopped", f"stopped early by {plan.sweep.scheduler.name.upper()} after epoch {epochs}"
+        else:
+            state, error = "unfinished", "never reported"
+        if run and state == "stopped":
+            RunDir(Path(run)).set_status("stopped", error=error)
+        rows.append(TrialRow(label, values, state, epochs, float(value) if value is not None else None, run, error))
+    rows.sort(key=lambda r: r.label)
+    finished = [r for r in rows if r.state == "finished" and r.metric is not None and math.isfinite(r.metric)]
+    best = None
+    if finished:
+        pick = min if plan.sweep.mode == "min" else max
+        best = pick(finished, key=lambda r: r.metric)  # type: ignore[arg-type, return-value]
+    interrupted = len(rows) < plan.sweep.num_samples or any(r.state == "unfinished" for r in rows)
+    return SweepOutcome(folder, rows, best, folder / "best.yaml" if best else None, interrupted)
+
+
+def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
+    """A runnable experiment file (as data): the swept variant with the best values, no sweep."""
+    from vlpbench.config.overrides import apply_override
+
+    data, _ = load_yaml_with_lines(plan.path)
+    out: dict[str, Any] = {"name": f"{plan.experiment.name}-best",
+                           "description": f"best configuration of the sweep of {plan.path.name} "
+                                          f"({plan.sweep.metric}, {plan.sweep.mode}, validation split)"}
+    out["seeds"] = data.get("seeds", [0])
+    config = resolve_variant(plan.base, plan.overrides, plan.path, plan.variant)
+    for key, value in values.items():
+        apply_override(config, key, value, f"{plan.path}, sweep.space")
+    out.update(copy.deepcopy(config))
+    if "launcher" in data:
+        out["launcher"] = data["launcher"]
+    return out
+
+
+def _write_outputs(plan: SweepPlan, outcome: SweepOutcome, echo: Callable[[str], None]) -> None:
+    from vlpbench.engine.files import write_json, write_text
+    from vlpbench.leaderboard import write_leaderboard
+
+    write_json(outcome.folder / "sweep.json", {
+        "experiment": plan.experiment.name, "file": str(plan.path), "variant": plan.variant,
+        "metric": plan.sweep.metric, "mode": plan.sweep.mode, "split": "validation",
+        "trials": [row.__dict__ for row in outcome.trials],
+        "best": outcome.best.__dict__ if outcome.best else None,
+    })
+    if (outcome.folder / "runs").is_dir():  # the best trial is the baseline the others are compared with
+        write_leaderboard(outcome.folder, baseline=outcome.best.label if outcome.best else None, with_reported=False)
+    echo(f"{'trial':<10} {'state':<10} {'epochs':>6} {plan.sweep.metric:>14}  values")
+    for row in outcome.trials:
+        shown = "-" if row.metric is None else f"{row.metric:.4f}"
+        echo(f"{row.label:<10} {row.state:<10} {row.epochs:>6} {shown:>14}  "
+             + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.values.items()))
+    if outcome.interrupted:
+        echo(f"the sweep was interrupted ({sum(r.state != 'unfinished' for r in outcome.trials)} of "
+             f"{plan.sweep.num_samples} trials done); continue it with `vlpbench sweep {plan.path} --resume`"
+             + (f" --results {outcome.folder.parent}" if outcome.folder.parent.name != "results" else "") + ".")
+    if outcome.best is None:
+        echo("no trial finished, so there is no best configuration; see the failed trials' status.json.")
+        return
+    text = (f"# Best configuration of the sweep of {plan.path} ({plan.sweep.metric} = {outcome.best.metric:.6g}, "
+            f"{plan.sweep.mode}, validation split; trial {outcome.best.label}).\n"
+            f"# Run it on the test split with: vlpbench run {outcome.best_file}\n")
+    text += yaml.safe_dump(best_experiment(plan, outcome.best.values), sort_keys=False)
+    write_text(outcome.best_file, text)
+    echo(f"best{' so far' if outcome.interrupted else ''}: {outcome.best.label} with {plan.sweep.metric} = {outcome.best.metric:.6g}: "
+         + ", ".join(f"{k}={v}" for k, v in outcome.best.values.items()))
+    echo(f"written: {outcome.best_file} (run it with `vlpbench run {outcome.best_file}`), {outcome.folder}/sweep.json, "
+         f"{outcome.folder}/leaderboard.md")
