@@ -302,3 +302,32 @@ def test_a_multinode_sweep_driver_starts_the_head_then_srun_workers(tmp_path: Pa
     # connecting to that cluster passes no CPU counts (Ray refuses them there); alone, Ray stays on loopback
     assert "num_cpus" not in ray_init_kwargs(address="10.0.0.1:6390")
     assert ray_init_kwargs(num_cpus=2)["_node_ip_address"] == "127.0.0.1"
+
+
+def test_a_multi_process_run_asks_slurm_for_its_tasks_and_counts_them_in_its_identity(tmp_path: Path) -> None:
+    from vlpbench.launchers.slurm import _on_processes, executor_parameters
+
+    config = SlurmConfig(nodes=2, tasks_per_node=4, gpus=4)
+    params = executor_parameters(config, "x", nodes=config.nodes, tasks_per_node=config.tasks_per_node)
+    assert params["nodes"] == 2 and params["ntasks_per_node"] == 4 and params["gpus_per_node"] == 4
+    experiment = load_experiment(tiny_run(tmp_path))
+    on_eight = _on_processes(experiment, 8)
+    assert [r.world_size for r in on_eight.runs] == [8] and on_eight.runs[0].run_id != experiment.runs[0].run_id
+    assert "WORLD_SIZE" not in os.environ  # restored
+
+
+@pytest.mark.integration
+def test_a_run_trains_on_two_slurm_tasks_with_ddp(slurm, tmp_path: Path) -> None:
+    from vlpbench.launchers.slurm import submit_runs
+
+    path = tiny_run(tmp_path, name="slurmddp")
+    path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                             "launcher: {time: 10, cpus: 1, tasks_per_node: 2}"))
+    jobs = submit_runs(load_experiment(path), tmp_path / "results", echo=lambda _: None)
+    assert len(jobs) == 1
+    wait_for(jobs)
+    assert jobs[0].state == "COMPLETED", jobs[0].stderr()
+    run = next((tmp_path / "results" / "slurmddp" / "runs").iterdir())
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["distributed"]["world_size"] == 2 and json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert "world_size: 2" in (run / "config.yaml").read_text()

@@ -100,7 +100,10 @@ class SlurmConfig(Strict):
     cpus: int = Field(1, ge=1, description="CPUs per job (per node for a sweep; Ray uses them all)")
     mem_gb: float | None = Field(None, gt=0, description="memory per job in GB (default: the cluster's)")
     array_parallelism: int = Field(16, ge=1, description="at most this many array tasks run at once")
-    nodes: int = Field(1, ge=1, description="nodes of a sweep's allocation (Ray head on the first, workers on the others)")
+    nodes: int = Field(1, ge=1, description="nodes of each job: a run trains on nodes × tasks_per_node processes; a "
+                                            "sweep's Ray cluster spans them (head on the first node)")
+    tasks_per_node: int = Field(1, ge=1, description="processes per node of each run: above 1 the run trains with "
+                                                     "DistributedDataParallel, one process per GPU (set gpus to match)")
     max_requeues: int = Field(3, ge=0, description="times a timed-out or preempted task is requeued")
     ray_port: int = Field(6379, ge=1024, le=65535, description="port of the Ray head in a multi-node sweep")
     sbatch: dict[str, str | int | float | bool] = Field(

@@ -56,11 +56,11 @@ def submission_folder(results_root: Path, experiment: str, kind: str) -> Path:
     return folder
 
 
-def executor_parameters(config: SlurmConfig, name: str, nodes: int = 1) -> dict[str, Any]:
+def executor_parameters(config: SlurmConfig, name: str, nodes: int = 1, tasks_per_node: int = 1) -> dict[str, Any]:
     """The ``launcher:`` section as submitit ``SlurmExecutor`` parameters."""
     params: dict[str, Any] = {
         "job_name": name, "time": config.time, "cpus_per_task": config.cpus, "nodes": nodes,
-        "ntasks_per_node": 1, "array_parallelism": config.array_parallelism,
+        "ntasks_per_node": tasks_per_node, "array_parallelism": config.array_parallelism,
         "additional_parameters": dict(config.sbatch), "setup": list(config.setup),
         "signal_delay_s": min(90, max(10, config.time * 60 // 10)),
     }
@@ -73,35 +73,64 @@ def executor_parameters(config: SlurmConfig, name: str, nodes: int = 1) -> dict[
     return params
 
 
-def _executor(folder: Path, config: SlurmConfig, name: str, nodes: int = 1, use_srun: bool = True) -> Any:
+def _executor(folder: Path, config: SlurmConfig, name: str, nodes: int = 1, use_srun: bool = True,
+              tasks_per_node: int = 1) -> Any:
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_requeues)
-    executor.update_parameters(**executor_parameters(config, name, nodes), use_srun=use_srun)
+    executor.update_parameters(**executor_parameters(config, name, nodes, tasks_per_node), use_srun=use_srun)
     return executor
 
 
 class RunTask(Checkpointable):
     """One run in one array task. Checkpointable: on a timeout or preemption submitit calls
     :meth:`checkpoint` (inherited: resubmit the same call) and requeues the task, which then resumes
-    from the run's last epoch checkpoint."""
+    from the run's last epoch checkpoint.
+
+    With several Slurm tasks per run (``tasks_per_node`` × ``nodes``), every task calls this; the
+    distributed environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) is exported
+    from Slurm's by submitit and the run trains with DistributedDataParallel; rank 0 writes."""
 
     def __call__(self, spec: RunSpec, results_root: str, rerun_stale: bool = False) -> str:
+        from vlpbench.engine.distributed import process_group
         from vlpbench.engine.rundir import run_dir
         from vlpbench.engine.runner import execute_run, is_stale
 
         run = run_dir(Path(results_root), spec.experiment, spec.run_id)
         if run.finished and not (rerun_stale and is_stale(run)):
             return "skipped"
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        main = os.environ.get("RANK", "0") == "0"
         job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "?"))
-        run.set_status("running", slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}")
+        if main:
+            run.set_status("running", slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}")
         try:
-            execute_run(spec, run, progress=False)
+            with process_group():
+                execute_run(spec, run, progress=False)
         except UserError as exc:
-            run.set_status("failed", error=str(exc))
+            if main:
+                run.set_status("failed", error=str(exc))
             raise
         except Exception as exc:
-            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            if main:
+                run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
             raise
         return "finished"
+
+
+def _on_processes(experiment: Experiment, world: int) -> Experiment:
+    """The experiment's runs as they are identified on ``world`` processes."""
+    from vlpbench.config.loader import load_experiment
+
+    previous = os.environ.get("WORLD_SIZE")
+    os.environ["WORLD_SIZE"] = str(world)
+    try:
+        return load_experiment(experiment.path, seeds=sorted({r.seed for r in experiment.runs}),
+                               variants=experiment.variants if experiment.file.variants else None)
+    finally:
+        if previous is None:
+            os.environ.pop("WORLD_SIZE", None)
+        else:
+            os.environ["WORLD_SIZE"] = previous
 
 
 def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = False,
@@ -113,6 +142,9 @@ def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = 
 
     _require_slurm()
     config = experiment.file.launcher or SlurmConfig()
+    world = config.nodes * config.tasks_per_node
+    if world > 1 and any(spec.world_size != world for spec in experiment.runs):
+        experiment = _on_processes(experiment, world)  # the runs' identities include the process count
     todo: list[RunSpec] = []
     for spec in experiment.runs:
         run = run_dir(results_root, experiment.name, spec.run_id)
@@ -124,7 +156,8 @@ def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = 
         echo("every run has finished; nothing to submit.")
         return []
     folder = submission_folder(results_root, experiment.name, "run")
-    executor = _executor(folder, config, f"vlpbench-{experiment.name}")
+    executor = _executor(folder, config, f"vlpbench-{experiment.name}", nodes=config.nodes,
+                         tasks_per_node=config.tasks_per_node)
     root = str(results_root.resolve())
     jobs = []
     with executor.batch():
