@@ -67,8 +67,8 @@ class AlignmentInputs:
     #: ``local`` or ``gathered`` (see :mod:`vlpbench.objective.scope`). A miner or weighting with
     #: the gathered scope receives a view whose global embeddings, ``batch.index`` and
     #: ``batch.labels`` span every process's batch (using another field raises an error that says
-    #: so); a head receives the
-    #: local features and gathers what it compares across the batch itself (``scope.gather_rows``).
+    #: so); a head receives the local features and gathers what it compares across the batch itself
+    #: (``scope.gather_rows``).
     scope: str = "local"
     world: World = field(default_factory=World)
     #: How gathered rows pass gradients back (``own`` or ``summed``, see ``scope.gather_rows``).

@@ -5,6 +5,10 @@
 Heads and auxiliaries can start part-way through the run (``start``, a fraction of the steps:
 CM-CGNS's two-stage schedule). The objective counts, per term, the steps in which it was active,
 so a run can prove that no term silently stayed off.
+
+On several processes each component works in its negative scope (``local`` or ``gathered``, see
+:mod:`vlpbench.objective.scope`): the miner's and the weightings' outputs are moved into the global
+loss's scope before they meet it, and heads get their scope to gather what they compare.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
 from vlpbench.objective.contracts import NegativeAdjustment, Positives, combine_directions
 from vlpbench.objective.scope import current_world
-from vlpbench.objective.scoped_inputs import gathered_view, to_gathered, to_local
+from vlpbench.objective.scoped_inputs import Contract, gathered_view, to_gathered, to_local
 from vlpbench.registry import Registry
 
 
@@ -133,7 +137,7 @@ class Objective(nn.Module):
         return view
 
     @staticmethod
-    def _convert(value, source: str, target: str, local: AlignmentInputs, rows: int):  # type: ignore[no-untyped-def]
+    def _convert(value: Contract, source: str, target: str, local: AlignmentInputs, rows: int) -> Contract:
         """Positives or a NegativeAdjustment computed in scope ``source``, expressed in ``target``."""
         if source == target or not local.world.distributed:
             return value

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TypeVar
 
+from torch import Tensor
+
 from vlpbench.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
 from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
 from vlpbench.objective.scope import World, block_diagonal, gather_constant, gather_rows, own_rows
@@ -67,10 +69,9 @@ def to_local(value: Contract, world: World, rows: int) -> Contract:
                               dict(value.losses))
 
 
-def _blocks(matrix, world: World, gradient: str = "own"):  # type: ignore[no-untyped-def]
+def _blocks(matrix: Tensor, world: World, gradient: str = "own") -> Tensor:
     """[B,B] on each process → [W,B,B] (gradient only for this process's block)."""
-    gathered = gather_rows(matrix, gradient, world) if matrix.requires_grad else gather_constant(matrix, world)
-    return gathered.view(world.size, *matrix.shape)
+    return gather_rows(matrix, gradient, world).view(world.size, *matrix.shape)
 
 
 def _positives_to_gathered(positives: Positives, world: World) -> Positives:
@@ -86,8 +87,7 @@ def _adjustment_to_gathered(adjustment: NegativeAdjustment, world: World, gradie
         weight = None if d.weight is None else block_diagonal(_blocks(d.weight, world, gradient), 1.0)
         extra = None
         if d.extra_logits is not None:
-            extra = (gather_rows(d.extra_logits, gradient, world) if d.extra_logits.requires_grad
-                     else gather_constant(d.extra_logits, world))
+            extra = gather_rows(d.extra_logits, gradient, world)
         return DirectionAdjustment(weight, extra)
     return NegativeAdjustment(direction(adjustment.image_to_text), direction(adjustment.text_to_image),
                               dict(adjustment.losses))
