@@ -30,6 +30,31 @@ tasks:
 """
 
 
+#: A tiny run with one linear-probe task, for tests that submit or sweep it (Slurm, Ray Tune).
+TINY_RUN = """\
+name: {name}
+seeds: {seeds}
+data: {{name: synthcxr, image_size: 32, pretrain_size: {pretrain_size}, train_size: 48, val_size: 32, test_size: 16}}
+model:
+  image_encoder: {{name: timm, arch: resnet18}}
+  text_encoder: {{name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}}
+  embed_dim: 32
+objective:
+  global: {{name: infonce, temperature: 0.1}}
+pretrain: {{epochs: {epochs}, batch_size: 16, lr: 1.0e-3, threads: 1, augment: false}}
+tasks:
+  - {{name: linear_probe, fractions: [1.0], max_epochs: 3}}
+"""
+
+
+def write_tiny_run(folder: Path, name: str, seeds: str = "[0]", pretrain_size: int = 64, epochs: int = 2,
+                   extra: str = "") -> Path:
+    """``folder/<name>.yaml``: :data:`TINY_RUN` followed by ``extra`` (more top-level sections)."""
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY_RUN.format(name=name, seeds=seeds, pretrain_size=pretrain_size, epochs=epochs) + extra)
+    return path
+
+
 @pytest.fixture
 def tiny_experiment(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"

@@ -153,7 +153,8 @@ def test_eval_of_a_timm_weights_file_skips_text_tasks(finished_tiny, cli, tmp_pa
     assert code == 2 and "--arch" in err and "Traceback" not in err
 
 
-def test_a_task_change_reuses_the_finished_pretraining(finished_tiny, cli, tmp_path: Path) -> None:
+def _with_changed_task(finished_tiny, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the finished results, and the tiny experiment with one task setting changed."""
     import shutil
 
     folder, _ = finished_tiny
@@ -161,6 +162,11 @@ def test_a_task_change_reuses_the_finished_pretraining(finished_tiny, cli, tmp_p
     shutil.copytree(folder / "results", results)
     changed = tmp_path / "tiny.yaml"
     changed.write_text((folder / "tiny.yaml").read_text().replace("max_epochs: 5", "max_epochs: 4"))
+    return changed, results
+
+
+def test_a_task_change_reuses_the_finished_pretraining(finished_tiny, cli, tmp_path: Path) -> None:
+    changed, results = _with_changed_task(finished_tiny, tmp_path)
     code, out, _ = cli("run", str(changed), "--results", str(results), "--quiet")
     assert code == 0 and "pretraining reused from base__seed0__" in out
     reused = [(p, json.loads(p.read_text()).get("pretraining_reused_from")) for p in
@@ -175,13 +181,7 @@ def test_a_task_change_reuses_the_finished_pretraining(finished_tiny, cli, tmp_p
 
 
 def test_no_reuse_pretrains_again(finished_tiny, cli, tmp_path: Path) -> None:
-    folder, _ = finished_tiny
-    results = tmp_path / "results"
-    import shutil
-
-    shutil.copytree(folder / "results", results)
-    changed = tmp_path / "tiny.yaml"
-    changed.write_text((folder / "tiny.yaml").read_text().replace("max_epochs: 5", "max_epochs: 4"))
+    changed, results = _with_changed_task(finished_tiny, tmp_path)
     code, out, _ = cli("run", str(changed), "--results", str(results), "--quiet", "--no-reuse")
     assert code == 0 and "reused" not in out
     assert not any(json.loads(p.read_text()).get("pretraining_reused_from")

@@ -16,33 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_EXPERIMENT
+from tests.conftest import TINY_EXPERIMENT, write_tiny_run
 from vlpbench.config.loader import load_experiment
 from vlpbench.config.schema import SlurmConfig
 from vlpbench.errors import ConfigError
 
-TINY_RUN = """\
-name: {name}
-seeds: {seeds}
-data: {{name: synthcxr, image_size: 32, pretrain_size: {pretrain_size}, train_size: 48, val_size: 32, test_size: 16}}
-model:
-  image_encoder: {{name: timm, arch: resnet18}}
-  text_encoder: {{name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}}
-  embed_dim: 32
-objective:
-  global: {{name: infonce, temperature: 0.1}}
-pretrain: {{epochs: {epochs}, batch_size: 16, lr: 1.0e-3, threads: 1, augment: false}}
-tasks:
-  - {{name: linear_probe, fractions: [1.0], max_epochs: 3}}
-launcher: {{time: 10, cpus: 1, array_parallelism: 4}}
-"""
-
-
 def tiny_run(tmp_path: Path, name: str = "slurmtiny", seeds: str = "[0]", pretrain_size: int = 64,
              epochs: int = 2, extra: str = "") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(TINY_RUN.format(name=name, seeds=seeds, pretrain_size=pretrain_size, epochs=epochs) + extra)
-    return path
+    return write_tiny_run(tmp_path, name, seeds, pretrain_size, epochs,
+                          "launcher: {time: 10, cpus: 1, array_parallelism: 4}\n" + extra)
 
 
 # --- the launcher: section and the generated commands (no Slurm needed) ---------------------------

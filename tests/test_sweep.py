@@ -13,26 +13,12 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import write_tiny_run
 from vlpbench.config.loader import load_experiment
 from vlpbench.errors import ConfigError
 from vlpbench.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-
-BASE = """\
-name: {name}
-seeds: [0]
-data: {{name: synthcxr, image_size: 32, pretrain_size: 64, train_size: 48, val_size: 32, test_size: 16}}
-model:
-  image_encoder: {{name: timm, arch: resnet18}}
-  text_encoder: {{name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}}
-  embed_dim: 32
-objective:
-  global: {{name: infonce, temperature: 0.1}}
-pretrain: {{epochs: {epochs}, batch_size: 16, lr: 1.0e-3, threads: 1, augment: false}}
-tasks:
-  - {{name: linear_probe, fractions: [1.0], max_epochs: 3}}
-"""
 
 SWEEP = """\
 sweep:
@@ -48,9 +34,7 @@ sweep:
 
 
 def write(tmp_path: Path, text: str, name: str = "exp", epochs: int = 1) -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(BASE.format(name=name, epochs=epochs) + text)
-    return path
+    return write_tiny_run(tmp_path, name, epochs=epochs, extra=text)
 
 
 # --- parsing and validation -----------------------------------------------------------------------
