@@ -22,6 +22,7 @@ encoders, because BatchNorm statistics of B and 2B samples differ by design.
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,16 +81,24 @@ def _build_objective(objective: dict[str, Any]) -> Any:
     return model
 
 
+@functools.lru_cache(maxsize=1)
+def _corpus_labels() -> Any:
+    """Labels of the 64 pretraining samples the fixed features index (generated once per process)."""
+    import torch
+
+    from vlpbench.data.synthcxr import SynthCXRConfig, generate
+
+    return torch.from_numpy(generate("pretrain", 64, SynthCXRConfig(seed=0, image_size=32)).labels).float()
+
+
 def fixed_features(step: int, samples: int) -> dict[str, Any]:
     """Seeded feature tensors of ``samples`` rows for ``step`` (the same in every process)."""
     import torch
 
-    from vlpbench.data.synthcxr import generate, SynthCXRConfig
-
     generator = torch.Generator().manual_seed(1000 + step)
     rand = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64).float()  # noqa: E731
     index = torch.randperm(64, generator=generator)[:samples]
-    labels = torch.from_numpy(generate("pretrain", 64, SynthCXRConfig(seed=0, image_size=32)).labels).float()[index]
+    labels = _corpus_labels()[index]
     return {"image_global": rand(samples, DIM), "text_global": rand(samples, DIM),
             "patches": rand(samples, GRID[0] * GRID[1], DIM), "sentences": rand(samples, 3, DIM),
             "words": rand(samples, 5, DIM), "sentence_counts": (torch.arange(samples) % 3 + 1).tolist(),
