@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One image store for the whole test session (shared by in-process runs and the processes tests start).
+os.environ.setdefault("VLPBENCH_STORE_DIR", tempfile.mkdtemp(prefix="vlpbench-store-"))
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -17,7 +20,7 @@ name: tiny
 seeds: [0]
 data: {name: synthcxr, image_size: 32, pretrain_size: 96, train_size: 64, val_size: 32, test_size: 48}
 model:
-  image_encoder: {name: timm, arch: resnet18}
+  image_encoder: {name: timm, arch: resnet18, patch_reduction: 8, global_reduction: 8}
   text_encoder: {name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}
   embed_dim: 32
 objective:
@@ -36,7 +39,7 @@ name: {name}
 seeds: {seeds}
 data: {{name: synthcxr, image_size: 32, pretrain_size: {pretrain_size}, train_size: 48, val_size: 32, test_size: 16}}
 model:
-  image_encoder: {{name: timm, arch: resnet18}}
+  image_encoder: {{name: timm, arch: resnet18, patch_reduction: 8, global_reduction: 8}}
   text_encoder: {{name: bert, layers: 1, hidden: 32, heads: 2, vocab_size: 300}}
   embed_dim: 32
 objective:

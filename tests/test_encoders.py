@@ -19,8 +19,9 @@ def context(size: int = 64) -> BuildContext:
     return BuildContext(embed_dim=16, image_size=size, corpus=CORPUS)
 
 
-@pytest.mark.parametrize("arch, grid", [("resnet18", (8, 8)), ("vit_tiny_patch16_224", (8, 8))])
+@pytest.mark.parametrize("arch, grid", [("resnet18", (4, 4)), ("vit_tiny_patch16_224", (4, 4))])
 def test_image_encoder_gives_global_and_patch_tokens(arch: str, grid: tuple[int, int]) -> None:
+    """Defaults: a CNN's patches from its stride-16 stage (layer3), a ViT at its own patch size (16)."""
     encoder = TimmImageEncoder(TimmImageEncoder.Params(arch=arch), context())
     out = encoder(torch.randn(2, 1, 64, 64))
     assert out.grid == grid
@@ -28,10 +29,34 @@ def test_image_encoder_gives_global_and_patch_tokens(arch: str, grid: tuple[int,
     assert out.global_feat.shape[0] == 2 and out.patch_feat.shape[:2] == (2, grid[0] * grid[1])
 
 
-def test_cnn_global_vector_from_another_stage() -> None:
-    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", global_reduction=32), context())
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_cnn_is_the_whole_network_by_default(arch: str) -> None:
+    """The backbone holds every parameter of timm's network without its classifier (ResNet-50:
+    23.5 M), the global vector comes from the last stage and the patches from layer3."""
+    import timm
+
+    whole = sum(p.numel() for p in timm.create_model(arch, num_classes=0, in_chans=1).parameters())
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch=arch), context(224))
+    assert sum(p.numel() for p in encoder.backbone.parameters()) == whole
+    if arch == "resnet50":
+        assert 23.4e6 < whole < 23.6e6
+    out = encoder(torch.randn(1, 1, 224, 224))
+    assert out.global_feat.shape[1] == encoder.backbone.feature_info.channels()[-1]
+    assert out.grid == (14, 14) and out.patch_feat.shape[2] == encoder.backbone.feature_info.channels()[-2]
+
+
+def test_cnn_cut_after_a_shallower_stage_when_asked() -> None:
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", patch_reduction=8, global_reduction=8), context())
     out = encoder(torch.randn(2, 1, 64, 64))
-    assert out.global_feat.shape == (2, 512) and out.patch_feat.shape == (2, 64, 128)
+    assert out.global_feat.shape == (2, 128) and out.patch_feat.shape == (2, 64, 128)
+    assert len(encoder.backbone.feature_info.channels()) == 3  # stem, layer1, layer2
+
+
+def test_vit_uses_its_own_patch_size_unless_told() -> None:
+    own = TimmImageEncoder(TimmImageEncoder.Params(arch="vit_tiny_patch16_224"), context(224))
+    assert own(torch.randn(1, 1, 224, 224)).grid == (14, 14)  # 196 tokens, as ViT-B/16 at 224 px
+    small = TimmImageEncoder(TimmImageEncoder.Params(arch="vit_tiny_patch16_224", vit_patch_size=8), context())
+    assert small(torch.randn(1, 1, 64, 64)).grid == (8, 8)
 
 
 def test_unknown_arch_and_stride_are_clear_errors() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -326,12 +327,14 @@ def test_manifest_pin_and_disk_cache(roots, tmp_path: Path) -> None:
         dataset("covidx", roots["covidx"], manifest_sha256="0" * 64)
     cached = dataset("covidx", roots["covidx"], cache_dir=str(tmp_path / "cache"))
     first = cached.split("val")
-    files = list((tmp_path / "cache").glob("covidx-*-32px-raise-val.npz"))
-    assert len(files) == 1
+    folders = list((tmp_path / "cache").glob("covidx-val-32px-*/meta.json"))
+    assert len(folders) == 1 and first.images.dtype == np.uint8
+    assert json.loads(folders[0].read_text())["key"]["manifest"] == sha
     from vlpbench.data.real import base
 
     base._SPLITS.clear()
-    again = dataset("covidx", roots["covidx"], cache_dir=str(tmp_path / "cache")).split("val")
+    with mock.patch.object(base, "decode_record", side_effect=AssertionError("decoded again")):  # maps the store
+        again = dataset("covidx", roots["covidx"], cache_dir=str(tmp_path / "cache")).split("val")
     assert np.array_equal(first.images, again.images) and first.ids == again.ids
 
 

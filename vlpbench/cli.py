@@ -14,7 +14,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from vlpbench import __version__
 from vlpbench.errors import ConfigError, UserError
@@ -121,7 +121,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
             load_sweep(args.file, variant)
         print(f"sweep: OK — {len(sweep.space)} key(s) searched, metric {sweep.metric} ({sweep.mode}, validation "
               f"split), {sweep.num_samples} trial(s)")
+    _print_scale_estimates(experiment)
     return 0
+
+
+def _print_scale_estimates(experiment: Any) -> None:
+    """Each distinct image encoder's size and token grid, the store's disk size, the run's memory."""
+    from vlpbench.data.prepare import encoder_summary, store_estimate
+
+    seen: set[str] = set()
+    for spec in experiment.runs:
+        config = spec.run_config()
+        line = encoder_summary(config)
+        if line not in seen:
+            seen.add(line)
+            print(line)
+    first = experiment.runs[0].run_config()
+    print(store_estimate(first))
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -260,6 +276,26 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.data.prepare import prepare
+    from vlpbench.plugins import get_registry
+
+    spec = {"name": args.name, **({"root": args.root} if args.root else {}), **_set_values(args.set)}
+    if args.image_size:
+        spec["image_size"] = args.image_size
+    source = build_component(get_registry(), "dataset", spec, BuildContext())
+    splits = args.split or (["pretrain", "train", "val", "test"] if args.name == "synthcxr" else
+                            [s for s in ("pretrain", "train", "val", "test") if s in source.records()])
+    print(f"{args.name}: image stores at {source.image_size} px")
+    for prepared in prepare(source, splits, verify=args.verify):
+        print(prepared.line())
+    print("OK: every run, rank and restart maps these stores instead of decoding the images again"
+          + (" (checksums verified)" if args.verify else "") + ".")
+    return 0
+
+
 DEFAULT_MINERS = ("identity", "oracle", "fane.adaptive_miner", "sista.fn_elimination")
 
 
@@ -384,6 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--skip-counts", action="store_true",
                         help="do not compare counts with the full release's (a subset or a test copy)")
     verify.set_defaults(handler=cmd_data_verify)
+
+    prepare = data_sub.add_parser("prepare", help="build the image stores of a dataset's splits ahead of time "
+                                                  "(decoded and resized once; every run and rank maps them)")
+    prepare.add_argument("name", help="dataset: synthcxr, mimic_cxr, chexpert, rsna_pneumonia, siim_pneumothorax, ...")
+    prepare.add_argument("--root", help="folder of your local copy (real datasets)")
+    prepare.add_argument("--set", action="append", metavar="KEY=VALUE",
+                         help="a dataset parameter, as in the experiment's dataset spec (repeatable), e.g. workers=16")
+    prepare.add_argument("--image-size", type=int, help="image size of the store (default: the dataset's)")
+    prepare.add_argument("--split", action="append", choices=["pretrain", "train", "val", "test"],
+                         help="only this split (repeatable; default: every split the dataset has)")
+    prepare.add_argument("--verify", action="store_true", help="also check every store file's CRC-32")
+    prepare.set_defaults(handler=cmd_data_prepare)
 
     quality = sub.add_parser("mining-quality", help="precision/recall of positive miners against SynthCXR's ground truth")
     quality.add_argument("--miner", action="append",

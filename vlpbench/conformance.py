@@ -34,7 +34,8 @@ TINY = {
     "model": {"text_encoder": {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}, "embed_dim": 32},
     "pretrain": {"batch_size": 8, "augment": False},
 }
-ENCODERS = {"CNN": {"name": "timm", "arch": "resnet18"}, "ViT": {"name": "timm", "arch": "vit_tiny_patch16_224"}}
+ENCODERS = {"CNN": {"name": "timm", "arch": "resnet18", "patch_reduction": 8, "global_reduction": 8},
+            "ViT": {"name": "timm", "arch": "vit_tiny_patch16_224", "vit_patch_size": 8}}
 
 
 @dataclass
@@ -74,6 +75,7 @@ def _roundtrip_check(params_model: Any) -> str:
 def _objective_model(kind: str, name: str, encoder: dict[str, Any], dtype: Any = None) -> tuple[Any, Any]:
 
     from vlpbench.config.schema import RunConfig
+    from vlpbench.data.pipeline import normalise
     from vlpbench.engine.model import build_run
     from vlpbench.plugins import get_registry
 
@@ -84,6 +86,7 @@ def _objective_model(kind: str, name: str, encoder: dict[str, Any], dtype: Any =
         config["objective"].setdefault("positive_miner", {"name": "identity"})
     built = build_run(RunConfig.model_validate(config), get_registry(), seed=0)
     batch = next(built.pretrain.epoch_batches(0, 0, 8, augment=False))
+    batch.images = normalise(batch.images)  # the loader's uint8 pixels as the model sees them (dtype checks)
     if dtype is not None:
         built.model.to(dtype)
         batch.images = batch.images.to(dtype)

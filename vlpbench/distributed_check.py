@@ -124,7 +124,7 @@ def _step(objective: Any, features: dict[str, Any], step: int) -> dict[str, Any]
     out.total.backward()
     zeros = lambda t: torch.zeros_like(t)  # noqa: E731
     return {"total": float(out.total.detach()), "terms": {k: float(v.detach()) for k, v in out.terms.items()},
-            "stats": dict(out.stats),
+            "stats": {k: float(v) for k, v in out.stats.items()},
             "grads": {k: (v.grad if v.grad is not None else zeros(v)).detach().clone() for k, v in leaves.items()}}
 
 

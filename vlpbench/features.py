@@ -38,7 +38,7 @@ class TextFeatures:
 class Batch:
     """One training batch as the data loader yields it."""
 
-    images: Tensor  # float [B, 1, H, W]
+    images: Tensor  # uint8 [B, 1, H, W] from the loader (normalised on the device), or float normalised
     input_ids: Tensor  # long [B, M]
     attention_mask: Tensor  # long [B, M]
     sentence_index: Tensor  # long [B, M] (-1 for special tokens and padding)
@@ -46,11 +46,18 @@ class Batch:
     index: Tensor  # long [B] sample index in the pretraining split
     extras: dict[str, Any] = field(default_factory=dict)
 
-    def to(self, device: torch.device) -> "Batch":
-        move = lambda t: t.to(device, non_blocking=True) if isinstance(t, Tensor) else t  # noqa: E731
+    def to(self, device: torch.device, non_blocking: bool = True) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=non_blocking) if isinstance(t, Tensor) else t  # noqa: E731
         return Batch(*(move(getattr(self, f)) for f in ("images", "input_ids", "attention_mask",
                                                           "sentence_index", "labels", "index")),
                      extras={k: move(v) for k, v in self.extras.items()})
+
+    def pin_memory(self) -> "Batch":
+        """A copy in page-locked memory (DataLoader's ``pin_memory`` calls this)."""
+        pin = lambda t: t.pin_memory() if isinstance(t, Tensor) else t  # noqa: E731
+        return Batch(*(pin(getattr(self, f)) for f in ("images", "input_ids", "attention_mask",
+                                                         "sentence_index", "labels", "index")),
+                     extras={k: pin(v) for k, v in self.extras.items()})
 
     def __len__(self) -> int:
         return self.index.shape[0]

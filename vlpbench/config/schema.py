@@ -75,10 +75,36 @@ class PretrainConfig(Strict):
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
     grad_clip: float | None = Field(None, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
-    augment: bool = Field(True, description="light random affine + contrast jitter (never flips)")
-    log_every: int = Field(10, ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast precision; fp16 (CUDA only) adds a gradient scaler")
+    threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (None: torch's default)")
+    augment: bool = Field(True, description="light random affine + contrast jitter (never flips), on the device")
+    log_every: int = Field(10, ge=1, description="steps between reads of the losses from the device")
+    workers: int | None = Field(None, ge=0, le=64, description="DataLoader worker processes gathering batches "
+                                "(None: 0 on the CPU, up to 8 per process on a GPU); results do not depend on it")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimiser step (gradient accumulation)")
+    accumulation: Literal["micro"] = Field(
+        "micro", description="negatives under accumulation: 'micro' = each micro-batch is its own negative set")
+    grad_checkpointing: bool = Field(False, description="recompute encoder activations in the backward pass")
+    freeze_image_stages: int = Field(0, ge=0, description="freeze the image encoder's first N stages (1 = the stem)")
+    freeze_text_layers: int = Field(0, ge=0, description="freeze the text encoder's embeddings and first N layers")
+    channels_last: bool = Field(False, description="image encoder in channels_last memory format (CNNs on GPUs)")
+    compile: bool = Field(False, description="torch.compile the encoders")
+    checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps (exact mid-epoch resume)")
+    find_unused_parameters: bool | None = Field(
+        None, description="DDP's find_unused_parameters (None: on only when a term starts later in the run or a "
+                          "component may leave parameters without gradient)")
+
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "PretrainConfig":
+        if self.batch_size % self.accumulate:
+            raise ValueError(f"batch_size = {self.batch_size} must be a multiple of accumulate = {self.accumulate} "
+                             "(each optimiser step takes accumulate equal micro-batches)")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError("precision 'fp16' needs a CUDA device (it uses a gradient scaler); use 'bf16' or "
+                             "'fp32' with device 'cpu'")
+        return self
 
 
 class RunConfig(Strict):

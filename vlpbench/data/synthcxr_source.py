@@ -1,4 +1,8 @@
-"""SynthCXR as a registered ``dataset`` component (pretraining pairs and downstream splits)."""
+"""SynthCXR as a registered ``dataset`` component (pretraining pairs and downstream splits).
+
+Every split's pixels live in the image store (:mod:`vlpbench.data.store`, under
+``VLPBENCH_STORE_DIR``): rendered once, then mapped read-only by every run, rank and restart.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, LOCAL_FINDINGS, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate
+from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, LOCAL_FINDINGS, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate_stored
 
 
 @lru_cache(maxsize=16)
-def _cached_split(split: str, n: int, config: SynthCXRConfig) -> SynthCXRSplit:
-    return generate(split, n, config)
+def _cached_split(split: str, n: int, config: SynthCXRConfig, store: str) -> SynthCXRSplit:
+    return generate_stored(split, n, config, store)
 
 
 class SynthCXRSource:
@@ -49,7 +53,9 @@ class SynthCXRSource:
     def split(self, name: str) -> SynthCXRSplit:
         sizes = {"pretrain": self.params.pretrain_size, "train": self.params.train_size,
                  "val": self.params.val_size, "test": self.params.test_size}
-        return _cached_split(name, sizes[name], self.config)
+        from vlpbench.data.store import store_root
+
+        return _cached_split(name, sizes[name], self.config, str(store_root()))
 
     def prompts(self) -> dict[str, dict[str, tuple[str, ...]]]:
         """Zero-shot prompts per finding (positive and negative phrasings)."""

@@ -2,7 +2,9 @@
 
 A checkpoint holds the model (every stateful component's buffers and extra state, e.g. EMAs,
 centroids, term counters), the optimiser, the LR schedule, the loss history and the RNG states
-(torch, numpy, python). The data order is re-derived from (seed, epoch), so nothing else is needed.
+(torch, numpy, python) and the position (``epoch``, ``done`` = optimiser steps done). The data
+order and augmentations are re-derived from (seed, epoch), so nothing else is needed: a run resumed
+from a step checkpoint in the middle of an epoch continues with the very next batch.
 """
 
 from __future__ import annotations
@@ -43,3 +45,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def prune(folder: Path, pattern: str, keep: int) -> None:
     for old in sorted(folder.glob(pattern))[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def checkpoint_position(path: Path, steps_per_epoch: int) -> int:
+    """Steps done at a checkpoint, from its name: ``epoch-E.pt`` (end of epoch E) or ``step-S.pt``."""
+    kind, number = path.stem.split("-", 1)
+    return (int(number) + 1) * steps_per_epoch if kind == "epoch" else int(number)
+
+
+def resume_candidates(folder: Path, steps_per_epoch: int) -> list[Path]:
+    """Epoch and step checkpoints, the most advanced first (an epoch end before a step at the same point)."""
+    found = [p for p in (*folder.glob("epoch-*.pt"), *folder.glob("step-*.pt")) if p.stem.split("-", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: (checkpoint_position(p, steps_per_epoch), p.stem.startswith("epoch")),
+                  reverse=True)

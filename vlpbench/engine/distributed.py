@@ -12,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from vlpbench.objective.scope import World, current_world
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 #: Rank 0 evaluates the downstream tasks while the others wait at a barrier: allow it time.
 TIMEOUT = datetime.timedelta(hours=6)
@@ -65,15 +69,58 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
-    """The mean of each logged value over the ranks (one all-reduce), for the loss history."""
-    world = current_world()
-    if not world.distributed or not values:
-        return values
+def all_reduce_mean(tensor: "Tensor", world: World | None = None) -> "Tensor":
+    """The mean over the ranks of ``tensor``, computed where the tensor lives (NCCL needs the GPU)."""
+    world = world or current_world()
+    if not world.distributed:
+        return tensor
+    import torch.distributed as dist
+
+    reduced = tensor.clone()
+    dist.all_reduce(reduced)
+    return reduced / world.size
+
+
+def collective_device() -> "torch.device":
+    """Where the backend's collectives expect tensors: this rank's GPU under NCCL, else the CPU."""
     import torch
     import torch.distributed as dist
 
-    keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return {k: float(v) / world.size for k, v in zip(keys, tensor.tolist())}
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+_COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "broadcast", "reduce_scatter",
+                "reduce_scatter_tensor", "all_to_all", "reduce")
+
+
+@contextlib.contextmanager
+def collectives_on(device: "torch.device") -> Iterator[None]:
+    """Within the block, every ``torch.distributed`` collective must get tensors on ``device`` (the
+    model's): one given a tensor elsewhere raises at once, naming the collective and both devices,
+    instead of crashing (NCCL) or silently copying. The trainer runs every distributed step inside it."""
+    import torch
+    import torch.distributed as dist
+
+    originals = {name: getattr(dist, name) for name in _COLLECTIVES if hasattr(dist, name)}
+
+    def guarded(name: str, original: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for value in (*args, *kwargs.values()):
+                for tensor in (value if isinstance(value, (list, tuple)) else [value]):
+                    if isinstance(tensor, torch.Tensor) and tensor.device != device:
+                        raise RuntimeError(f"torch.distributed.{name} got a tensor on {tensor.device}, but the model "
+                                           f"runs on {device}: a collective must use tensors on the model's device "
+                                           "(NCCL accepts only GPU tensors). This is a bug in the component that "
+                                           "called it.")
+            return original(*args, **kwargs)
+        return call
+
+    for name, original in originals.items():
+        setattr(dist, name, guarded(name, original))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(dist, name, original)

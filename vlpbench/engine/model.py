@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from vlpbench.build import build_component
 from vlpbench.config.schema import RunConfig
 from vlpbench.context import BuildContext
-from vlpbench.data.pipeline import PretrainTensors, to_model_images
+from vlpbench.data.pipeline import PretrainData, prepare_images
 from vlpbench.features import AlignmentInputs, Batch
 from vlpbench.objective.objective import Objective, ObjectiveOutput
 from vlpbench.registry import Registry
@@ -21,10 +22,24 @@ class VLPModel(nn.Module):
     def __init__(self, image_encoder: nn.Module, text_encoder: nn.Module, objective: Objective) -> None:
         super().__init__()
         self.image_encoder, self.text_encoder, self.objective = image_encoder, text_encoder, objective
+        self.channels_last = False  # set by the trainer (pretrain.channels_last)
+        import inspect
+
+        self._text_takes_count = "num_sentences" in inspect.signature(text_encoder.forward).parameters
 
     def forward(self, batch: Batch, progress: float) -> ObjectiveOutput:
-        image = self.image_encoder(batch.images)
-        text = self.text_encoder(batch.input_ids, batch.attention_mask, batch.sentence_index)
+        """One step's objective. ``batch.images`` may be the loader's uint8 pixels or normalised
+        floats (tests, tools); either is augmented here, on the model's device, when the batch
+        carries augmentation parameters."""
+        images = prepare_images(batch)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        image = self.image_encoder(images)
+        count = batch.extras.get("num_sentences")
+        if count is not None and self._text_takes_count:
+            text = self.text_encoder(batch.input_ids, batch.attention_mask, batch.sentence_index, num_sentences=count)
+        else:
+            text = self.text_encoder(batch.input_ids, batch.attention_mask, batch.sentence_index)
         return self.objective(AlignmentInputs(image, text, batch, progress))
 
 
@@ -42,7 +57,7 @@ def probe_patch_grid(image_encoder: nn.Module, image_size: int) -> tuple[int, in
 class BuiltRun:
     model: VLPModel
     data_source: Any
-    pretrain: PretrainTensors
+    pretrain: PretrainData
     context: BuildContext
 
 
@@ -64,5 +79,5 @@ def build_run(config: RunConfig, registry: Registry, seed: int, steps_per_epoch_
     context.built["text_encoder"] = text_encoder
     objective = Objective(config.objective, registry, context)
     tokens = text_encoder.tokenize(split.sentences)
-    tensors = PretrainTensors(to_model_images(split.images), tokens, torch.from_numpy(split.labels).float())
+    tensors = PretrainData(split.images, tokens, torch.from_numpy(np.asarray(split.labels)).float())
     return BuiltRun(VLPModel(image_encoder, text_encoder, objective), source, tensors, context)

@@ -1,9 +1,23 @@
-"""The pretraining loop: AdamW, cosine schedule with warm-up, per-epoch checkpoints, resume.
+"""The pretraining loop: AdamW, cosine schedule with warm-up, checkpoints, exact resume.
 
-On several processes (see :mod:`vlpbench.engine.distributed`) the model is wrapped in
-DistributedDataParallel; ``pretrain.batch_size`` stays the *global* batch, split evenly over the
-processes, so a run's steps and samples per epoch do not depend on the number of processes. Rank 0
-writes the checkpoints; the logged losses are means over the ranks.
+What a GPU user expects of it (``pretrain:`` keys, :class:`~vlpbench.config.schema.PretrainConfig`):
+bf16 or fp16 autocast (fp16 with a gradient scaler), gradient accumulation, gradient
+checkpointing, freezing of text layers and image stages, ``channels_last``, ``torch.compile``,
+checkpoints every N steps with exact mid-epoch resume, and DistributedDataParallel whose
+``find_unused_parameters`` is on only where a component needs it.
+
+The loop never waits for the device within a step: batches come from the loader already pinned
+(:mod:`vlpbench.data.pipeline`), are copied ``non_blocking`` and normalised/augmented on the
+device; losses stay on the device and are read every ``log_every`` steps
+(:mod:`vlpbench.engine.metrics`). On several processes (:mod:`vlpbench.engine.distributed`)
+``pretrain.batch_size`` stays the *global* batch, split evenly over the processes; rank 0 writes
+the checkpoints; the logged losses are means over the ranks; every collective is checked to get
+tensors on the model's device.
+
+Gradient accumulation (``accumulate: k``) splits each process's batch into k micro-batches and
+steps the optimiser once per batch. The negatives of the contrastive losses are those of the
+micro-batch (``accumulation: micro``, recorded in the run's config), as in MGCA-style training
+with a smaller batch; stateful components (EMAs, queues, k-means) see every micro-batch.
 """
 
 from __future__ import annotations
@@ -13,23 +27,24 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from vlpbench.config.schema import PretrainConfig
-from vlpbench.engine.checkpoint import load_checkpoint, prune, rng_state, save_checkpoint, set_rng_state
+from vlpbench.data.pipeline import PretrainData
+from vlpbench.engine.checkpoint import load_checkpoint, prune, resume_candidates, rng_state, save_checkpoint, set_rng_state
+from vlpbench.engine.metrics import MetricWindow, step_values
 from vlpbench.engine.model import VLPModel
 from vlpbench.engine.rundir import RunDir
-from vlpbench.data.pipeline import PretrainTensors
+from vlpbench.errors import ConfigError
+from vlpbench.features import Batch
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from vlpbench.errors import ConfigError
-
         raise ConfigError("pretrain.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'.")
     return torch.device(name)
 
@@ -51,15 +66,157 @@ class PretrainResult:
     samples_per_second: float = 0.0
     wall_seconds: float = 0.0
     resumed_from_epoch: int | None = None
+    resumed_from_step: int | None = None
 
 
 class Interrupt(Exception):
-    """Raised by a test hook to simulate a run killed after an epoch."""
+    """Raised by a test hook to simulate a run killed after an epoch or a step checkpoint."""
+
+
+def check_options(config: PretrainConfig, device: torch.device, world_size: int) -> None:
+    """Refuse settings the hardware or the batch cannot honour, before anything is built."""
+    share = world_size * config.accumulate
+    if config.batch_size % share:
+        raise ConfigError(
+            f"pretrain.batch_size = {config.batch_size} is the global batch: it must divide evenly over {world_size} "
+            f"process(es) × accumulate = {config.accumulate} micro-batches; use a multiple of {share}.")
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"pretrain.precision = 'fp16' needs a CUDA device (this run uses {device}); use 'bf16' or "
+                          "'fp32' on the CPU.")
+
+
+def loader_workers(config: PretrainConfig, device: torch.device) -> int:
+    """``pretrain.workers``, or by default: none on the CPU (the gather is cheap next to a CPU step),
+    up to 8 per process on a GPU (as many CPUs as the process may use, minus one for itself)."""
+    if config.workers is not None:
+        return config.workers
+    if device.type != "cuda":
+        return 0
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cpus - 1))
+
+
+def apply_model_options(model: VLPModel, config: PretrainConfig) -> None:
+    """Freezing, gradient checkpointing, channels_last and compilation, as configured."""
+    encoders = {"image": model.image_encoder, "text": model.text_encoder}
+    wants = [("image", "freeze_stages", config.freeze_image_stages, "pretrain.freeze_image_stages"),
+             ("text", "freeze_layers", config.freeze_text_layers, "pretrain.freeze_text_layers")]
+    for side, method, amount, key in wants:
+        if amount:
+            _require(encoders[side], method, key)(amount)
+    if config.grad_checkpointing:
+        for side in ("image", "text"):
+            _require(encoders[side], "set_grad_checkpointing", "pretrain.grad_checkpointing")(True)
+    if config.channels_last:
+        model.image_encoder.to(memory_format=torch.channels_last)
+        model.channels_last = True
+    if config.compile:
+        model.image_encoder.compile()
+        model.text_encoder.compile()
+
+
+def _require(encoder: torch.nn.Module, method: str, key: str) -> Callable[..., None]:
+    found = getattr(encoder, method, None)
+    if found is None:
+        raise ConfigError(f"{key} is set, but the encoder {type(encoder).__name__} has no {method}(); leave it unset "
+                          "for this encoder.")
+    return found
+
+
+def needs_unused_parameters(model: VLPModel, setting: bool | None, probe: Batch | None) -> bool:
+    """DDP's ``find_unused_parameters``: as set, or on only where the objective needs it: when a term
+    starts later in the run, or when a probe step on ``probe`` leaves a trainable parameter without
+    gradient (e.g. the patch projections under a global-only loss). The probe restores the model's
+    state and the RNGs, so the run is the same as without it."""
+    if setting is not None:
+        return setting
+    if any(term.start > 0 for term in model.objective.scheduled):
+        return True
+    if probe is None:
+        return True
+    import copy
+
+    saved, rng = copy.deepcopy(model.state_dict()), rng_state()
+    try:
+        model.zero_grad(set_to_none=True)
+        model(probe, progress=0.0).total.backward()
+        unused = any(p.requires_grad and p.grad is None for p in model.parameters())
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict(saved)
+        set_rng_state(rng)
+    return unused
+
+
+def micro_batches(batch: Batch, parts: int) -> Iterator[Batch]:
+    """``batch`` split into ``parts`` equal row blocks (gradient accumulation)."""
+    if parts == 1:
+        yield batch
+        return
+    size = len(batch) // parts
+    for start in range(0, len(batch), size):
+        rows = slice(start, start + size)
+        extras = {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == len(batch) else v)
+                  for k, v in batch.extras.items()}
+        yield Batch(batch.images[rows], batch.input_ids[rows], batch.attention_mask[rows],
+                    batch.sentence_index[rows], batch.labels[rows], batch.index[rows], extras=extras)
+
+
+@dataclass
+class _Loop:
+    """The state one training run carries between steps."""
+
+    model: VLPModel
+    forward: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    scaler: Any
+    config: PretrainConfig
+    device: torch.device
+    params: list[torch.nn.Parameter]
+
+    def autocast(self) -> Any:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def step(self, batch: Batch, progress: float) -> dict[str, torch.Tensor]:
+        """One optimiser step over the batch's micro-batches; the step's values, on the device."""
+        parts = self.config.accumulate
+        self.optimizer.zero_grad(set_to_none=True)
+        summed: dict[str, torch.Tensor] = {}
+        for index, micro in enumerate(micro_batches(batch, parts)):
+            last = index == parts - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.forward, "no_sync") else self.forward.no_sync()
+            with sync:
+                with self.autocast():
+                    out = self.forward(micro, progress=progress)
+                loss = out.total / parts
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            for key, value in step_values(out.total, out.terms, out.stats).items():
+                summed[key] = summed[key] + value.detach() / parts if key in summed else value.detach() / parts
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.schedule.step()
+        return summed
+
+    def state(self, position: dict[str, int], history: list[dict[str, float]]) -> dict[str, Any]:
+        return {**position, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "rng": rng_state(), "history": history,
+                **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
 
 
 def pretrain(
     model: VLPModel,
-    data: PretrainTensors,
+    data: PretrainData,
     config: PretrainConfig,
     seed: int,
     run: RunDir,
@@ -67,96 +224,123 @@ def pretrain(
     progress: bool = True,
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[int, float], None] | None = None,
+    stop_after_step: int | None = None,
 ) -> PretrainResult:
-    """Train ``model`` on ``data``; resume from the run's last epoch checkpoint if there is one.
+    """Train ``model`` on ``data``; resume from the run's most advanced checkpoint if there is one.
 
     ``on_epoch_end(epoch, mean loss of the epoch)`` is called after each epoch's checkpoint is
     written (sweeps report to Ray Tune from it); it must leave the model and the RNGs as it found
-    them. Without it the loop is unchanged.
+    them. ``stop_after_epoch`` / ``stop_after_step`` raise :class:`Interrupt` after that epoch's
+    checkpoint or after that (global) step's checkpoint (tests of resume).
     """
-    from vlpbench.engine.distributed import barrier, is_main, mean_over_ranks
+    from vlpbench.engine.distributed import barrier, collectives_on, is_main
     from vlpbench.objective.scope import current_world
 
     world = current_world()
-    if config.batch_size % world.size:
-        from vlpbench.errors import ConfigError
-
-        raise ConfigError(f"pretrain.batch_size = {config.batch_size} is the global batch and must divide evenly over "
-                          f"the {world.size} processes; use a multiple of {world.size}.")
+    check_options(config, device, world.size)
+    apply_model_options(model, config)
     model.to(device)
-    forward = model
+    forward: torch.nn.Module = model
     if world.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         model.objective.gradient = "summed"  # DDP averages gradients; gathered terms must count in full
+        probe = None
+        if config.find_unused_parameters is None and data.steps_per_epoch(config.batch_size):
+            plan = data.plan(0, seed, config.batch_size, config.augment)
+            probe = data.gather(plan, 0, config.batch_size, world).to(device)
+        unused = needs_unused_parameters(model, config.find_unused_parameters, probe)
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          find_unused_parameters=True)
+                                          find_unused_parameters=unused)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
     total = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(config.warmup * total), total))
+    scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
+    loop = _Loop(model, forward, optimizer, schedule, scaler, config, device, params)
     result = PretrainResult()
-    start_epoch = 0
-    latest = run.latest_epoch_checkpoint()
-    if latest is not None:
-        state = load_checkpoint(latest)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        set_rng_state(state["rng"])
-        result.history = state["history"]
-        start_epoch = result.resumed_from_epoch = state["epoch"] + 1
-
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16"
-                else contextlib.nullcontext())
-    bar = _progress_bar(total, start_epoch * steps_per_epoch, progress and is_main())
+    done = _resume(loop, run, result, steps_per_epoch)
+    bar = _progress_bar(total, done, progress and is_main())
+    window = MetricWindow(world)
+    workers = loader_workers(config, device)
     model.train()
     started, samples = time.perf_counter(), 0
-    for epoch in range(start_epoch, config.epochs):
-        for step_in_epoch, batch in enumerate(data.epoch_batches(epoch, seed, config.batch_size, config.augment, world)):
-            step = epoch * steps_per_epoch + step_in_epoch
-            batch = batch.to(device)
-            with autocast:
-                out = forward(batch, progress=step / max(1, total))
-            optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            values = {"total": float(out.total.detach()), **{k: float(v.detach()) for k, v in out.terms.items()},
-                      **{f"stats/{k}": v for k, v in out.stats.items()}}
-            record = {"step": step, "epoch": epoch, "lr": schedule.get_last_lr()[0], **mean_over_ranks(values)}
-            if not math.isfinite(record["total"]):
-                from vlpbench.errors import UserError
-
-                raise UserError(f"pretraining diverged at step {step} (loss {record['total']}); lower pretrain.lr or set pretrain.grad_clip.")
-            result.history.append(record)
-            samples += len(batch) * world.size
-            if bar is not None:
-                bar.update(1)
-                if step % config.log_every == 0:
-                    bar.set_postfix(loss=f"{record['total']:.3f}", sps=f"{samples / (time.perf_counter() - started):.0f}")
-        if is_main():
-            save_checkpoint(run.checkpoints / f"epoch-{epoch:03d}.pt", {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "rng": rng_state(), "history": result.history,
-            })
-            prune(run.checkpoints, "epoch-*.pt", keep=2)
-        barrier()
-        if on_epoch_end is not None:
-            losses = [r["total"] for r in result.history if r["epoch"] == epoch]
-            on_epoch_end(epoch, sum(losses) / max(1, len(losses)))
-        if stop_after_epoch is not None and epoch == stop_after_epoch:
-            raise Interrupt(f"stopped after epoch {epoch}")
+    guard = collectives_on(device) if world.distributed else contextlib.nullcontext()
+    with guard:
+        for epoch in range(done // max(1, steps_per_epoch), config.epochs):
+            first = done - epoch * steps_per_epoch if done > epoch * steps_per_epoch else 0
+            batches = data.epoch_batches(epoch, seed, config.batch_size, config.augment, world, start_step=first,
+                                         workers=workers, pin_memory=device.type == "cuda")
+            for step_in_epoch, batch in enumerate(batches, start=first):
+                step = epoch * steps_per_epoch + step_in_epoch
+                values = loop.step(batch.to(device), progress=step / max(1, total))
+                window.add(step, epoch, schedule.get_last_lr()[0], values)
+                samples += len(batch) * world.size
+                if bar is not None:
+                    bar.update(1)
+                if len(window) >= config.log_every:
+                    result.history.extend(window.flush())
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{result.history[-1]['total']:.3f}",
+                                        sps=f"{samples / (time.perf_counter() - started):.0f}")
+                if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and \
+                        step_in_epoch + 1 < steps_per_epoch:
+                    result.history.extend(window.flush())
+                    _save(loop, run, "step", step + 1, epoch, result.history)
+                    if stop_after_step is not None and step + 1 >= stop_after_step:
+                        raise Interrupt(f"stopped after step {step + 1}")
+            result.history.extend(window.flush())
+            _save(loop, run, "epoch", (epoch + 1) * steps_per_epoch, epoch, result.history)
+            barrier()
+            if on_epoch_end is not None:
+                losses = [r["total"] for r in result.history if r["epoch"] == epoch]
+                on_epoch_end(epoch, sum(losses) / max(1, len(losses)))
+            if stop_after_epoch is not None and epoch == stop_after_epoch:
+                raise Interrupt(f"stopped after epoch {epoch}")
     if bar is not None:
         bar.close()
     result.wall_seconds = time.perf_counter() - started
     result.samples_per_second = samples / result.wall_seconds if result.wall_seconds > 0 and samples else 0.0
     result.steps = total
-    result.active_steps = dict(model.objective.active_steps)
+    result.active_steps = model.objective.step_counts()
     return result
+
+
+def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: int) -> int:
+    """Load the most advanced usable checkpoint; the number of steps already done (0: none)."""
+    candidates = resume_candidates(run.checkpoints, steps_per_epoch)
+    if not candidates:
+        return 0
+    state = load_checkpoint(candidates[0])
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    loop.schedule.load_state_dict(state["schedule"])
+    if loop.scaler is not None and "scaler" in state:
+        loop.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    result.history = list(state["history"])
+    done = int(state.get("done", (state["epoch"] + 1) * steps_per_epoch))
+    if done % max(1, steps_per_epoch) == 0:
+        result.resumed_from_epoch = done // max(1, steps_per_epoch)
+    else:
+        result.resumed_from_epoch, result.resumed_from_step = int(state["epoch"]), done
+    return done
+
+
+def _save(loop: _Loop, run: RunDir, kind: str, done: int, epoch: int, history: list[dict[str, float]]) -> None:
+    """Write a checkpoint after ``done`` steps on rank 0 (``epoch-E.pt`` or ``step-S.pt``); keep two."""
+    from vlpbench.engine.distributed import is_main
+
+    if not is_main():
+        return
+    name = f"epoch-{epoch:03d}.pt" if kind == "epoch" else f"step-{done:09d}.pt"
+    save_checkpoint(run.checkpoints / name, loop.state({"epoch": epoch, "done": done}, history))
+    prune(run.checkpoints, f"{kind}-*.pt", keep=2)
+    if kind == "epoch":  # step checkpoints of finished epochs are behind the epoch checkpoint
+        for stale in run.checkpoints.glob("step-*.pt"):
+            if int(stale.stem.split("-")[1]) <= done:
+                stale.unlink(missing_ok=True)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:

@@ -42,7 +42,8 @@ class RunDir:
         return self.status().get("state") == "finished" and self.file("metrics.json").is_file()
 
     def latest_epoch_checkpoint(self) -> Path | None:
-        found = sorted(self.checkpoints.glob("epoch-*.pt"))
+        """A checkpoint to resume from (an epoch's or a step's), or None: the run has not started."""
+        found = sorted(self.checkpoints.glob("epoch-*.pt")) or sorted(self.checkpoints.glob("step-*.pt"))
         return found[-1] if found else None
 
 

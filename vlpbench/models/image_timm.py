@@ -1,12 +1,13 @@
 """Any timm architecture as an image encoder giving a global vector and patch tokens.
 
-CNNs (``resnet18``, ``convnext_nano``, ...): the patch tokens are the feature map of the stage
-with ``patch_reduction`` (default 8, so a 64 px image still gives an 8×8 grid) and the global
-vector is the average-pooled map of the stage with ``global_reduction`` (default: the same
-stage; set 32 for the classic last-stage feature). The network is cut after the deepest stage used.
-ViTs (``vit_tiny_patch16_224``, ...): the patch tokens are the transformer's output tokens, the
+CNNs (``resnet50``, ``convnext_nano``, ...) are whole networks by default: the global vector is
+the average-pooled map of the last stage (``global_reduction``, default: the last stage's stride)
+and the patch tokens are the map of the stage with ``patch_reduction`` (default 16: a ResNet's
+layer3, the region features of MGCA and GLoRIA). Setting ``global_reduction`` to a shallower
+stage cuts the network after the deepest stage used (the toy encoders of earlier versions).
+ViTs (``vit_base_patch16_224``, ...): the patch tokens are the transformer's output tokens, the
 global vector its class token (or the token mean), with ``img_size`` set to the data's size and
-``vit_patch_size`` (default 8) overriding the architecture's patch size.
+the architecture's own patch size unless ``vit_patch_size`` overrides it.
 
 Both are projected to the shared embedding size; the pre-projection features are kept for
 downstream tasks. Pretrained weights come only from a local file (``pretrained_path``).
@@ -35,9 +36,11 @@ class TimmImageEncoder(nn.Module):
         arch: str = Field("resnet18", description="any timm model name")
         pretrained_path: str | None = Field(None, description="local timm/torch checkpoint file")
         pretrained_sha256: str | None = Field(None, description="expected SHA-256 of pretrained_path")
-        patch_reduction: int = Field(8, description="CNN: stride of the stage whose map gives the patch tokens")
-        global_reduction: int | None = Field(None, description="CNN: stride of the stage pooled for the global vector (default: patch stage)")
-        vit_patch_size: int | None = Field(8, description="ViT: patch size (None keeps the architecture's)")
+        patch_reduction: int = Field(16, description="CNN: stride of the stage whose map gives the patch tokens "
+                                                     "(16: a ResNet's layer3, as MGCA and GLoRIA)")
+        global_reduction: int | None = Field(None, description="CNN: stride of the stage pooled for the global vector "
+                                                               "(default: the last stage, i.e. the whole network)")
+        vit_patch_size: int | None = Field(None, description="ViT: patch size (None keeps the architecture's)")
         vit_global: Literal["cls", "mean"] = "cls"
         drop_path_rate: float = Field(0.0, ge=0, lt=1)
 
@@ -62,7 +65,7 @@ class TimmImageEncoder(nn.Module):
             self.stage_strides = (int(self.backbone.patch_embed.patch_size[0]),)
         else:
             reductions = list(timm.create_model(params.arch, features_only=True, in_chans=1).feature_info.reduction())
-            want_global = params.global_reduction or params.patch_reduction
+            want_global = params.global_reduction or reductions[-1]
             for want in (params.patch_reduction, want_global):
                 if want not in reductions:
                     raise RegistryError(
@@ -139,6 +142,43 @@ class TimmImageEncoder(nn.Module):
         maps = self.backbone(images)[: self.out_indices[0] + 1]
         kept = [m for m, stride in zip(maps, self.stage_strides) if stride >= min_stride]
         return kept or [maps[-1]]
+
+    def freeze_stages(self, stages: int) -> None:
+        """Freeze the first ``stages`` stages (``pretrain.freeze_image_stages``). CNN: the stages of
+        timm's ``feature_info`` (ResNet: 1 = the stem, 2 = stem + layer1, …); ViT: 1 = the patch
+        embedding (with class token and positions), k = it and the first k − 1 blocks."""
+        from vlpbench.errors import ConfigError
+
+        if self.is_vit:
+            blocks = list(self.backbone.blocks)
+            if stages > len(blocks) + 1:
+                raise ConfigError(f"pretrain.freeze_image_stages = {stages}, but the ViT has {len(blocks) + 1} stages "
+                                  "(patch embedding + blocks).")
+            for name in ("patch_embed", "cls_token", "pos_embed", "reg_token"):
+                part = getattr(self.backbone, name, None)
+                if isinstance(part, nn.Module):
+                    part.requires_grad_(False)
+                elif isinstance(part, nn.Parameter):
+                    part.requires_grad_(False)
+            for block in blocks[:stages - 1]:
+                block.requires_grad_(False)
+            return
+        names = self.backbone.feature_info.module_name()
+        if stages > len(names):
+            raise ConfigError(f"pretrain.freeze_image_stages = {stages}, but '{self.params.arch}' as built here has "
+                              f"{len(names)} stages ({', '.join(names)}).")
+        last = names[stages - 1].split(".")[0]
+        for name, child in self.backbone.named_children():
+            child.requires_grad_(False)
+            if name == last:
+                break
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations stage by stage in the backward pass (timm's own checkpointing)."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
 
     @torch.no_grad()
     def global_features(self, images: Tensor) -> Tensor:

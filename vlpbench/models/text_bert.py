@@ -135,6 +135,30 @@ class BertTextEncoder(nn.Module):
         max_tokens = min(self.params.max_tokens, self.bert.config.max_position_embeddings)
         return pack_reports(reports, self._encode, cls_id, sep_id, pad_id, max_tokens, self.params.max_sentences)
 
+    def freeze_layers(self, layers: int) -> None:
+        """Freeze the embeddings and the first ``layers`` transformer layers (``pretrain.freeze_text_layers``)."""
+        blocks = self.bert.encoder.layer
+        if layers > len(blocks):
+            from vlpbench.errors import ConfigError
+
+            raise ConfigError(f"pretrain.freeze_text_layers = {layers}, but the text encoder has {len(blocks)} layers.")
+        self.bert.embeddings.requires_grad_(False)
+        for block in blocks[:layers]:
+            block.requires_grad_(False)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each transformer layer's activations in the backward pass (``pretrain.grad_checkpointing``)."""
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.bert, "activation_checkpointing_enable"):  # transformers ≥ 5
+            if enable:
+                self.bert.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                self.bert.activation_checkpointing_disable()
+        elif enable:
+            self.bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        else:
+            self.bert.gradient_checkpointing_disable()
+
     def get_extra_state(self) -> str:
         return "" if self._tokenizer is None else self._tokenizer.to_str()
 
@@ -145,7 +169,10 @@ class BertTextEncoder(nn.Module):
             self._tokenizer = Tokenizer.from_str(state)
 
     # -- forward ---------------------------------------------------------------------------------
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, sentence_index: Tensor) -> TextFeatures:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, sentence_index: Tensor,
+                num_sentences: int | None = None) -> TextFeatures:
+        """``num_sentences`` (the batch's sentence count, which the loader knows on the CPU) spares
+        a device-to-host read of ``sentence_index.max()`` in every step."""
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,M,H]
         word_mask = sentence_index >= 0
         if self.params.pooling == "cls":
@@ -154,7 +181,7 @@ class BertTextEncoder(nn.Module):
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
         words = self.local_proj(hidden)  # [B,M,D]
-        sentences, sentence_mask = sentence_means(words, sentence_index)
+        sentences, sentence_mask = sentence_means(words, sentence_index, num_sentences)
         return TextFeatures(
             global_emb=self.global_proj(pooled),
             word_emb=words,
@@ -165,10 +192,14 @@ class BertTextEncoder(nn.Module):
         )
 
 
-def sentence_means(words: Tensor, sentence_index: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean of the word vectors of each sentence, batched: [B,M,D] → S [B,T,D] and mask [B,T]."""
+def sentence_means(words: Tensor, sentence_index: Tensor, num: int | None = None) -> tuple[Tensor, Tensor]:
+    """Mean of the word vectors of each sentence, batched: [B,M,D] → S [B,T,D] and mask [B,T].
+
+    ``num`` is T (``sentence_index.max() + 1``); computed here when not given (a host sync on a GPU).
+    """
     valid = sentence_index >= 0
-    num = int(sentence_index.max().clamp_min(0)) + 1
+    if num is None:
+        num = int(sentence_index.max().clamp_min(0)) + 1
     onehot = torch.nn.functional.one_hot(sentence_index.clamp_min(0), num) * valid.unsqueeze(-1)
     onehot = onehot.to(words.dtype)  # [B,M,T]
     counts = onehot.sum(1)  # [B,T]

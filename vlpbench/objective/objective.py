@@ -34,17 +34,20 @@ from vlpbench.registry import Registry
 class ObjectiveOutput:
     total: Tensor
     terms: dict[str, Tensor]  # each term as it enters the total (after its weight)
-    #: Diagnostics that are not part of the loss (e.g. how many pairs the miner changed).
-    stats: dict[str, float] = field(default_factory=dict)
+    #: Diagnostics that are not part of the loss (e.g. how many pairs the miner changed), as 0-d
+    #: tensors on the loss's device: the trainer reads them with the losses, every ``log_every`` steps.
+    stats: dict[str, Tensor] = field(default_factory=dict)
 
 
-def mining_stats(positives: Positives) -> dict[str, float]:
-    """Per anchor: off-diagonal pairs the miner made (partly) positive, and pairs it ignored."""
+def mining_stats(positives: Positives) -> dict[str, Tensor]:
+    """Per anchor: off-diagonal pairs the miner made (partly) positive, and pairs it ignored
+    (device tensors: reading them is left to the trainer, so no step waits for the device)."""
     affinity = positives.affinity.detach()
     batch = affinity.shape[0]
     off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=affinity.device)
-    stats = {"mined_positives": float(((affinity > 0) & off_diagonal).sum()) / batch}
-    stats["ignored"] = float(positives.ignore.sum()) / batch if positives.ignore is not None else 0.0
+    stats = {"mined_positives": ((affinity > 0) & off_diagonal).sum().float() / batch}
+    stats["ignored"] = (positives.ignore.sum().float() / batch if positives.ignore is not None
+                        else torch.zeros((), device=affinity.device))
     return stats
 
 
@@ -79,6 +82,7 @@ class Objective(nn.Module):
                 module = build_component(registry, kind, spec, context)
                 self.scheduled.append(ScheduledTerm(label, module, spec.weight, spec.start, scope_of(spec)))
         self.active_steps: Counter[str] = Counter()
+        self._miner_steps = torch.zeros((), dtype=torch.long)
         #: How gathered rows pass gradients back: ``own`` (open_clip) or ``summed`` (set by the
         #: trainer under DistributedDataParallel, see :mod:`vlpbench.objective.scope`).
         self.gradient = "own"
@@ -118,8 +122,9 @@ class Objective(nn.Module):
                 terms[f"{term.label}/{key}"] = term.weight * value
         if self.training:
             self.active_steps.update(terms.keys())
-            if stats["mined_positives"] or stats["ignored"]:
-                self.active_steps["positive_miner"] += 1  # the miner changed the targets this step
+            # steps in which the miner changed the targets, counted on the device (read at checkpoints)
+            changed = (stats["mined_positives"] > 0) | (stats["ignored"] > 0)
+            self._miner_steps = self._miner_steps.to(changed.device) + changed.long()
         total = torch.stack(list(terms.values())).sum()
         return ObjectiveOutput(total, terms, stats)
 
@@ -145,8 +150,18 @@ class Objective(nn.Module):
             return to_gathered(value, local.world, local.gradient)
         return to_local(value, local.world, rows)
 
+    def step_counts(self) -> dict[str, int]:
+        """Steps in which each term was active, and ``positive_miner``: steps in which the miner
+        changed the targets (one device read)."""
+        counts = dict(self.active_steps)
+        miner = int(self._miner_steps)
+        if miner:
+            counts["positive_miner"] = counts.get("positive_miner", 0) + miner
+        return counts
+
     def get_extra_state(self) -> dict[str, int]:
-        return dict(self.active_steps)
+        return self.step_counts()
 
     def set_extra_state(self, state: dict[str, int]) -> None:
         self.active_steps = Counter(state)
+        self._miner_steps = torch.zeros((), dtype=torch.long)

@@ -6,8 +6,9 @@ files or MGCA's recipe (:meth:`RealDataset.read_records`). Everything else is sh
 
 - ``split(name)`` reads the images of a split once (resized to ``image_size``), builds masks and
   boxes at that size and returns a :class:`RealSplit` with the attributes of ``SynthCXRSplit``
-  that pretraining and the tasks use; splits are cached in memory per (dataset, parameters) and,
-  with ``cache_dir``, on disk under the manifest hash;
+  that pretraining and the tasks use; the pixels (and masks) live in the image store
+  (:mod:`vlpbench.data.store`: uint8 memory maps keyed by manifest hash and size, built once by one
+  process and shared by every run and rank);
 - the *manifest*: the IDs of train / val / test, of the 1 % and 10 % training fractions (the
   linear probe's draw: :func:`~vlpbench.tasks.base.nested_stratified_fractions`, seed 42) and the
   recipe, with its SHA-256. ``protocol()`` carries that hash, so every result records it;
@@ -88,8 +89,10 @@ class RealParams(BaseModel):
                                                                   "i.e. the pretraining data's)")
     on_error: Literal["raise", "skip"] = Field("raise", description="bad samples: stop with an error naming the "
                                                                     "file and line, or skip and count them")
-    workers: int = Field(4, ge=1, le=64, description="threads decoding images (the result does not depend on it)")
-    cache_dir: str | None = Field(None, description="folder for resized image arrays (keyed by manifest hash and size)")
+    workers: int = Field(4, ge=1, le=256, description="processes decoding images into the image store (threads for "
+                                                     "small splits); the result does not depend on it")
+    cache_dir: str | None = Field(None, description="image store folder (default: $VLPBENCH_STORE_DIR or "
+                                                    "~/.cache/vlpbench/store); stores are keyed by manifest hash and size")
     manifest_sha256: str | None = Field(None, description="expected manifest hash (from `vlpbench data verify`); "
                                                           "a copy that gives another is an error")
 
@@ -211,95 +214,70 @@ class RealDataset:
         for name in SPLITS:
             self.split(name)
 
-    def _cache_file(self, split: str) -> Path | None:
-        if not self.params.cache_dir:
-            return None
-        import os
-
-        folder = Path(os.path.expandvars(self.params.cache_dir)).expanduser()
-        return folder / f"{self.name}-{self.manifest_sha256()[:16]}-{self.image_size}px-{self.params.on_error}-{split}.npz"
+    def store_key(self, split: str) -> dict[str, Any]:
+        """What the image store of ``split`` depends on (a change of any of it builds a new store)."""
+        return {"dataset": self.name, "protocol_version": self.protocol_version, "manifest": self.manifest_sha256(),
+                "root": str(self.root.resolve()), "image_size": self.image_size, "on_error": self.params.on_error,
+                "split": split}
 
     def _load_split(self, name: str, records: list[Record]) -> tuple[RealSplit, list[str]]:
-        import json
+        """The split with its images (and masks) mapped from the image store, built on first use.
+
+        The store lives under ``cache_dir`` (default ``VLPBENCH_STORE_DIR`` or the user cache) and
+        is built once, by one process, whatever the number of runs and ranks that want it.
+        """
+        from vlpbench.data.store import open_or_build
 
         size = self.image_size
-        cache = self._cache_file(name)
-        if cache is not None and cache.is_file():
-            with np.load(cache, allow_pickle=False) as saved:
-                images, keep = saved["images"], saved["keep"]
-                mask_bits, boxes = saved["mask_bits"], saved["boxes"]
-                skipped = json.loads(str(saved["skipped"]))
-            kept = [records[i] for i in keep]
-            return self._assemble(name, kept, images, mask_bits, boxes), skipped
-        problems = SampleProblems(self.name, self.params.on_error)
         has_masks = bool(self.local_findings) and "masks" in self.provides
-        images = np.zeros((len(records), size, size), dtype=np.float32)
-        mask_bits = np.zeros((len(records), size, size) if has_masks else (len(records), 1, 1), dtype=np.uint8)
-        box_rows: list[np.ndarray] = []
-        keep: list[int] = []
-        for index, outcome in self._read_all(records, has_masks):
-            record = records[index]
-            if isinstance(outcome, BadSample):
-                problems.handle(name, record, str(outcome))
-                continue
-            small_image, boxes, small_mask = outcome
-            images[len(keep)] = small_image
-            if has_masks:
-                mask_bits[len(keep)] = small_mask
-            if len(boxes):
-                box_rows.append(np.concatenate([np.full((len(boxes), 2), [len(keep), self._box_label], np.float32), boxes], 1))
-            keep.append(index)
-        images, mask_bits = images[:len(keep)], mask_bits[:len(keep)]
-        if not keep:
-            raise DataError(f"dataset '{self.name}': every sample of the {name} split was skipped as bad "
-                            f"({'; '.join(problems.skipped.get(name, [])[:3])}). Check the root and the image folders.")
-        all_boxes = np.concatenate(box_rows) if box_rows else np.zeros((0, 6), np.float32)
-        skipped = problems.skipped.get(name, [])
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name + ".tmp.npz")
-            np.savez(tmp, images=images, keep=np.asarray(keep, dtype=np.int64), mask_bits=mask_bits, boxes=all_boxes,
-                     skipped=np.asarray(json.dumps(skipped)))
-            tmp.replace(cache)
-        return self._assemble(name, [records[i] for i in keep], images, mask_bits, all_boxes), skipped
+        mapped = ("mask_bits",) if has_masks else ()
+
+        def build(writer: Any) -> None:
+            problems = SampleProblems(self.name, self.params.on_error)
+            box_rows: list[np.ndarray] = []
+            keep: list[int] = []
+            for index, outcome in self._read_all(records, has_masks):
+                record = records[index]
+                if isinstance(outcome, BadSample):
+                    problems.handle(name, record, str(outcome))
+                    continue
+                image, boxes, small_mask = outcome
+                writer.append(image[None], **({"mask_bits": small_mask[None]} if has_masks else {}))
+                if len(boxes):
+                    box_rows.append(np.concatenate([np.full((len(boxes), 2), [len(keep), self._box_label], np.float32),
+                                                    boxes], 1))
+                keep.append(index)
+            if not keep:
+                raise DataError(f"dataset '{self.name}': every sample of the {name} split was skipped as bad "
+                                f"({'; '.join(problems.skipped.get(name, [])[:3])}). Check the root and the image folders.")
+            writer.arrays["keep"] = np.asarray(keep, dtype=np.int64)
+            writer.arrays["boxes"] = np.concatenate(box_rows) if box_rows else np.zeros((0, 6), np.float32)
+            writer.meta["skipped"] = problems.skipped.get(name, [])
+
+        store = open_or_build(f"{self.name}-{name}-{size}px", self.store_key(name), len(records), (size, size), build,
+                              root=self.params.cache_dir, mapped=mapped)
+        kept = [records[i] for i in store.arrays["keep"]]
+        mask_bits = store.mapped["mask_bits"] if has_masks else np.zeros((store.count, 1, 1), np.uint8)
+        return self._assemble(name, kept, store.images, mask_bits, store.arrays["boxes"]), list(store.meta["skipped"])
 
     def _read_all(self, records: list[Record], has_masks: bool):
-        """(index, (image, boxes, mask) or BadSample) in record order; images decoded by a few threads
-        (Pillow, pydicom and MONAI release the GIL), in chunks, so a bad sample stops early."""
-        from concurrent.futures import ThreadPoolExecutor
+        """(index, (uint8 image, boxes, mask) or BadSample) in record order, in chunks so that a bad
+        sample stops the build early. Large splits are decoded by ``workers`` processes (decoding is
+        CPU-bound Python and C), small ones by threads (no start-up cost)."""
+        import functools
+        import multiprocessing
+        from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
         workers = max(1, self.params.workers)
-        chunk = 64 * workers
-        with ThreadPoolExecutor(workers) as pool:
+        decode = functools.partial(decode_record, size=self.image_size, has_masks=has_masks)
+        pool: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+                          if workers > 1 and len(records) >= PROCESS_POOL_MIN else ThreadPoolExecutor(workers))
+        chunk = 256 * workers
+        with pool:
             for start in range(0, len(records), chunk):
                 part = records[start:start + chunk]
-                for offset, outcome in enumerate(pool.map(lambda r: self._read_one(r, has_masks), part)):
+                for offset, outcome in enumerate(pool.map(decode, part, chunksize=16)):
                     yield start + offset, outcome
-
-    def _read_one(self, record: Record, has_masks: bool) -> Any:
-        size = self.image_size
-        try:
-            pixels = read_pixels(record.image)
-            height, width = pixels.shape
-            image = np.clip(resize(pixels, size), 0.0, 1.0)
-            boxes = scale_boxes(record.boxes, height, width, size) if record.boxes else np.zeros((0, 4), np.float32)
-            small = None
-            if has_masks:
-                mask = np.zeros((height, width), dtype=bool)
-                for k, rle in enumerate(record.rles):
-                    try:
-                        mask |= rle_to_mask(rle, height, width)
-                    except BadSample as exc:
-                        line = record.rle_lines[k] if k < len(record.rle_lines) else None
-                        raise BadSample(f"{f'line {line}: ' if line else ''}{exc}") from None
-                small = resize(mask.astype(np.float32), size, mode="nearest") > 0.5 if record.rles else \
-                    np.zeros((size, size), dtype=bool)
-                if record.masks_from_boxes:
-                    small |= boxes_to_mask(boxes, size)
-                small = small.astype(np.uint8)
-            return image, boxes, small
-        except BadSample as exc:
-            return exc
 
     def _assemble(self, name: str, kept: list[Record], images: np.ndarray, mask_bits: np.ndarray,
                   boxes: np.ndarray) -> RealSplit:
@@ -376,6 +354,41 @@ class RealDataset:
         result.counts = actual
         result.manifest = self.manifest()
         return result
+
+
+#: Splits with at least this many images are decoded by a process pool (else threads).
+PROCESS_POOL_MIN = 512
+
+
+def decode_record(record: Record, size: int, has_masks: bool) -> Any:
+    """One sample for the store: (uint8 image [size, size], boxes at ``size``, uint8 mask or None),
+    or the :class:`BadSample` that says what is wrong with it (a top-level function: it runs in
+    worker processes)."""
+    from vlpbench.data.store import quantize
+
+    try:
+        exact = bool(record.boxes) or (has_masks and bool(record.rles))  # these need the original size
+        pixels = read_pixels(record.image, draft=None if exact else size)
+        height, width = pixels.shape
+        image = quantize(resize(pixels, size))
+        boxes = scale_boxes(record.boxes, height, width, size) if record.boxes else np.zeros((0, 4), np.float32)
+        small = None
+        if has_masks:
+            mask = np.zeros((height, width), dtype=bool)
+            for k, rle in enumerate(record.rles):
+                try:
+                    mask |= rle_to_mask(rle, height, width)
+                except BadSample as exc:
+                    line = record.rle_lines[k] if k < len(record.rle_lines) else None
+                    raise BadSample(f"{f'line {line}: ' if line else ''}{exc}") from None
+            small = resize(mask.astype(np.float32), size, mode="nearest") > 0.5 if record.rles else \
+                np.zeros((size, size), dtype=bool)
+            if record.masks_from_boxes:
+                small |= boxes_to_mask(boxes, size)
+            small = small.astype(np.uint8)
+        return image, boxes, small
+    except BadSample as exc:
+        return exc
 
 
 @dataclass

@@ -143,8 +143,13 @@ class SampleProblems:
 # ----------------------------------------------------------------------------------------------
 # Images, masks, boxes
 # ----------------------------------------------------------------------------------------------
-def read_pixels(path: Path) -> np.ndarray:
+def read_pixels(path: Path, draft: int | None = None) -> np.ndarray:
     """The pixels of an image file as float32 [H, W] in [0, 1] (before resizing).
+
+    ``draft``: for a JPEG, let the decoder skip detail it would throw away when the image is then
+    resized to ``draft`` px (Pillow's ``draft``: DCT scaling by 1/2, 1/4 or 1/8, never below
+    ``draft`` on either side); several times faster on MIMIC-sized files. The returned shape is
+    then the reduced one, so callers that scale boxes or masks by the original size must not use it.
 
     DICOM (pydicom): the stored pixel values, min–max scaled (MONAI ``ScaleIntensity``), inverted
     when the photometric interpretation is MONOCHROME1 (so that bone is bright, as in MGCA's
@@ -168,6 +173,8 @@ def read_pixels(path: Path) -> np.ndarray:
         from PIL import Image
 
         with Image.open(path) as image:
+            if draft and image.format == "JPEG":
+                image.draft(image.mode if image.mode in ("L", "RGB") else None, (draft, draft))
             array = np.asarray(image)
         eight_bit = array.dtype == np.uint8
         if array.ndim == 3:
