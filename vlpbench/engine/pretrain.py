@@ -18,7 +18,7 @@ from typing import Any, Callable
 import torch
 
 from vlpbench.config.schema import PretrainConfig
-from vlpbench.engine.checkpoint import load_checkpoint, prune, rng_state, save_checkpoint, set_rng_state
+from vlpbench.engine.checkpoint import load_latest_good, prune, rng_state, save_checkpoint, set_rng_state
 from vlpbench.engine.model import VLPModel
 from vlpbench.engine.rundir import RunDir
 from vlpbench.data.pipeline import PretrainTensors
@@ -98,9 +98,9 @@ def pretrain(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(config.warmup * total), total))
     result = PretrainResult()
     start_epoch = 0
-    latest = run.latest_epoch_checkpoint()
-    if latest is not None:
-        state = load_checkpoint(latest)
+    found = load_latest_good(run)  # the newest epoch checkpoint that loads (a bad one falls back)
+    if found is not None:
+        _, state = found
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
