@@ -130,7 +130,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from vlpbench.config.jsonschema import experiment_schema
     from vlpbench.plugins import get_registry
 
-    print(json.dumps(experiment_schema(get_registry()), indent=2))
+    schema = experiment_schema(get_registry())
+    print(json.dumps(schema, indent=2))
+    for problem in schema.get("x-vlpbench-unavailable", []):
+        print(f"warning: left out of the schema: {problem}", file=sys.stderr)
     return 0
 
 
