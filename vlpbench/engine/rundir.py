@@ -54,7 +54,13 @@ class RunDir:
 
         for name in ("status.json", "metrics.json", "provenance.json"):
             if self.file(name).exists():
-                read_json(self.file(name), expect=dict)
+                value = read_json(self.file(name), expect=dict)
+                if name == "metrics.json":
+                    bad = [task for task, result in value.items()
+                           if not isinstance(result, dict) or not isinstance(result.get("scores"), dict)]
+                    if bad:
+                        raise CorruptFile(self.file(name), f"task '{bad[0]}' has no scores mapping; it is not "
+                                                           "shaped as vlpbench writes it")
         if self.file("config.yaml").exists():
             read_yaml_mapping(self.file("config.yaml"))
 
