@@ -31,6 +31,10 @@ class DataError(UserError):
     """A data source is missing or malformed."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler or ``kill``): like Ctrl-C, the current run is marked interrupted."""
+
+
 class EnvironmentProblem(UserError):
     """The machine, not the input: a full disk, a missing permission, a read-only folder, memory.
 

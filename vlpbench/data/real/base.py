@@ -214,9 +214,9 @@ class RealDataset:
     def _cache_file(self, split: str) -> Path | None:
         if not self.params.cache_dir:
             return None
-        import os
+        from vlpbench.envpath import expand_path
 
-        folder = Path(os.path.expandvars(self.params.cache_dir)).expanduser()
+        folder = Path(expand_path(self.params.cache_dir, f"dataset '{self.name}': cache_dir"))
         return folder / f"{self.name}-{self.manifest_sha256()[:16]}-{self.image_size}px-{self.params.on_error}-{split}.npz"
 
     def _load_split(self, name: str, records: list[Record]) -> tuple[RealSplit, list[str]]:
