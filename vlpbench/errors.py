@@ -73,7 +73,7 @@ def environment_message(exc: BaseException) -> str | None:
             what, fix = _ERRNO_ADVICE[name]
             where = f" writing or reading '{exc.filename}'" if exc.filename else ""
             return f"{what}{where} ({exc.strerror or name}): {fix}. {keep}"
-    if type(exc).__name__ == "OutOfMemoryError" and "cuda" in type(exc).__module__:
+    if type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("torch"):  # torch.cuda.OutOfMemoryError
         return ("the GPU ran out of memory: lower pretrain.batch_size (or a task's batch_size), use "
                 f"pretrain.precision: bf16, or a smaller model. {keep}")
     if isinstance(exc, MemoryError):

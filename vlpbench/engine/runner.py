@@ -441,6 +441,8 @@ def blame(exc: BaseException) -> str:
     modules: dict[str, Any] = {}
     packages: dict[str, Any] = {}
     for entry in entries:
+        if entry.kind in ("launcher", "preset"):  # not run-time components (the local launcher is this module)
+            continue
         module = entry.target.partition(":")[0]
         modules.setdefault(module, entry)
         if entry.origin != "vlpbench":
