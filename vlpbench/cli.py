@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from vlpbench import __version__
-from vlpbench.errors import ConfigError, UserError
+from vlpbench.errors import ConfigError, EnvironmentProblem, Terminated, UserError, environment_message
 
 
 def _seeds(text: str) -> list[int]:
@@ -27,10 +27,57 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds takes integers such as '0' or '0,1,2', got '{text}'") from None
 
 
+def _results_root(text: str) -> Path:
+    """``--results``: a folder (made when missing); a file there is refused with the fix."""
+    root = Path(text)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--results '{root}' is a file, not a folder; give a folder (default: results/).")
+    return root
+
+
+def _bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (sizes that would exhaust memory are refused)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} takes an integer, got '{text}'") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} takes an integer from {low:,} to {high:,}, got {value:,}")
+        return value
+    return parse
+
+
+class _TerminateToInterrupt:
+    """While running: SIGTERM raises :class:`~vlpbench.errors.Terminated`, so the current run is marked
+    ``interrupted`` (not left ``running``) and the command exits 143."""
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: object) -> None:
+        from vlpbench.errors import Terminated
+
+        raise Terminated("SIGTERM")
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from vlpbench.engine.distributed import process_group
 
-    with process_group() as world:  # several processes under torchrun (or Slurm): DDP; else nothing
+    _results_root(args.results)
+    with _TerminateToInterrupt(), process_group() as world:  # several processes under torchrun (or Slurm): DDP
         return _run_experiment(args, main=world.rank == 0)
 
 
@@ -62,8 +109,8 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     print(board)
     print(f"written: {experiment_dir(root, experiment.name)}/leaderboard.{{md,csv,tex,html}} and leaderboard_full.md")
     if outcome.failed:
-        print(f"{len(outcome.failed)} run(s) failed; their status.json says why. The other results are kept.",
-              file=sys.stderr)
+        print(f"{len(outcome.failed)} run(s) failed or are corrupt; their status.json (and run.log) or the message "
+              "above says why. The other results are kept.", file=sys.stderr)
         return 2
     return 0
 
@@ -97,7 +144,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.leaderboard import write_leaderboard
 
-    root = Path(args.results)
+    root = _results_root(args.results)
     run = evaluate_checkpoint(Path(args.checkpoint), Path(args.experiment), root, args.label,
                               variant=args.variant, arch=args.arch)
     print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
@@ -146,7 +193,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from vlpbench.config.jsonschema import experiment_schema
     from vlpbench.plugins import get_registry
 
-    print(json.dumps(experiment_schema(get_registry()), indent=2))
+    schema = experiment_schema(get_registry())
+    print(json.dumps(schema, indent=2))
+    for problem in schema.get("x-vlpbench-unavailable", []):
+        print(f"warning: left out of the schema: {problem}", file=sys.stderr)
     return 0
 
 
@@ -198,6 +248,10 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
 
     config = SynthCXRConfig(seed=args.seed, image_size=args.image_size, difficulty=args.difficulty,
                             normal_fraction=args.normal_fraction)
+    from vlpbench.resources import check_fits, synthcxr_bytes
+
+    check_fits(synthcxr_bytes(args.size, args.image_size), f"{args.size:,} studies at {args.image_size} px",
+               "lower --size or --image-size")
     started = time.perf_counter()
     split = generate(args.split, args.size, config)
     elapsed = time.perf_counter() - started
@@ -401,9 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     describe = data_sub.add_parser("describe", help="generate SynthCXR and print prevalence, false-negative rates, examples")
     describe.add_argument("--split", default="pretrain", choices=["pretrain", "train", "val", "test"])
-    describe.add_argument("--size", type=int, default=4000)
-    describe.add_argument("--seed", type=int, default=0)
-    describe.add_argument("--image-size", type=int, default=64)
+    describe.add_argument("--size", type=_bounded_int("--size", 1, 200_000), default=4000)
+    describe.add_argument("--seed", type=_bounded_int("--seed", 0, 2**32 - 1), default=0)
+    describe.add_argument("--image-size", type=_bounded_int("--image-size", 32, 512), default=64)
     describe.add_argument("--difficulty", type=float, default=0.5)
     describe.add_argument("--normal-fraction", type=float, default=0.4)
     describe.add_argument("--examples", type=int, default=3, help="example reports to print")
@@ -462,6 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
     return f"warning: {message}\n"
 
@@ -474,14 +537,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = warnings.formatwarning
     warnings.formatwarning = _format_warning
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handling below, not at interpreter exit
+        return code
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; rerun the same command to resume.", file=sys.stderr)
         return 130
-    except Exception:
+    except Terminated:
+        print("terminated (SIGTERM): the current run is marked interrupted, finished runs are kept; rerun the "
+              "same command to resume.", file=sys.stderr)
+        return 143
+    except BrokenPipeError:  # `vlpbench plugins | head`: the reader is gone, which is not an error
+        _silence_stdout()
+        return 141
+    except Exception as exc:
+        message = environment_message(exc)
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
+            return EnvironmentProblem.exit_code
         traceback.print_exc()
         print("\nThis is a bug in vlpbench (not a problem with your input); please report it with the "
               "traceback above.", file=sys.stderr)

@@ -195,7 +195,7 @@ def check_cases(cases: list[Case], rtol: float = 1e-4, atol: float = 1e-5) -> li
                            join=True, start_method="spawn")
         import torch
 
-        ranks = [torch.load(Path(folder) / f"rank{r}.pt", weights_only=False) for r in range(2)]
+        ranks = [torch.load(Path(folder) / f"rank{r}.pt", weights_only=True) for r in range(2)]
     outcomes = []
     for number, case in enumerate(cases):
         failures = [r[number] for r in ranks if isinstance(r[number], str)]

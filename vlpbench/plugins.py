@@ -105,10 +105,12 @@ def load_plugins(
         try:
             plugin = ep.load()
             manager.register(plugin, name=ep.name)  # validates hook signatures against the specs
+            _check_pending(manager, plugin)  # a misspelt hook name is an error, not a plugin with nothing in it
             registrar = Registrar(registry, ep.name)
             _call_register(manager, plugin, registrar)
-            record.components = [(e.kind, e.name) for e in registrar.added]
-        except Exception as exc:  # a broken plugin must not take the others down
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit()) must not take the others down
             if plugin is not None and manager.is_registered(plugin):
                 manager.unregister(name=ep.name)
             record.status = "failed"
@@ -120,9 +122,24 @@ def load_plugins(
             if strict:
                 raise PluginError(message) from exc
             warnings.warn(message, stacklevel=2)
+    for record in records:  # after every plugin: a name its owner took back is no longer the intruder's
+        record.components = [(e.kind, e.name) for e in registry.all_entries() if e.origin == record.name]
     if strict and registry.problems:
         raise PluginError(" ".join(registry.problems))
     return LoadedPlugins(registry, records, manager)
+
+
+def _check_pending(manager: pluggy.PluginManager, plugin: Any) -> None:
+    """pluggy's ``check_pending()`` for ``plugin`` alone: every ``@hookimpl`` it has must match a hook
+    spec (``vlpbench_register``); otherwise a typo silently registers nothing."""
+    for name, caller in vars(manager.hook).items():
+        if caller.spec is None and any(impl.plugin is plugin for impl in caller.get_hookimpls()):
+            known = [n for n, c in vars(manager.hook).items() if c.spec is not None]
+            from vlpbench.errors import did_you_mean
+
+            raise pluggy.PluginValidationError(
+                plugin, f"unknown hook '{name}'{did_you_mean(name, known)} (vlpbench's hooks: {', '.join(known)})")
+    manager.check_pending()
 
 
 _LOADED: LoadedPlugins | None = None

@@ -57,7 +57,9 @@ class Entry:
             obj: Any = module
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except Exception as exc:  # reported with the component and the plugin it comes from
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # reported with the component and the plugin it comes from (sys.exit too)
             raise RegistryError(
                 f"{self.kind} '{self.name}' (from plugin '{self.origin}') cannot be imported from "
                 f"'{self.target}': {type(exc).__name__}: {exc}. Reinstall or fix that plugin, or "
@@ -77,6 +79,8 @@ class Registry:
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     #: Warnings raised while registering (refused duplicates), for `vlpbench plugins`.
     problems: list[str] = field(default_factory=list)
+    #: (kind, name) registered by two plugins that do not own the name: refused for both, in any order.
+    contested: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, entry: Entry) -> bool:
         """Add ``entry``; refuse a taken name (error among built-ins, warning otherwise)."""
@@ -96,19 +100,34 @@ class Registry:
                 f"'{entry.target}': a target is a 'package.module:attribute' string."
             )
         taken = self.entries[entry.kind].get(entry.name)
+        if taken is not None and taken.origin == BUILTIN_ORIGIN and entry.origin == BUILTIN_ORIGIN:
+            raise RuntimeError(f"built-in {entry.kind} '{entry.name}' is registered twice (a bug)")
+        if (entry.kind, entry.name) in self.contested and not _owns(entry, entry.name):
+            self._refuse(entry, "the name is contested by plugins that do not own it")
+            return False
         if taken is not None:
-            if taken.origin == BUILTIN_ORIGIN and entry.origin == BUILTIN_ORIGIN:
-                raise RuntimeError(f"built-in {entry.kind} '{entry.name}' is registered twice (a bug)")
-            message = (
-                f"{entry.kind} '{entry.name}' from plugin '{entry.origin}' ({entry.target}) was refused: "
-                f"the name is already taken by plugin '{taken.origin}' ({taken.target}). "
-                "Rename it in one of the plugins (plugins should prefix their names, e.g. 'myplugin.name')."
-            )
-            self.problems.append(message)
-            warnings.warn(message, stacklevel=2)
+            # The owner of a name keeps it whatever the loading order: the built-in plugin, else the plugin
+            # whose name is the name's prefix ('fane' owns 'fane.*'). Between two non-owners neither keeps it.
+            if _owns(entry, entry.name) and not _owns(taken, taken.name):
+                self.entries[entry.kind][entry.name] = entry
+                self._refuse(taken, f"the name belongs to plugin '{entry.origin}' ({entry.target})")
+                return True
+            if not _owns(taken, taken.name):
+                del self.entries[entry.kind][entry.name]
+                self.contested.add((entry.kind, entry.name))
+                self._refuse(taken, f"plugin '{entry.origin}' ({entry.target}) registers it too")
+            self._refuse(entry, f"the name is already taken by plugin '{taken.origin}' ({taken.target})")
             return False
         self.entries[entry.kind][entry.name] = entry
         return True
+
+    def _refuse(self, entry: Entry, why: str) -> None:
+        message = (
+            f"{entry.kind} '{entry.name}' from plugin '{entry.origin}' ({entry.target}) was refused: {why}. "
+            "Rename it in one of the plugins (plugins should prefix their names, e.g. 'myplugin.name')."
+        )
+        self.problems.append(message)
+        warnings.warn(message, stacklevel=3)
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; an unknown name lists close matches and all names of the kind."""
@@ -129,6 +148,11 @@ class Registry:
 
     def all_entries(self) -> list[Entry]:
         return [e for kind in KINDS for e in sorted(self.entries[kind].values(), key=lambda e: e.name)]
+
+
+def _owns(entry: Entry, name: str) -> bool:
+    """The built-in plugin owns its names; a plugin owns the names prefixed with its own name."""
+    return entry.origin == BUILTIN_ORIGIN or name.split(".", 1)[0] == entry.origin
 
 
 class Registrar:

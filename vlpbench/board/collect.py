@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from vlpbench.engine.files import read_json
+from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
 
 SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value"]
 RUN_COLUMNS = ["run_id", "experiment", "variant", "seed", "state", "error", "wall_seconds", "samples_seen",
@@ -30,8 +29,8 @@ class Collected:
 
 
 def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
-    status = read_json(folder / "status.json") if (folder / "status.json").is_file() else {"state": "pending"}
-    provenance = read_json(folder / "provenance.json") if (folder / "provenance.json").is_file() else {}
+    status = read_json(folder / "status.json", expect=dict) if (folder / "status.json").exists() else {"state": "pending"}
+    provenance = read_json(folder / "provenance.json", expect=dict) if (folder / "provenance.json").exists() else {}
     timings = provenance.get("timings") or {}
     pretrain = provenance.get("pretrain") or {}
     batch = ((config.get("config") or {}).get("pretrain") or {}).get("batch_size")
@@ -47,6 +46,46 @@ def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """One run's board row, its config and its (score row, protocol) pairs; :class:`CorruptFile` names the
+    first file that is unreadable or not shaped as vlpbench writes it."""
+    config_file = folder / "config.yaml"
+    config = read_yaml_mapping(config_file)
+    missing = [key for key in ("run_id", "experiment", "variant", "seed") if key not in config]
+    if missing:
+        raise CorruptFile(config_file, f"it lacks the key(s) {', '.join(missing)} of a run's config")
+    try:
+        row = _run_row(folder, config)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CorruptFile(folder / "provenance.json", f"a value has the wrong type ({exc})") from None
+    metrics_file = folder / "metrics.json"
+    found: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    if row["state"] != "finished" or not metrics_file.exists():
+        return row, config, found
+    try:
+        for task, result in read_json(metrics_file, expect=dict).items():
+            for column, value in result["scores"].items():
+                protocol = result["protocols"].get(column, {})
+                digest = protocol.get("hash", "")
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise TypeError(f"score {task}/{column} is {value!r}, not a number")
+                found.append(({"run_id": row["run_id"], "variant": row["variant"], "seed": row["seed"],
+                               "column": f"{task}/{column}", "protocol": digest, "value": value}, protocol))
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise CorruptFile(metrics_file, f"it is not shaped as vlpbench writes it ({type(exc).__name__}: {exc})") from None
+    return row, config, found
+
+
+def _corrupt_row(folder: Path, exc: CorruptFile) -> dict[str, Any]:
+    """The board row of an unreadable run: named from its folder (``<variant>__seed<N>__<hash>``)."""
+    variant, _, rest = folder.name.partition("__seed")
+    seed_text = rest.split("__")[0]
+    return {"run_id": folder.name, "experiment": None, "variant": variant or folder.name,
+            "seed": int(seed_text) if seed_text.isdigit() else -1, "state": "corrupt",
+            "error": f"{exc.path.name}: {exc.reason}", "wall_seconds": None, "samples_seen": None,
+            "parameters": None, "path": str(folder), "variant_index": None, "baseline": None, "world_size": 1}
+
+
 def collect(roots: list[Path]) -> Collected:
     """Every run below ``roots`` (each an experiment folder with ``runs/``, or a ``runs/`` folder)."""
     scores: list[dict[str, Any]] = []
@@ -56,22 +95,19 @@ def collect(roots: list[Path]) -> Collected:
     overrides: dict[str, dict[str, Any]] = {}
     for root in roots:
         runs_folder = root / "runs" if (root / "runs").is_dir() else root
-        for config_file in sorted(runs_folder.glob("*/config.yaml")):
-            folder = config_file.parent
-            config = yaml.safe_load(config_file.read_text())
-            row = _run_row(folder, config)
+        for folder in sorted(runs_folder.iterdir()) if runs_folder.is_dir() else []:
+            if folder.name.startswith(".") or not (folder / "config.yaml").exists():
+                continue  # a --rerun-stale replacement in progress, or not a run
+            try:
+                row, config, run_scores = _read_run(folder)
+            except CorruptFile as exc:
+                runs.append(_corrupt_row(folder, exc))
+                continue
             runs.append(row)
             configs[row["run_id"]] = config.get("config") or {}
             overrides[row["run_id"]] = config.get("overrides") or {}
-            metrics_file = folder / "metrics.json"
-            if row["state"] != "finished" or not metrics_file.is_file():
-                continue
-            for task, result in read_json(metrics_file).items():
-                for column, value in result["scores"].items():
-                    protocol = result["protocols"].get(column, {})
-                    digest = protocol.get("hash", "")
-                    protocols.setdefault(digest, protocol)
-                    scores.append({"run_id": row["run_id"], "variant": row["variant"], "seed": row["seed"],
-                                   "column": f"{task}/{column}", "protocol": digest, "value": value})
+            for score, protocol in run_scores:
+                protocols.setdefault(score["protocol"], protocol)
+                scores.append(score)
     return Collected(pd.DataFrame(scores, columns=SCORE_COLUMNS), pd.DataFrame(runs, columns=RUN_COLUMNS),
                      protocols, configs, overrides)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import html
 import json
+
+from vlpbench.engine.files import CorruptFile, read_json
 import math
 from pathlib import Path
 
@@ -143,7 +145,10 @@ def page(board: Board, run_folders: list[Path], reported_html: str = "") -> str:
     for folder in run_folders:
         history_file = folder / "history.json"
         if history_file.is_file():
-            curves.append(loss_curves(json.loads(history_file.read_text()), folder.name))
+            try:  # a loss curve is decoration: an unreadable history.json leaves it out, never the board
+                curves.append(loss_curves(read_json(history_file, expect=dict), folder.name))
+            except (CorruptFile, AttributeError, KeyError, TypeError, ValueError):
+                continue
     unfinished = "".join(f"<li>{_esc(r.variant)} seed {_esc(r.seed)}: {_esc(r.state)} {_esc(r.error)}</li>"
                          for r in board.unfinished.itertuples())
     notes = "".join(f"<li>{_esc(n)}</li>" for n in board.notes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlpbench.config.schema import ExperimentFile
+from vlpbench.errors import RegistryError
 from vlpbench.registry import Registry
 
 SLOTS = {  # ($def of the model, property) -> kind
@@ -47,10 +48,16 @@ def experiment_schema(registry: Registry) -> dict[str, Any]:
     root = ExperimentFile.model_json_schema(by_alias=True)
     defs = root.setdefault("$defs", {})
     models = {"ExperimentFile": root, **defs}
+    unavailable: list[str] = []
     for kind in {k for k in SLOTS.values()}:
         options = []
         for name in registry.names(kind):
-            built = _component_schema(kind, name, registry.get(kind, name).params_model())
+            try:  # one component that cannot be imported must not hide the others
+                params_model = registry.get(kind, name).params_model()
+            except RegistryError as exc:
+                unavailable.append(str(exc))
+                continue
+            built = _component_schema(kind, name, params_model)
             defs.update(built["defs"])
             options.append(built["schema"])
         defs[f"{kind}_spec"] = {"oneOf": options} if options else {"type": "object"}
@@ -63,4 +70,6 @@ def experiment_schema(registry: Registry) -> dict[str, Any]:
         if default is not None:
             properties[prop]["default"] = default
     root["title"] = "vlpbench experiment"
+    if unavailable:
+        root["x-vlpbench-unavailable"] = sorted(unavailable)
     return root

@@ -149,10 +149,29 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
         node.update(params.model_dump(mode="json"))
         if kind == "dataset":
             versions[spec.name] = str(getattr(cls, "protocol_version", "unversioned"))
+    problems += [f"{where(loc)}: '{describe(loc)}' = {value}: every number must be finite; give a finite value."
+                 for loc, value in _non_finite(resolved)]
+    from vlpbench.envpath import ALLOWED_TEXT, disallowed_references
+
+    problems += [f"{where(loc)}: '{describe(loc)}' refers to the environment variable ${name}, which vlpbench does not "
+                 f"expand: only {ALLOWED_TEXT} may appear in paths." for loc, name in disallowed_references(resolved)]
     if problems:
         raise ConfigError(" ".join(problems))
     check_compatibility(config, registry, where)
     return resolved, versions
+
+
+def _non_finite(value: Any, loc: Loc = ()) -> list[tuple[Loc, float]]:
+    """(location, value) of every NaN or infinite number in a resolved config (YAML's ``.inf``, ``.nan``)."""
+    import math
+
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(loc, value)]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _non_finite(item, loc + (key,))]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _non_finite(item, loc + (index,))]
+    return []
 
 
 def _validate_model(model: type[BaseModel], data: Any, where: _Locator) -> Any:
@@ -195,6 +214,11 @@ def load_experiment(
 ) -> Experiment:
     """Parse, validate and expand an experiment file into run specs."""
     path = Path(path)
+    from vlpbench.config.schema import MAX_SEED
+
+    bad_seeds = [seed for seed in seeds or [] if not 0 <= seed <= MAX_SEED]
+    if bad_seeds:
+        raise ConfigError(f"--seeds: seed {bad_seeds[0]} is out of range; seeds are integers from 0 to {MAX_SEED}.")
     data, lines = load_yaml_with_lines(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: an experiment file is a YAML mapping with at least a 'name' key.")

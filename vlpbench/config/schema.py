@@ -8,11 +8,25 @@ as the core's.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: Checked by pydantic (whose "$" is the end of the text) and by ``re.fullmatch`` (Python's "$" also
+#: matches before a final newline, so ``re.match`` would accept "clip\n").
 VARIANT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$"
+#: Seeds seed numpy, whose seeds are 32-bit.
+MAX_SEED = 2**32 - 1
+#: Names (experiment, variants, eval labels) become folder names: bounded well below the 255-byte limit.
+NAME_MAX_LENGTH = 100
+
+
+def is_plain_name(name: object) -> bool:
+    """One line, no control characters or separators, not '.'/'..', at most :data:`NAME_MAX_LENGTH` characters."""
+    import re
+
+    return (isinstance(name, str) and len(name) <= NAME_MAX_LENGTH and re.fullmatch(VARIANT_NAME_PATTERN, name) is not None
+            and name not in (".", ".."))
 
 
 class Strict(BaseModel):
@@ -208,9 +222,9 @@ class SweepConfig(Strict):
 class ExperimentFile(RunConfig):
     """The top level of an experiment YAML file."""
 
-    name: str = Field(pattern=VARIANT_NAME_PATTERN)
+    name: str = Field(pattern=VARIANT_NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(default_factory=lambda: [0], min_length=1)
     baseline: str | None = Field(None, description="variant the leaderboard compares against")
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     launcher: SlurmConfig | None = Field(None, description="settings of --launcher slurm (run and sweep)")
@@ -222,6 +236,8 @@ class ExperimentFile(RunConfig):
         import re
 
         for name in value:
-            if not re.match(VARIANT_NAME_PATTERN, name):
-                raise ValueError(f"variant name '{name}' may only use letters, digits and _ . + -")
+            if not re.fullmatch(VARIANT_NAME_PATTERN, name):
+                raise ValueError(f"variant name {name!r} may only use letters, digits and _ . + - (one line)")
+            if len(name) > NAME_MAX_LENGTH:
+                raise ValueError(f"variant name '{name[:40]}…' has {len(name)} characters; use at most {NAME_MAX_LENGTH}")
         return value

@@ -205,6 +205,10 @@ def open_or_build(name: str, key: dict[str, Any], capacity: int, image_shape: tu
                     shutil.rmtree(folder)
             for leftover in base.glob(f"{folder.name}.building-*"):
                 shutil.rmtree(leftover, ignore_errors=True)  # an interrupted build (we hold the lock)
+            from vlpbench.resources import check_disk
+
+            check_disk(capacity * int(np.prod(image_shape)) * (1 + len(mapped)), base, f"the image store of {name}",
+                       "free space there or point VLPBENCH_STORE_DIR (or the dataset's cache_dir) elsewhere")
             temporary = base / f"{folder.name}.building-{os.getpid()}"
             writer = StoreWriter(temporary, capacity, tuple(image_shape), tuple(mapped))
             writer.meta.update({"name": name, "key": key, "key_sha256": digest})

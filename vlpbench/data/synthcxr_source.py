@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, LOCAL_FINDINGS, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate_stored
 
 
+#: The largest split a run may ask for (validate refuses more; memory is checked again at run time).
+MAX_SPLIT_SIZE = 2_000_000
+
+
 @lru_cache(maxsize=16)
 def _cached_split(split: str, n: int, config: SynthCXRConfig, store: str) -> SynthCXRSplit:
     return generate_stored(split, n, config, store)
@@ -36,10 +40,10 @@ class SynthCXRSource:
         image_size: int = Field(64, ge=32, le=512)
         difficulty: float = Field(0.5, ge=0, le=1)
         normal_fraction: float = Field(0.4, ge=0, le=1)
-        pretrain_size: int = Field(4000, ge=8)
-        train_size: int = Field(1500, ge=8)
-        val_size: int = Field(400, ge=8)
-        test_size: int = Field(800, ge=8)
+        pretrain_size: int = Field(4000, ge=8, le=MAX_SPLIT_SIZE)
+        train_size: int = Field(1500, ge=8, le=MAX_SPLIT_SIZE)
+        val_size: int = Field(400, ge=8, le=MAX_SPLIT_SIZE)
+        test_size: int = Field(800, ge=8, le=MAX_SPLIT_SIZE)
 
     def __init__(self, params: "SynthCXRSource.Params", context: Any = None) -> None:
         self.params = params

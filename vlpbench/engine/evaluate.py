@@ -57,6 +57,16 @@ def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any) -> tuple
     return Encoders(encoder, None), {"kind": "timm-file", "path": str(path), "arch": arch, "sha256": file_sha256(path)}
 
 
+def check_label(label: str) -> None:
+    """``--label`` names a folder under ``results/<experiment>/runs/`` and a board row: a plain, short name."""
+    from vlpbench.config.schema import NAME_MAX_LENGTH, is_plain_name
+
+    if not is_plain_name(label):
+        raise ConfigError(f"--label {label!r} is not a plain name: use at most {NAME_MAX_LENGTH} letters, digits and "
+                          "_ . + - (starting with a letter or digit), e.g. --label biovil; it names a folder under "
+                          "the results folder and a leaderboard row.")
+
+
 def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: Path, label: str,
                         variant: str | None = None, arch: str | None = None,
                         echo: Callable[[str], None] = print) -> RunDir:
@@ -68,6 +78,7 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     from vlpbench.engine.runner import evaluate_tasks
     from vlpbench.plugins import get_registry
 
+    check_label(label)
     experiment = load_experiment(experiment_file, seeds=[0], variants=[variant] if variant else None)
     spec = experiment.runs[0]
     config = spec.run_config()
@@ -87,6 +98,8 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
                                "data": spec.config["data"], "data_versions": spec.protocol_versions})
     run_id = f"{label}__eval__{identity[:10]}"
     run = run_dir(results_root, experiment.name, run_id)
+    if run.path.resolve().parent != (Path(results_root) / experiment.name / "runs").resolve():
+        raise ConfigError(f"--label '{label}' would write outside the results folder; use a plain name.")
     write_yaml(run.file("config.yaml"), {
         "experiment": experiment.name, "variant": label, "seed": 0, "run_id": run_id, "run_hash": identity,
         "evaluated": source, "overrides": {}, "data_versions": spec.protocol_versions, "config": spec.config,

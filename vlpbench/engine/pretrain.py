@@ -33,7 +33,7 @@ import torch
 
 from vlpbench.config.schema import PretrainConfig
 from vlpbench.data.pipeline import PretrainData
-from vlpbench.engine.checkpoint import load_checkpoint, prune, resume_candidates, rng_state, save_checkpoint, set_rng_state
+from vlpbench.engine.checkpoint import load_latest_good, prune, rng_state, save_checkpoint, set_rng_state
 from vlpbench.engine.metrics import MetricWindow, step_values
 from vlpbench.engine.model import VLPModel
 from vlpbench.engine.rundir import RunDir
@@ -309,10 +309,10 @@ def pretrain(
 
 def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: int) -> int:
     """Load the most advanced usable checkpoint; the number of steps already done (0: none)."""
-    candidates = resume_candidates(run.checkpoints, steps_per_epoch)
-    if not candidates:
+    found = load_latest_good(run, steps_per_epoch)  # the most advanced checkpoint that loads (a bad one falls back)
+    if found is None:
         return 0
-    state = load_checkpoint(candidates[0])
+    _, state = found
     loop.model.load_state_dict(state["model"])
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.schedule.load_state_dict(state["schedule"])

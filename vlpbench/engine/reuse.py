@@ -46,13 +46,13 @@ def _downstream_only_params(dataset: str) -> frozenset[str]:
 
 
 def _identity_of(run: RunDir) -> str | None:
-    import yaml
+    from vlpbench.engine.files import read_yaml_mapping
 
     path = run.file("config.yaml")
     if not path.is_file():
         return None
-    recorded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not {"config", "seed"} <= set(recorded):
+    recorded = read_yaml_mapping(path)
+    if not {"config", "seed"} <= set(recorded) or not isinstance(recorded["config"], dict):
         return None
     return pretrain_identity(recorded["config"], recorded["seed"], recorded.get("data_versions") or {},
                              int(recorded.get("world_size") or 1))
@@ -62,14 +62,21 @@ def find_reusable_pretraining(run: RunDir, identity: str) -> RunDir | None:
     """A finished, non-stale sibling run with the same pretraining identity and its final checkpoint."""
     from vlpbench.engine.runner import is_stale
 
+    from vlpbench.engine.files import CorruptFile
+
     for candidate in sorted(run.path.parent.iterdir()) if run.path.parent.is_dir() else []:
         other = RunDir(candidate)
-        if other.path == run.path or not other.finished or not other.final_checkpoint.is_file():
+        if other.path == run.path or candidate.name.startswith(".") or not candidate.is_dir():
             continue
-        if not other.file("history.json").is_file() or is_stale(other):
+        try:  # a sibling with unreadable files is not a source (it shows as corrupt on the board)
+            if not other.finished or not other.final_checkpoint.is_file():
+                continue
+            if not other.file("history.json").is_file() or is_stale(other):
+                continue
+            if _identity_of(other) == identity:
+                return other
+        except (CorruptFile, TypeError, ValueError):
             continue
-        if _identity_of(other) == identity:
-            return other
     return None
 
 

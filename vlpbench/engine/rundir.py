@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlpbench.engine.files import read_json, write_json
+from vlpbench.engine.files import CorruptFile, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,38 @@ class RunDir:
         return self.path / name
 
     def status(self) -> dict[str, Any]:
+        """The run's ``status.json``; :class:`~vlpbench.engine.files.CorruptFile` when it is unreadable."""
         path = self.file("status.json")
-        return read_json(path) if path.is_file() else {"state": "pending"}
+        return read_json(path, expect=dict) if path.exists() else {"state": "pending"}
 
     def set_status(self, state: str, **extra: Any) -> None:
-        write_json(self.file("status.json"), {**self.status(), "state": state, **extra})
+        try:
+            previous = self.status()
+        except CorruptFile:
+            previous = {}
+        write_json(self.file("status.json"), {**previous, "state": state, **extra})
 
     @property
     def finished(self) -> bool:
-        return self.status().get("state") == "finished" and self.file("metrics.json").is_file()
+        """Finished and complete: a folder recreated without its ``config.yaml`` does not count."""
+        return (self.status().get("state") == "finished" and self.file("metrics.json").is_file()
+                and self.file("config.yaml").is_file())
+
+    def check(self) -> None:
+        """Read every small file of the run; :class:`CorruptFile` names the first that is unreadable."""
+        from vlpbench.engine.files import read_yaml_mapping
+
+        for name in ("status.json", "metrics.json", "provenance.json"):
+            if self.file(name).exists():
+                value = read_json(self.file(name), expect=dict)
+                if name == "metrics.json":
+                    bad = [task for task, result in value.items()
+                           if not isinstance(result, dict) or not isinstance(result.get("scores"), dict)]
+                    if bad:
+                        raise CorruptFile(self.file(name), f"task '{bad[0]}' has no scores mapping; it is not "
+                                                           "shaped as vlpbench writes it")
+        if self.file("config.yaml").exists():
+            read_yaml_mapping(self.file("config.yaml"))
 
     def latest_epoch_checkpoint(self) -> Path | None:
         """A checkpoint to resume from (an epoch's or a step's), or None: the run has not started."""

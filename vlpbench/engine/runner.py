@@ -22,7 +22,7 @@ from vlpbench.errors import UserError
 @dataclass
 class RunOutcome:
     spec: RunSpec
-    state: str  # finished | skipped | stale | failed
+    state: str  # finished | skipped | stale | failed | corrupt | busy
     message: str = ""
 
 
@@ -32,15 +32,15 @@ class ExperimentOutcome:
 
     @property
     def failed(self) -> list[RunOutcome]:
-        return [r for r in self.runs if r.state == "failed"]
+        return [r for r in self.runs if r.state in ("failed", "corrupt")]
 
 
 def is_stale(run: RunDir) -> bool:
-    """A finished run made under other vlpbench or plugin versions."""
+    """A finished run made under other vlpbench or plugin versions (CorruptFile when unreadable)."""
     from vlpbench.engine.provenance import versions
 
     path = run.file("provenance.json")
-    return path.is_file() and read_json(path).get("versions") != versions()
+    return path.is_file() and read_json(path, expect=dict).get("versions") != versions()
 
 
 EpochHook = Callable[[int, float, Callable[[], dict[str, Any]]], None]
@@ -62,10 +62,10 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     """
     import torch
 
-    from vlpbench.engine.checkpoint import load_checkpoint, save_checkpoint
+    from vlpbench.engine.checkpoint import save_checkpoint
     from vlpbench.engine.distributed import barrier, is_main, local_rank
     from vlpbench.engine.model import build_run
-    from vlpbench.engine.pretrain import PretrainResult, pretrain, resolve_device
+    from vlpbench.engine.pretrain import pretrain, resolve_device
     from vlpbench.plugins import get_registry
     from vlpbench.tasks.base import Encoders
 
@@ -73,12 +73,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     registry = get_registry()
     main = is_main()
     if main:
-        write_yaml(run.file("config.yaml"), {
-            "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
-            "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
-            "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
-            "config": spec.config, **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
-        })
+        write_run_config(spec, run)
     if config.pretrain.threads:
         torch.set_num_threads(config.pretrain.threads)
     device = resolve_device(config.pretrain.device)
@@ -109,10 +104,10 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
 
         def hook(epoch: int, loss: float) -> None:
             on_epoch_end(epoch, loss, evaluate_now)
-    if run.status().get("state") == "pretrained" and run.final_checkpoint.is_file():
-        final = load_checkpoint(run.final_checkpoint)
-        built.model.load_state_dict(final["model"])
-        result = PretrainResult(**final["result"])
+    final = _load_final(run)
+    if final is not None:
+        built.model.load_state_dict(final[0])
+        result = final[1]
     else:
         if main:
             run.set_status("running", started=started)
@@ -128,6 +123,36 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
             evaluate_and_record(spec, run, built, result, device)
     finally:
         barrier()  # the other ranks wait for rank 0's evaluation (also when it fails)
+
+
+def write_run_config(spec: RunSpec, run: RunDir) -> None:
+    """The run's ``config.yaml``: its resolved config and identity (the board's and reuse's input)."""
+    write_yaml(run.file("config.yaml"), {
+        "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
+        "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
+        "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
+        "config": spec.config, **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
+    })
+
+
+def _load_final(run: RunDir) -> tuple[dict[str, Any], Any] | None:
+    """The final checkpoint's model state and :class:`PretrainResult` of a pretrained run, or ``None``
+    (with a warning naming the file) when it is missing or unreadable: the run then pretrains again
+    from its last good epoch checkpoint."""
+    import warnings
+
+    from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
+    from vlpbench.engine.pretrain import PretrainResult
+
+    if run.status().get("state") != "pretrained" or not run.final_checkpoint.is_file():
+        return None
+    try:
+        final = load_checkpoint(run.final_checkpoint)
+        return final["model"], PretrainResult(**final["result"])
+    except (CheckpointError, KeyError, TypeError) as exc:
+        reason = str(exc) if isinstance(exc, CheckpointError) else f"'{run.final_checkpoint}' is not a final checkpoint"
+        warnings.warn(f"{reason} Pretraining is resumed from the last good epoch checkpoint instead.", stacklevel=2)
+        return None
 
 
 def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any) -> None:
@@ -157,6 +182,8 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
         "parameters": sum(p.numel() for p in built.model.parameters()),
         "pretraining_reused_from": run.status().get("pretraining_reused_from"),
     })
+    if not run.file("config.yaml").is_file():  # the folder was deleted (and recreated) while the run went on
+        write_run_config(spec, run)
     run.set_status("finished", finished=time.time())
 
 
@@ -233,47 +260,204 @@ def run_experiment(
     reuse_pretraining: bool = True,
     echo: Callable[[str], None] = print,
 ) -> ExperimentOutcome:
-    from vlpbench.engine.distributed import barrier, is_main
+    """Run every run of ``experiment`` that is not finished; one run's failure never stops the others.
+
+    On one process each run directory is locked first (:mod:`vlpbench.engine.lock`): a run another
+    ``vlpbench run`` is working on is skipped (state ``busy``). A run whose files are unreadable is
+    reported ``corrupt`` and left as it is. A failure inside a run — a user error, an exception in a
+    component, running out of memory — marks that run ``failed`` (the traceback goes to its
+    ``run.log``) and the next run starts. Only errors of the environment that every run would hit
+    (:class:`~vlpbench.errors.EnvironmentProblem`: disk full, permissions) and interruptions stop
+    the experiment; an interrupted run is marked ``interrupted``.
+    """
+    from vlpbench.engine.distributed import is_main
+    from vlpbench.engine.lock import RunLock
+    from vlpbench.objective.scope import current_world
 
     main = is_main()
     if not main:
         echo = lambda message: None  # noqa: E731  (rank 0 reports for every process)
+    distributed = current_world().distributed
     outcome = ExperimentOutcome()
     total = len(experiment.runs)
     for number, spec in enumerate(experiment.runs, 1):
         run = run_dir(results_root, experiment.name, spec.run_id)
         label = f"[{number}/{total}] {spec.variant} seed {spec.seed}"
+        lock = None if distributed else RunLock(run.path)  # ranks agree on what runs without a lock
+        if lock is not None and not lock.acquire():
+            echo(f"{label}: in progress in another process ({lock.holder()}), skipped")
+            outcome.runs.append(RunOutcome(spec, "busy", f"locked by {lock.holder()}"))
+            continue
+        try:
+            if lock is not None:
+                if lock.stale:
+                    echo(f"{label}: the process that was running it (host {lock.stale.get('host')}, pid "
+                         f"{lock.stale.get('pid')}) is gone; taking over")
+                _clean_leftovers(run)
+            outcome.runs.append(_one_run(spec, run, label, rerun_stale, progress, reuse_pretraining, echo,
+                                         main, distributed))
+        finally:
+            if lock is not None:
+                lock.release()
+    return outcome
+
+
+def _clean_leftovers(run: RunDir) -> None:
+    """Temporary files of writes killed midway, and the remains of an interrupted stale rerun's swap."""
+    from vlpbench.engine.files import remove_temporary
+
+    for folder in (run.path, run.checkpoints, run.path.parent):
+        remove_temporary(folder)
+    fresh, old = _rerun_dir(run), run.path.parent / f".{run.path.name}.old"
+    if old.is_dir():  # killed between the two renames of the swap
+        if not run.file("config.yaml").is_file() and fresh.finished:
+            shutil.rmtree(run.path, ignore_errors=True)
+            fresh.path.rename(run.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _rerun_dir(run: RunDir) -> RunDir:
+    """Where ``--rerun-stale`` builds a run's replacement (hidden from the board and the reuse scan)."""
+    return RunDir(run.path.parent / f".{run.path.name}.rerun")
+
+
+def _replace(run: RunDir, fresh: RunDir) -> None:
+    """Put the finished ``fresh`` run in place of ``run``; the old one is deleted only afterwards."""
+    old = run.path.parent / f".{run.path.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    run.path.rename(old)
+    fresh.path.rename(run.path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress: bool,
+             reuse_pretraining: bool, echo: Callable[[str], None], main: bool, distributed: bool) -> RunOutcome:
+    from vlpbench.engine.distributed import barrier
+    from vlpbench.engine.files import CorruptFile
+    from vlpbench.errors import EnvironmentProblem, environment_message
+
+    try:
+        run.check()
+        target = run
         if run.finished:
             if not is_stale(run):
                 echo(f"{label}: finished earlier, skipped ({run.path})")
-                outcome.runs.append(RunOutcome(spec, "skipped"))
-                continue
+                return RunOutcome(spec, "skipped")
             if not rerun_stale:
                 echo(f"{label}: STALE (finished under other vlpbench/plugin versions); rerun with --rerun-stale")
-                outcome.runs.append(RunOutcome(spec, "stale"))
-                continue
-            if main:
-                shutil.rmtree(run.path)
-            barrier()
-        resuming = run.latest_epoch_checkpoint() is not None or run.status().get("state") == "pretrained"
-        echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
-        try:
-            execute_run(spec, run, progress=progress, reuse_pretraining=reuse_pretraining)
-            if run.status().get("pretraining_reused_from"):
-                echo(f"{label}: pretraining reused from {run.status()['pretraining_reused_from']} (only the tasks differ)")
-        except UserError as exc:
-            if main:
-                run.set_status("failed", error=str(exc))
-            echo(f"{label}: FAILED: {exc}")
-            outcome.runs.append(RunOutcome(spec, "failed", str(exc)))
-            continue
-        except BaseException as exc:
-            if main:
-                run.set_status("failed" if isinstance(exc, Exception) else "interrupted",
-                               error=f"{type(exc).__name__}: {exc}")
+                return RunOutcome(spec, "stale")
+            target = _rerun_dir(run)  # the old run stays until its replacement has finished
+            target.check()
+    except CorruptFile as exc:
+        echo(f"{label}: CORRUPT, left as it is: {exc}")
+        return RunOutcome(spec, "corrupt", str(exc))
+    resuming = target.latest_epoch_checkpoint() is not None or target.status().get("state") == "pretrained"
+    echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
+    try:
+        execute_run(spec, target, progress=progress, reuse_pretraining=reuse_pretraining)
+        if main and target is not run:
+            _replace(run, target)
+        barrier()
+        if run.status().get("pretraining_reused_from"):
+            echo(f"{label}: pretraining reused from {run.status()['pretraining_reused_from']} (only the tasks differ)")
+    except EnvironmentProblem as exc:
+        _mark(target, main, "failed", error=str(exc))
+        raise
+    except UserError as exc:
+        _mark(target, main, "failed", error=str(exc))
+        echo(f"{label}: FAILED: {exc}")
+        return RunOutcome(spec, "failed", str(exc))
+    except Exception as exc:
+        message = environment_message(exc)
+        if isinstance(exc, OSError) and message is not None:  # every later run would hit it too
+            _mark(target, main, "failed", error=message)
+            raise EnvironmentProblem(message) from exc
+        if distributed:  # the other ranks are inside collectives: the run cannot be left alone
+            _mark(target, main, "failed", error=_one_line(f"{type(exc).__name__}: {exc}"))
             raise
-        outcome.runs.append(RunOutcome(spec, "finished"))
-    return outcome
+        log = _log_traceback(target, exc) if main else None
+        where = f"; traceback in {log}" if log else ""
+        error = (_one_line(f"{message} [{type(exc).__name__}: {exc}]")[:600] if message is not None
+                 else f"{blame(exc)}{where}")
+        _release_memory()
+        _mark(target, main, "failed", error=error)
+        echo(f"{label}: FAILED: {error}")
+        return RunOutcome(spec, "failed", error)
+    except BaseException as exc:  # KeyboardInterrupt, SIGTERM (Terminated), SystemExit
+        _mark(target, main, "interrupted", error=_one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__)
+        raise
+    return RunOutcome(spec, "finished")
+
+
+def _mark(run: RunDir, main: bool, state: str, **extra: Any) -> None:
+    """Record a failed or interrupted run's state; a full disk must not hide the original error."""
+    if not main:
+        return
+    try:
+        run.set_status(state, **extra)
+    except (OSError, UserError):
+        pass
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _release_memory() -> None:
+    """After a run failed (out of memory, above all), free what its objects held before the next run."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001  (best effort)
+        pass
+
+
+def _log_traceback(run: RunDir, exc: BaseException) -> Path | None:
+    """Append the traceback of ``exc`` to the run's ``run.log``; its path (``None`` if it cannot be written)."""
+    import traceback
+
+    path = run.file("run.log")
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} run failed\n")
+            handle.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    except OSError:
+        return None
+    return path
+
+
+def blame(exc: BaseException) -> str:
+    """One line naming what raised ``exc``: the component (kind, name, plugin) whose module holds the
+    innermost frame of the traceback that belongs to a registered component, else vlpbench itself."""
+    from vlpbench.plugins import get_registry
+
+    entries = get_registry().all_entries()
+    modules: dict[str, Any] = {}
+    packages: dict[str, Any] = {}
+    for entry in entries:
+        if entry.kind in ("launcher", "preset"):  # not run-time components (the local launcher is this module)
+            continue
+        module = entry.target.partition(":")[0]
+        modules.setdefault(module, entry)
+        if entry.origin != "vlpbench":
+            packages.setdefault(module.split(".")[0], entry)
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    what = _one_line(f"{type(exc).__name__}: {exc}")[:300]
+    for module in reversed(frames):
+        entry = modules.get(module) or packages.get(module.split(".")[0])
+        if entry is not None:
+            return f"{entry.kind} '{entry.name}' (plugin '{entry.origin}') raised {what}"
+    return f"internal error {what} (a bug in vlpbench; please report it with the traceback)"
 
 
 class LocalLauncher:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from vlpbench.context import BuildContext
@@ -43,6 +43,18 @@ class TimmImageEncoder(nn.Module):
         vit_patch_size: int | None = Field(None, description="ViT: patch size (None keeps the architecture's)")
         vit_global: Literal["cls", "mean"] = "cls"
         drop_path_rate: float = Field(0.0, ge=0, lt=1)
+
+        @field_validator("arch")
+        @classmethod
+        def _known_arch(cls, value: str) -> str:  # checked by `validate`, not only when the run builds it
+            import timm
+
+            from vlpbench.errors import did_you_mean
+
+            if not timm.is_model(value):
+                raise ValueError(f"'{value}' is not a timm model{did_you_mean(value, timm.list_models())} "
+                                 "(`timm.list_models('*resnet*')` lists names)")
+            return value
 
     def __init__(self, params: "TimmImageEncoder.Params", context: BuildContext) -> None:
         super().__init__()
@@ -91,18 +103,19 @@ class TimmImageEncoder(nn.Module):
     def _pretrained_kwargs(params: "TimmImageEncoder.Params") -> dict:
         if not params.pretrained_path:
             return {"pretrained": False}
-        import os
+        from vlpbench.envpath import expand_path
 
-        path = Path(os.path.expandvars(params.pretrained_path)).expanduser()
+        path = Path(expand_path(params.pretrained_path, "image_encoder.pretrained_path"))
+        shown = params.pretrained_path  # messages quote the file's text, never the expansion
         if not path.is_file():
             raise DataError(
-                f"image_encoder.pretrained_path = '{path}' does not exist. Give a local timm checkpoint "
+                f"image_encoder.pretrained_path = '{shown}' does not exist. Give a local timm checkpoint "
                 "file (.pth/.safetensors); weights are never downloaded."
             )
         if params.pretrained_sha256:
             actual = file_sha256(path)
             if actual != params.pretrained_sha256.lower():
-                raise DataError(f"image_encoder.pretrained_path = '{path}' has SHA-256 {actual}, not the expected "
+                raise DataError(f"image_encoder.pretrained_path = '{shown}' has SHA-256 {actual}, not the expected "
                                 f"pretrained_sha256 = {params.pretrained_sha256}; the file is not the expected one.")
         return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
 

@@ -12,7 +12,6 @@ Two ways to get one, both offline:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -66,7 +65,9 @@ class BertTextEncoder(nn.Module):
         self.params = params
         if params.pretrained:
             local = params.pretrained if isinstance(params.pretrained, LocalModel) else LocalModel(path=params.pretrained)
-            self._load_pretrained(Path(os.path.expandvars(local.path)).expanduser(), local.sha256)
+            from vlpbench.envpath import expand_path
+
+            self._load_pretrained(Path(expand_path(local.path, "text_encoder.pretrained")), local.sha256, local.path)
         else:
             if not context.corpus:
                 raise DataError("the bert text encoder needs a corpus to train its tokenizer, and the dataset gave none.")
@@ -89,29 +90,31 @@ class BertTextEncoder(nn.Module):
         self.local_proj = nn.Linear(width, context.embed_dim)
 
     # -- tokenizer -------------------------------------------------------------------------------
-    def _load_pretrained(self, path: Path, sha256: str | None = None) -> None:
+    def _load_pretrained(self, path: Path, sha256: str | None = None, shown: str | None = None) -> None:
+        """Load a local Hugging Face model folder; messages quote ``shown`` (the config's text), not ``path``."""
+        shown = str(path) if shown is None else shown
         from transformers import AutoModel, AutoTokenizer
 
         if not (path / "config.json").is_file():
             raise DataError(
-                f"text_encoder.pretrained = '{path}' is not a Hugging Face model directory (no config.json "
+                f"text_encoder.pretrained = '{shown}' is not a Hugging Face model directory (no config.json "
                 "there). Point it at a local download (e.g. of Bio_ClinicalBERT); nothing is fetched from a hub."
             )
         weights = [path / name for name in WEIGHT_FILES if (path / name).is_file()]
         if not weights:
-            raise DataError(f"text_encoder.pretrained = '{path}' has a config.json but no weights file "
+            raise DataError(f"text_encoder.pretrained = '{shown}' has a config.json but no weights file "
                             f"({' or '.join(WEIGHT_FILES)}). Copy the model's weights into that folder.")
         if sha256:
             from vlpbench.engine.files import file_sha256
 
             actual = file_sha256(weights[0])
             if actual != sha256.lower():
-                raise DataError(f"text_encoder.pretrained: '{weights[0]}' has SHA-256 {actual}, not the expected "
+                raise DataError(f"text_encoder.pretrained: '{shown}/{weights[0].name}' has SHA-256 {actual}, not the expected "
                                 f"pretrained_sha256 = {sha256}; the file is not the expected one.")
         try:
             self._hf_tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise DataError(f"text_encoder.pretrained = '{path}': its tokenizer cannot be loaded ({str(exc).strip()[:200]}). "
+            raise DataError(f"text_encoder.pretrained = '{shown}': its tokenizer cannot be loaded ({str(exc).strip()[:200]}). "
                             "The folder needs the tokenizer files of the download (vocab.txt or tokenizer.json, "
                             "tokenizer_config.json); nothing is fetched from a hub.") from None
         self.bert = AutoModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)

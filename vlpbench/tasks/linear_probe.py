@@ -17,7 +17,7 @@ result does not depend on an initialisation draw. Both are options.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -35,7 +35,8 @@ class LinearProbe:
     requires = frozenset({"data:labels"})
 
     class Params(TaskParams):
-        fractions: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0])
+        fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+            default_factory=lambda: [0.01, 0.1, 1.0], min_length=1, description="label fractions, each in (0, 1]")
         sampling_seed: int = Field(42, description="seed of the label-fraction draw (recorded)")
         probe_seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
         label_type: Literal["auto", "multilabel", "multiclass"] = "auto"

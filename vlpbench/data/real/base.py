@@ -254,8 +254,13 @@ class RealDataset:
             writer.arrays["boxes"] = np.concatenate(box_rows) if box_rows else np.zeros((0, 6), np.float32)
             writer.meta["skipped"] = problems.skipped.get(name, [])
 
+        root = None
+        if self.params.cache_dir:
+            from vlpbench.envpath import expand_path
+
+            root = expand_path(self.params.cache_dir, f"dataset '{self.name}': cache_dir")
         store = open_or_build(f"{self.name}-{name}-{size}px", self.store_key(name), len(records), (size, size), build,
-                              root=self.params.cache_dir, mapped=mapped)
+                              root=root, mapped=mapped)
         kept = [records[i] for i in store.arrays["keep"]]
         mask_bits = store.mapped["mask_bits"] if has_masks else np.zeros((store.count, 1, 1), np.uint8)
         return self._assemble(name, kept, store.images, mask_bits, store.arrays["boxes"]), list(store.meta["skipped"])

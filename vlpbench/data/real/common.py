@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -35,19 +33,17 @@ from vlpbench.errors import DataError
 # Roots and tables
 # ----------------------------------------------------------------------------------------------
 def resolve_root(root: str, dataset: str) -> Path:
-    """``root`` with ``~`` and ``$VARS`` expanded; a clear error when it is not a folder.
+    """``root`` with ``~`` and the allowed ``$VARS`` expanded (:mod:`vlpbench.envpath`); a clear error when
+    it is not a folder.
 
     The experiment file keeps the literal text (e.g. ``${VLPBENCH_DATA}/chexpert``), so the run
     identity does not depend on where a user keeps the data; the manifest hash pins the content.
     """
-    expanded = os.path.expanduser(os.path.expandvars(root))
-    unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)
-    if unset:
-        raise DataError(f"dataset '{dataset}': root = '{root}' uses the environment variable ${unset[0]}, which is "
-                        f"not set. Export it (e.g. `export {unset[0]}=/data`) or give the folder itself.")
-    path = Path(expanded)
-    if not path.is_dir():
-        raise DataError(f"dataset '{dataset}': root = '{path}' is not a folder. Point `root` at your local copy "
+    from vlpbench.envpath import expand_path
+
+    path = Path(expand_path(root, f"dataset '{dataset}': root"))
+    if not path.is_dir():  # the message quotes the file's text, never the expansion (it lands in results)
+        raise DataError(f"dataset '{dataset}': root = '{root}' is not a folder. Point `root` at your local copy "
                         f"(see the README section on {dataset}); `vlpbench data verify {dataset} --root PATH` "
                         "checks it.")
     return path
