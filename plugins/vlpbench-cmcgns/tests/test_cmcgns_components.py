@@ -41,7 +41,7 @@ def test_kmeans_initialises_only_when_similar_enough_and_enough_features() -> No
 def test_farthest_point_initialisation() -> None:
     torch.manual_seed(0)
     pool = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
-    kmeans = StreamingKMeans(2, 2, queue_size=4)
+    kmeans = StreamingKMeans(2, 2, queue_size=4, init="farthest_point")
     kmeans.enqueue(pool)
     kmeans.maybe_initialise(torch.tensor(0.0))
     first, second = kmeans.centroids
@@ -79,8 +79,9 @@ def head(**params) -> BidirectionalCrossAttentionHead:
     return BidirectionalCrossAttentionHead(BidirectionalCrossAttentionHead.Params(**params), BuildContext(embed_dim=8))
 
 
-def test_cross_attention_vectorised_equals_the_per_report_loop() -> None:
-    h = head(cluster_negatives=False)
+@pytest.mark.parametrize("sentence_vectors", ["unit_word_mean", "normalised"])
+def test_cross_attention_vectorised_equals_the_per_report_loop(sentence_vectors: str) -> None:
+    h = head(cluster_negatives=False, sentence_vectors=sentence_vectors)
     inputs = feature_inputs(batch_size=5, dim=8, grid=(3, 3), sentence_counts=[3, 1, 2, 3, 2], seed=6)
     fast, slow = h(inputs), cross_attention_loop(h, inputs)
     for key in ("patch", "sentence"):
@@ -88,7 +89,7 @@ def test_cross_attention_vectorised_equals_the_per_report_loop() -> None:
 
 
 def test_padded_sentences_do_not_change_the_patches_attention() -> None:
-    h = head(cluster_negatives=False)
+    h = head(cluster_negatives=False, sentence_vectors="encoder")
     inputs = feature_inputs(batch_size=2, dim=8, sentence_counts=[2, 1], seed=7)
     h(inputs)
     first = inputs.cache[CACHE_KEY].clone()
@@ -101,7 +102,8 @@ def test_cluster_negatives_switch_on_and_add_the_centroid_column() -> None:
     h = head(clusters=4, queue_size=8, init_threshold=1.0)
     inputs = feature_inputs(batch_size=4, dim=8, sentence_counts=[3, 3, 2, 2], seed=8)
     out = h(inputs)
-    assert h.kmeans.ready and "fn" in out
+    assert h.kmeans.ready and "fn" not in out  # the initialising step uses no hard negatives (official)
+    assert "fn" in h(inputs)
     h.eval()
     with_column = h(inputs)["sentence"]
     h.params = h.params.model_copy(update={"cluster_negatives": False})
@@ -116,8 +118,8 @@ def test_cluster_negatives_stay_off_while_similarity_is_high() -> None:
 
 
 def test_global_cluster_negatives_append_three_times_the_centroid_cosine() -> None:
-    weighting = ClusterGuidedNegatives(ClusterGuidedNegatives.Params(clusters=2, queue_size=4, init_threshold=1.0),
-                                       BuildContext(embed_dim=2))
+    params = ClusterGuidedNegatives.Params(clusters=2, queue_size=4, init_threshold=1.0, skip_initialising_step=False)
+    weighting = ClusterGuidedNegatives(params, BuildContext(embed_dim=2))
     v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.2]])
     inputs = feature_inputs(image_global=v, text_global=v.flip(0))
     adjustment = weighting(inputs, Positives(torch.eye(4)))
@@ -173,8 +175,13 @@ def test_sentence_loss_with_the_centroid_column_by_hand() -> None:
     h.kmeans.initialised.fill_(True)
     h.eval()  # no k-means update
     z = torch.eye(2)
+    # official block: row i is [C_i·, 3·cos(z_i, h_i) in column i, 0 elsewhere]
+    # → log(e + 1 + e^{3/√2} + e^0) − 1 (C = I, τ = 1; the centroid (1,1)/√2 is 2nd-closest to both)
+    official = math.log(math.e + 1 + math.exp(3 / math.sqrt(2)) + 1) - 1
+    assert h.sentence_loss(z, z)["sentence"].item() == pytest.approx(official, abs=1e-6)
+    h.params = h.params.model_copy(update={"hard_negative_logits": "single_column"})
     terms = h.sentence_loss(z, z)
-    # each row: logits [1, 0] (C = I, τ = 1) plus 3·cos(z_i, diagonal centroid) = 3/√2 → log(e + 1 + e^{3/√2}) − 1
+    # single column: logits [1, 0] plus 3·cos(z_i, diagonal centroid) = 3/√2 → log(e + 1 + e^{3/√2}) − 1
     assert terms["sentence"].item() == pytest.approx(1.4899296, abs=1e-6)
     h.params = h.params.model_copy(update={"cluster_negatives": False})
     assert h.sentence_loss(z, z)["sentence"].item() == pytest.approx(0.3132617, abs=1e-6)
