@@ -132,9 +132,10 @@ def test_global_cluster_negatives_append_three_times_the_centroid_cosine() -> No
     assert centroids.shape == (2, 2)
 
 
-def mir(context_grid=(2, 2)) -> CrossModalMaskedReconstruction:
+def mir(context_grid=(2, 2), **params) -> CrossModalMaskedReconstruction:
     torch.manual_seed(0)
-    return CrossModalMaskedReconstruction(CrossModalMaskedReconstruction.Params(heads=2, feedforward=16),
+    params = {"heads": 2, "feedforward": 16, "head_width": 16, **params}
+    return CrossModalMaskedReconstruction(CrossModalMaskedReconstruction.Params(**params),
                                           BuildContext(embed_dim=8, image_size=16, patch_grid=context_grid))
 
 
@@ -158,7 +159,7 @@ def test_reconstruction_reuses_the_heads_text_conditioned_patches() -> None:
 
 
 def test_head_and_reconstruction_are_invariant_to_batch_order_in_eval() -> None:
-    h, m = head(cluster_negatives=False).eval(), mir().eval()
+    h, m = head(cluster_negatives=False).eval(), mir(mask_at_eval=False).eval()
     inputs = feature_inputs(batch_size=4, dim=8, grid=(2, 2), sentence_counts=[3, 1, 2, 3], seed=12)
     permuted = permute_inputs(inputs, torch.tensor([1, 3, 0, 2]))
     a, b = h(inputs), h(permuted)
@@ -196,3 +197,49 @@ def test_simsiam_patch_loss_by_hand() -> None:
     # cosines 1/√2 and 1 in both directions: −½(2 · mean) = −(1/√2 + 1)/2
     value = simsiam_patch_loss(identity, patches, conditioned, torch.tensor([True]))
     assert value.item() == pytest.approx(-(1 / math.sqrt(2) + 1) / 2, abs=1e-6)
+
+
+def test_reconstruction_path_follows_the_encoder_and_can_be_overridden() -> None:
+    from vlpbench_cmcgns.reconstruction import convolution_head
+
+    class Cnn(torch.nn.Module):
+        is_vit = False
+
+    context = BuildContext(embed_dim=8, image_size=16, patch_grid=(2, 2), built={"image_encoder": Cnn()})
+    params = CrossModalMaskedReconstruction.Params(heads=2, head_width=16)
+    cnn = CrossModalMaskedReconstruction(params, context)
+    assert cnn.path == "convolution" and not hasattr(cnn, "layers")
+    assert cnn.head[0].in_channels == 16  # patch map and x_p concatenated (image_decoder.py:408)
+    forced = CrossModalMaskedReconstruction(params.model_copy(update={"path": "transformer"}), context)
+    assert forced.path == "transformer" and forced.head[0].in_channels == 8
+    # the official ViT head: 14 → 224 in four ×2 stages, widths 512/256/128, then 3 colours, ReLU, Up, Tanh
+    official = convolution_head(768, (14, 14), 224, 3)
+    convs = [m for m in official if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(768, 512), (512, 256), (256, 128), (128, 3)]
+    assert isinstance(official[-1], torch.nn.Tanh) and isinstance(official[-3], torch.nn.ReLU)
+
+
+def test_convolution_path_drops_whole_channels_without_rescaling() -> None:
+    class Cnn(torch.nn.Module):
+        is_vit = False
+
+    context = BuildContext(embed_dim=8, image_size=16, patch_grid=(2, 2), built={"image_encoder": Cnn()})
+    m = CrossModalMaskedReconstruction(CrossModalMaskedReconstruction.Params(head_width=16), context)
+    patches = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
+    keep = torch.zeros(3, 8, 1, 1)
+    keep[:, :4] = 1.0
+    m.keep_mask = lambda shape, like: keep  # type: ignore[method-assign]
+    features = m.decode_channels(patches, torch.zeros(3, 4, 8), (2, 2), drop=True)
+    image_map = patches.transpose(1, 2).reshape(3, 8, 2, 2)
+    assert torch.equal(features[:, :4], image_map[:, :4]) and features[:, 4:8].abs().sum() == 0
+
+
+def test_every_decoder_layer_attends_to_the_fused_input() -> None:
+    m = mir(mask_ratio=0.0, dropout=0.0, depth=2).eval()
+    patches, conditioned = torch.randn(3, 4, 8), torch.randn(3, 4, 8)
+    z = m.fusion(patches, conditioned, conditioned, need_weights=False)[0] + m.positional((2, 2))
+    layer = m.layers[0]
+    expected = layer(layer(z, z), z)  # official: transformer_decoder(z, z), memory fixed (image_decoder.py:218-224)
+    got = m.decode_tokens(patches, conditioned, (2, 2), drop=False)
+    assert torch.allclose(got, expected.transpose(1, 2).reshape(3, 8, 2, 2), atol=1e-6)
+    assert not layer.self_attn.batch_first  # the official layers attend across the batch (sequence-first)
