@@ -150,8 +150,9 @@ class CrossModalMaskedReconstruction(nn.Module):
         return position.flatten(2).transpose(1, 2)  # [1,N,D]
 
     def keep_mask(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """Bernoulli(1 − mask_ratio) keep mask (SpatialDropout's noise, image_decoder.py:94,100)."""
-        return like.new_empty(shape).bernoulli_(1 - self.params.mask_ratio)
+        """Bernoulli(1 − mask_ratio) keep mask (SpatialDropout's noise, image_decoder.py:94,100), drawn in
+        float32 whatever the features' dtype, so float32 and float64 runs drop the same tokens."""
+        return (torch.rand(shape, device=like.device) >= self.params.mask_ratio).to(like.dtype)
 
     def decode_tokens(self, patches: Tensor, conditioned: Tensor, grid: tuple[int, int], drop: bool) -> Tensor:
         """Transformer path → feature map [B,D,h,w]."""
