@@ -88,3 +88,14 @@ def test_new_text_settings_stay_out_of_the_resolved_config_at_their_defaults() -
     assert "pool_heads" not in dumped and "sentence_vectors" not in dumped and dumped["pooling"] == "cls"
     changed = BertTextEncoder.Params(pooling="sentence_attention", sentence_vectors="unit_word_mean").model_dump()
     assert changed["sentence_vectors"] == "unit_word_mean"
+
+
+def test_presets_refine_the_default_text_encoder_and_clip_keeps_cls() -> None:
+    from vlpbench.testing_official import preset_config
+
+    fane, cmcgns = preset_config("fane").model.text_encoder, preset_config("cmcgns").model.text_encoder
+    assert fane.name == "bert" and fane.params() == {"pooling": "sentence_attention"}
+    assert cmcgns.params() == {"pooling": "sentence_attention", "sentence_vectors": "unit_word_mean"}
+    clip = preset_config("fane", **{"model.text_encoder.pooling": "cls"}).model.text_encoder  # a variant can undo it
+    assert clip.params()["pooling"] == "cls"
+    assert BertTextEncoder.Params().pooling == "cls"
