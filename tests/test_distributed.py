@@ -16,7 +16,8 @@ import torch
 from vlpbench.distributed_check import Case, check_cases
 from vlpbench.objective.scope import World
 
-CLUSTERS = {"clusters": 4, "queue_size": 8, "init_threshold": 1.0}  # centroids from the first step on
+CLUSTERS = {"clusters": 4, "queue_size": 8, "init_threshold": 1.0,  # centroids from the first step on,
+            "skip_initialising_step": False}  # and used on that step too
 FANE = {"global": {"name": "fane.sigmoid_mp"}, "positive_miner": {"name": "fane.adaptive_miner"},
         "negative_weighting": [{"name": "fane.hard_negative"}]}
 GLOBAL_CASES = {  # METHODS.md's components that compare across the batch, in the global objective

@@ -19,7 +19,7 @@ from vlpbench.config.compat import check_compatibility
 from vlpbench.config.errors import Loc, describe, format_errors
 from vlpbench.config.identity import identity_config, world_size_from_environment
 from vlpbench.config.overrides import apply_override, split_path
-from vlpbench.config.schema import ComponentSpec, ExperimentFile, RunConfig
+from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
 from vlpbench.errors import ConfigError, RegistryError
 
@@ -181,6 +181,19 @@ def _validate_model(model: type[BaseModel], data: Any, where: _Locator) -> Any:
         raise ConfigError(format_errors(exc, model, where)) from None
 
 
+def _materialise_default_encoder(config: dict[str, Any], path: str) -> None:
+    """Before a preset sets a key inside ``model.<encoder>``, put the default encoder spec there if the
+    experiment names none (a preset's ``model.text_encoder.pooling`` then refines the default encoder
+    instead of leaving a spec without its ``name``). Validation fills the same defaults, so this
+    changes no run's identity."""
+    parts = split_path(path)
+    if len(parts) < 3 or parts[0] != "model" or parts[1] not in ("image_encoder", "text_encoder"):
+        return
+    model = config.setdefault("model", {})
+    if isinstance(model, dict) and not model.get(parts[1]):
+        model[parts[1]] = ModelConfig().model_dump(mode="json")[parts[1]]
+
+
 def resolve_variant(
     base: dict[str, Any], overrides: dict[str, Any], source: Path, variant: str
 ) -> dict[str, Any]:
@@ -196,6 +209,7 @@ def resolve_variant(
         except RegistryError as exc:
             raise ConfigError(f"{source}, variant '{variant}', key 'preset': {exc}") from None
         for path, value in preset_overrides.items():
+            _materialise_default_encoder(config, path)
             apply_override(config, path, value, f"preset '{preset}'")
     for path, value in overrides.items():
         if split_path(path)[0] not in RUN_KEYS:

@@ -8,6 +8,15 @@ Two ways to get one, both offline:
 - otherwise a small BERT is built from a config (``layers``, ``hidden``, ``heads``) and a
   WordPiece tokenizer is trained on the pretraining corpus with ``tokenizers``. The trained
   vocabulary travels inside the module's state dict, so checkpoints are self-contained.
+
+The global vector t (``pooling``): ``cls`` (default, CLIP-style: [CLS] through its own projection),
+``mean`` (mean token through that projection), or ``sentence_attention``: the attention pool over
+the report's sentence vectors that FaNe and CM-CGNS use (:mod:`vlpbench.models.sentence_pool`);
+it shares the word-token projection with the local path, as the official codes do, and has no
+projection of its own. Sentence vectors (``sentence_vectors``): ``mean`` of the projected word
+tokens of each sentence (default; FaNe), or ``unit_word_mean``, the mean of the L2-normalised
+word tokens, not re-normalised (CM-CGNS, ``cgns_module.py:375-377``). The new settings are left
+out of the resolved config at their defaults, so runs made before they existed keep their identity.
 """
 
 from __future__ import annotations
@@ -16,12 +25,14 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from vlpbench.context import BuildContext
 from vlpbench.errors import DataError
 from vlpbench.features import TextFeatures
+from vlpbench.models.sentence_pool import SentenceAttentionPool
 from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
 
 
@@ -54,7 +65,14 @@ class BertTextEncoder(nn.Module):
         vocab_size: int = Field(2000, ge=100)
         max_tokens: int = Field(128, ge=8)
         max_sentences: int = Field(16, ge=1)
-        pooling: Literal["cls", "mean"] = "cls"
+        pooling: Literal["cls", "mean", "sentence_attention"] = Field(
+            "cls", description="global vector: [CLS] or mean token through a projection, or the attention pool "
+                               "over the sentence vectors (FaNe, CM-CGNS)")
+        pool_heads: int = Field(8, ge=1, exclude_if=lambda value: value == 8,
+                                description="heads of the sentence attention pool (official: 8)")
+        sentence_vectors: Literal["mean", "unit_word_mean"] = Field(
+            "mean", exclude_if=lambda value: value == "mean",
+            description="sentence vector: mean of the projected word tokens, or of the L2-normalised ones (CM-CGNS)")
         dropout: float = Field(0.1, ge=0, lt=1)
         freeze: bool = Field(False, description="freeze the transformer (projections still learn)")
 
@@ -86,7 +104,10 @@ class BertTextEncoder(nn.Module):
         if params.freeze:
             self.bert.requires_grad_(False)
         width = self.bert.config.hidden_size
-        self.global_proj = nn.Linear(width, context.embed_dim)
+        if params.pooling == "sentence_attention":
+            self.sentence_pool = SentenceAttentionPool(context.embed_dim, params.pool_heads)
+        else:
+            self.global_proj = nn.Linear(width, context.embed_dim)
         self.local_proj = nn.Linear(width, context.embed_dim)
 
     # -- tokenizer -------------------------------------------------------------------------------
@@ -177,18 +198,25 @@ class BertTextEncoder(nn.Module):
         """``num_sentences`` (the batch's sentence count, which the loader knows on the CPU) spares
         a device-to-host read of ``sentence_index.max()`` in every step."""
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,M,H]
-        word_mask = sentence_index >= 0
-        if self.params.pooling == "cls":
-            pooled = hidden[:, 0]
+        return self.features(hidden, attention_mask, sentence_index, num_sentences)
+
+    def features(self, hidden: Tensor, attention_mask: Tensor, sentence_index: Tensor,
+                 num_sentences: int | None = None) -> TextFeatures:
+        """The transformer's last hidden states [B,M,H] → global, word and sentence embeddings."""
+        words = self.local_proj(hidden)  # [B,M,D]
+        pieces = F.normalize(words, dim=-1) if self.params.sentence_vectors == "unit_word_mean" else words
+        sentences, sentence_mask = sentence_means(pieces, sentence_index, num_sentences)
+        if self.params.pooling == "sentence_attention":
+            global_emb = self.sentence_pool(sentences, sentence_mask)
+        elif self.params.pooling == "cls":
+            global_emb = self.global_proj(hidden[:, 0])
         else:
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        words = self.local_proj(hidden)  # [B,M,D]
-        sentences, sentence_mask = sentence_means(words, sentence_index, num_sentences)
+            global_emb = self.global_proj((hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0))
         return TextFeatures(
-            global_emb=self.global_proj(pooled),
+            global_emb=global_emb,
             word_emb=words,
-            word_mask=word_mask,
+            word_mask=sentence_index >= 0,
             sentence_emb=sentences,
             sentence_mask=sentence_mask,
             word_sentence=sentence_index,

@@ -41,7 +41,7 @@ def test_kmeans_initialises_only_when_similar_enough_and_enough_features() -> No
 def test_farthest_point_initialisation() -> None:
     torch.manual_seed(0)
     pool = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-1.0, 0.0]])
-    kmeans = StreamingKMeans(2, 2, queue_size=4)
+    kmeans = StreamingKMeans(2, 2, queue_size=4, init="farthest_point")
     kmeans.enqueue(pool)
     kmeans.maybe_initialise(torch.tensor(0.0))
     first, second = kmeans.centroids
@@ -79,8 +79,9 @@ def head(**params) -> BidirectionalCrossAttentionHead:
     return BidirectionalCrossAttentionHead(BidirectionalCrossAttentionHead.Params(**params), BuildContext(embed_dim=8))
 
 
-def test_cross_attention_vectorised_equals_the_per_report_loop() -> None:
-    h = head(cluster_negatives=False)
+@pytest.mark.parametrize("sentence_vectors", ["unit_word_mean", "normalised"])
+def test_cross_attention_vectorised_equals_the_per_report_loop(sentence_vectors: str) -> None:
+    h = head(cluster_negatives=False, sentence_vectors=sentence_vectors)
     inputs = feature_inputs(batch_size=5, dim=8, grid=(3, 3), sentence_counts=[3, 1, 2, 3, 2], seed=6)
     fast, slow = h(inputs), cross_attention_loop(h, inputs)
     for key in ("patch", "sentence"):
@@ -88,7 +89,7 @@ def test_cross_attention_vectorised_equals_the_per_report_loop() -> None:
 
 
 def test_padded_sentences_do_not_change_the_patches_attention() -> None:
-    h = head(cluster_negatives=False)
+    h = head(cluster_negatives=False, sentence_vectors="encoder")
     inputs = feature_inputs(batch_size=2, dim=8, sentence_counts=[2, 1], seed=7)
     h(inputs)
     first = inputs.cache[CACHE_KEY].clone()
@@ -101,7 +102,8 @@ def test_cluster_negatives_switch_on_and_add_the_centroid_column() -> None:
     h = head(clusters=4, queue_size=8, init_threshold=1.0)
     inputs = feature_inputs(batch_size=4, dim=8, sentence_counts=[3, 3, 2, 2], seed=8)
     out = h(inputs)
-    assert h.kmeans.ready and "fn" in out
+    assert h.kmeans.ready and "fn" not in out  # the initialising step uses no hard negatives (official)
+    assert "fn" in h(inputs)
     h.eval()
     with_column = h(inputs)["sentence"]
     h.params = h.params.model_copy(update={"cluster_negatives": False})
@@ -116,8 +118,8 @@ def test_cluster_negatives_stay_off_while_similarity_is_high() -> None:
 
 
 def test_global_cluster_negatives_append_three_times_the_centroid_cosine() -> None:
-    weighting = ClusterGuidedNegatives(ClusterGuidedNegatives.Params(clusters=2, queue_size=4, init_threshold=1.0),
-                                       BuildContext(embed_dim=2))
+    params = ClusterGuidedNegatives.Params(clusters=2, queue_size=4, init_threshold=1.0, skip_initialising_step=False)
+    weighting = ClusterGuidedNegatives(params, BuildContext(embed_dim=2))
     v = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.2]])
     inputs = feature_inputs(image_global=v, text_global=v.flip(0))
     adjustment = weighting(inputs, Positives(torch.eye(4)))
@@ -130,9 +132,10 @@ def test_global_cluster_negatives_append_three_times_the_centroid_cosine() -> No
     assert centroids.shape == (2, 2)
 
 
-def mir(context_grid=(2, 2)) -> CrossModalMaskedReconstruction:
+def mir(context_grid=(2, 2), **params) -> CrossModalMaskedReconstruction:
     torch.manual_seed(0)
-    return CrossModalMaskedReconstruction(CrossModalMaskedReconstruction.Params(heads=2, feedforward=16),
+    params = {"heads": 2, "feedforward": 16, "head_width": 16, **params}
+    return CrossModalMaskedReconstruction(CrossModalMaskedReconstruction.Params(**params),
                                           BuildContext(embed_dim=8, image_size=16, patch_grid=context_grid))
 
 
@@ -156,7 +159,7 @@ def test_reconstruction_reuses_the_heads_text_conditioned_patches() -> None:
 
 
 def test_head_and_reconstruction_are_invariant_to_batch_order_in_eval() -> None:
-    h, m = head(cluster_negatives=False).eval(), mir().eval()
+    h, m = head(cluster_negatives=False).eval(), mir(mask_at_eval=False).eval()
     inputs = feature_inputs(batch_size=4, dim=8, grid=(2, 2), sentence_counts=[3, 1, 2, 3], seed=12)
     permuted = permute_inputs(inputs, torch.tensor([1, 3, 0, 2]))
     a, b = h(inputs), h(permuted)
@@ -173,8 +176,13 @@ def test_sentence_loss_with_the_centroid_column_by_hand() -> None:
     h.kmeans.initialised.fill_(True)
     h.eval()  # no k-means update
     z = torch.eye(2)
+    # official block: row i is [C_i·, 3·cos(z_i, h_i) in column i, 0 elsewhere]
+    # → log(e + 1 + e^{3/√2} + e^0) − 1 (C = I, τ = 1; the centroid (1,1)/√2 is 2nd-closest to both)
+    official = math.log(math.e + 1 + math.exp(3 / math.sqrt(2)) + 1) - 1
+    assert h.sentence_loss(z, z)["sentence"].item() == pytest.approx(official, abs=1e-6)
+    h.params = h.params.model_copy(update={"hard_negative_logits": "single_column"})
     terms = h.sentence_loss(z, z)
-    # each row: logits [1, 0] (C = I, τ = 1) plus 3·cos(z_i, diagonal centroid) = 3/√2 → log(e + 1 + e^{3/√2}) − 1
+    # single column: logits [1, 0] plus 3·cos(z_i, diagonal centroid) = 3/√2 → log(e + 1 + e^{3/√2}) − 1
     assert terms["sentence"].item() == pytest.approx(1.4899296, abs=1e-6)
     h.params = h.params.model_copy(update={"cluster_negatives": False})
     assert h.sentence_loss(z, z)["sentence"].item() == pytest.approx(0.3132617, abs=1e-6)
@@ -189,3 +197,49 @@ def test_simsiam_patch_loss_by_hand() -> None:
     # cosines 1/√2 and 1 in both directions: −½(2 · mean) = −(1/√2 + 1)/2
     value = simsiam_patch_loss(identity, patches, conditioned, torch.tensor([True]))
     assert value.item() == pytest.approx(-(1 / math.sqrt(2) + 1) / 2, abs=1e-6)
+
+
+def test_reconstruction_path_follows_the_encoder_and_can_be_overridden() -> None:
+    from vlpbench_cmcgns.reconstruction import convolution_head
+
+    class Cnn(torch.nn.Module):
+        is_vit = False
+
+    context = BuildContext(embed_dim=8, image_size=16, patch_grid=(2, 2), built={"image_encoder": Cnn()})
+    params = CrossModalMaskedReconstruction.Params(heads=2, head_width=16)
+    cnn = CrossModalMaskedReconstruction(params, context)
+    assert cnn.path == "convolution" and not hasattr(cnn, "layers")
+    assert cnn.head[0].in_channels == 16  # patch map and x_p concatenated (image_decoder.py:408)
+    forced = CrossModalMaskedReconstruction(params.model_copy(update={"path": "transformer"}), context)
+    assert forced.path == "transformer" and forced.head[0].in_channels == 8
+    # the official ViT head: 14 → 224 in four ×2 stages, widths 512/256/128, then 3 colours, ReLU, Up, Tanh
+    official = convolution_head(768, (14, 14), 224, 3)
+    convs = [m for m in official if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(768, 512), (512, 256), (256, 128), (128, 3)]
+    assert isinstance(official[-1], torch.nn.Tanh) and isinstance(official[-3], torch.nn.ReLU)
+
+
+def test_convolution_path_drops_whole_channels_without_rescaling() -> None:
+    class Cnn(torch.nn.Module):
+        is_vit = False
+
+    context = BuildContext(embed_dim=8, image_size=16, patch_grid=(2, 2), built={"image_encoder": Cnn()})
+    m = CrossModalMaskedReconstruction(CrossModalMaskedReconstruction.Params(head_width=16), context)
+    patches = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)
+    keep = torch.zeros(3, 8, 1, 1)
+    keep[:, :4] = 1.0
+    m.keep_mask = lambda shape, like: keep  # type: ignore[method-assign]
+    features = m.decode_channels(patches, torch.zeros(3, 4, 8), (2, 2), drop=True)
+    image_map = patches.transpose(1, 2).reshape(3, 8, 2, 2)
+    assert torch.equal(features[:, :4], image_map[:, :4]) and features[:, 4:8].abs().sum() == 0
+
+
+def test_every_decoder_layer_attends_to_the_fused_input() -> None:
+    m = mir(mask_ratio=0.0, dropout=0.0, depth=2).eval()
+    patches, conditioned = torch.randn(3, 4, 8), torch.randn(3, 4, 8)
+    z = m.fusion(patches, conditioned, conditioned, need_weights=False)[0] + m.positional((2, 2))
+    layer = m.layers[0]
+    expected = layer(layer(z, z), z)  # official: transformer_decoder(z, z), memory fixed (image_decoder.py:218-224)
+    got = m.decode_tokens(patches, conditioned, (2, 2), drop=False)
+    assert torch.allclose(got, expected.transpose(1, 2).reshape(3, 8, 2, 2), atol=1e-6)
+    assert not layer.self_attn.batch_first  # the official layers attend across the batch (sequence-first)

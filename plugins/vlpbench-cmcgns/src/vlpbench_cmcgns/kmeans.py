@@ -1,16 +1,19 @@
 """Streaming k-means over a feature stream, and the cluster-guided hard negatives built on it.
 
-[code: utils/Kmeans_Cluster.py] K centroids (128) are initialised once the mean cross-modal cosine
-of a batch is at most 0.4, by farthest-point selection starting from a random feature; from then
-on every training step assigns the (detached) features to their most similar centroid and updates
-``c_k ← 0.001·Σ_{x∈k} x + 0.999·c_k`` (a sum, not a mean; empty clusters keep their value).
+[code: cgns/models/cgns/utils/Kmeans_Cluster.py] K centroids (128) are initialised once the mean
+cross-modal cosine of a batch is at most 0.4 (``cgns_module.py:248-254``), by the official greedy
+chain (``Kmeans_Cluster.py:158-178``): a random feature first, then each next centroid is the
+feature least similar to the *previous* centroid among those not chosen yet (``init: chain``,
+default; ``farthest_point`` takes the feature least similar to *all* chosen so far). From then on
+every training step assigns the (detached) features to their most similar centroid and updates
+``c_k ← 0.001·Σ_{x∈k} x + 0.999·c_k`` (``Kmeans_Cluster.py:139-156,193-201``: a sum, not a mean;
+empty clusters keep their value).
 
-Deviations, configurable: the official code initialises from the current batch and asserts that it
-holds at least K features; here a FIFO queue of recent features makes initialisation possible
-with small batches (``queue_size``). The official selection is a greedy chain (each centroid the
-feature least similar to the previous one: ``init: chain``); METHODS.md's farthest-point selection
-(least similar to all chosen so far) is the default. Everything is a buffer, so checkpoints
-resume it exactly.
+The official code initialises from the current batch and asserts that it holds at least K
+features. ``init_pool: batch`` (default) does the same when the batch is large enough and
+otherwise falls back to a FIFO queue of recent features (``queue_size``), where the official code
+would stop with an assertion error; ``init_pool: queue`` always uses the queue. Everything is a
+buffer, so checkpoints resume it exactly.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from torch import Tensor, nn
 
 class StreamingKMeans(nn.Module):
     def __init__(self, clusters: int, dim: int, momentum: float = 0.999, init_threshold: float = 0.4,
-                 queue_size: int = 1024, init: str = "farthest_point") -> None:
+                 queue_size: int = 1024, init: str = "chain", init_pool: str = "batch") -> None:
         super().__init__()
         if queue_size < clusters:
             raise ValueError(f"queue_size ({queue_size}) must be at least the number of clusters ({clusters})")
         self.clusters, self.momentum, self.init_threshold, self.init = clusters, momentum, init_threshold, init
+        self.init_pool = init_pool
         self.register_buffer("centroids", torch.zeros(clusters, dim))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
         self.register_buffer("queue", torch.zeros(queue_size, dim))
@@ -46,22 +50,37 @@ class StreamingKMeans(nn.Module):
         self.queue_pointer.copy_((self.queue_pointer + len(features)) % size)
         self.queue_count.copy_(torch.clamp(self.queue_count + len(features), max=size))
 
+    def random_start(self, count: int) -> int:
+        """Index of the first centroid among ``count`` candidates (official: uniform at random)."""
+        return int(torch.randint(count, (1,)))
+
     @torch.no_grad()
-    def maybe_initialise(self, mean_similarity: Tensor) -> None:
-        if self.ready or float(mean_similarity) > self.init_threshold or int(self.queue_count) < self.clusters:
-            return
-        pool = F.normalize(self.queue[: int(self.queue_count)], dim=-1)
-        chosen = [int(torch.randint(len(pool), (1,)))]
+    def maybe_initialise(self, mean_similarity: Tensor, batch: Tensor | None = None) -> bool:
+        """Initialise the centroids if not done yet and ``mean_similarity ≤ init_threshold``; True if
+        this call initialised them. The pool is ``batch`` (``init_pool: batch``, when it holds at
+        least K features) or the queue."""
+        if self.ready or float(mean_similarity) > self.init_threshold:
+            return False
+        if self.init_pool == "batch" and batch is not None and len(batch) >= self.clusters:
+            candidates = batch.detach().to(self.centroids.dtype)
+        elif int(self.queue_count) >= self.clusters:
+            candidates = self.queue[: int(self.queue_count)]
+        else:
+            return False
+        pool = F.normalize(candidates, dim=-1)
+        chosen = [self.random_start(len(pool))]
         closest = pool @ pool[chosen[0]]  # similarity to the nearest chosen centroid (farthest-point)
         for _ in range(self.clusters - 1):
-            if self.init == "chain":
-                scores = (pool @ pool[chosen[-1]]).index_fill(0, torch.tensor(chosen, device=pool.device), float("inf"))
+            taken = torch.tensor(chosen, device=pool.device)
+            if self.init == "chain":  # Kmeans_Cluster.py:170-175: least similar to the previous centroid
+                scores = (pool @ pool[chosen[-1]]).index_fill(0, taken, float("inf"))
             else:
-                scores = closest.index_fill(0, torch.tensor(chosen, device=pool.device), float("inf"))
+                scores = closest.index_fill(0, taken, float("inf"))
             chosen.append(int(scores.argmin()))
             closest = torch.maximum(closest, pool @ pool[chosen[-1]])
-        self.centroids.copy_(self.queue[torch.tensor(chosen, device=pool.device)])
+        self.centroids.copy_(candidates[torch.tensor(chosen, device=pool.device)])
         self.initialised.fill_(True)
+        return True
 
     def assign(self, features: Tensor) -> Tensor:
         """Index of the most similar centroid of each feature [N]."""

@@ -16,13 +16,14 @@ from vlpbench_cmcgns.cross_attention import BidirectionalCrossAttentionHead
 def cross_attention_loop(head: BidirectionalCrossAttentionHead, inputs: AlignmentInputs) -> dict[str, Tensor]:
     att, scale = head.attention, math.sqrt(head.attention.dim)
     patch_terms, z1, z2 = [], [], []
+    all_sentences, mask = head.sentences(inputs)
     for b in range(inputs.image.patch_emb.shape[0]):
-        sentences = inputs.text.sentence_emb[b][inputs.text.sentence_mask[b]]
+        sentences = all_sentences[b][mask[b]]
         if sentences.shape[0] == 0:
             continue
         patches = inputs.image.patch_emb[b]
-        if head.params.normalise_inputs:
-            patches, sentences = F.normalize(patches, dim=-1), F.normalize(sentences, dim=-1)
+        if head.params.normalise_patches:
+            patches = F.normalize(patches, dim=-1)
         x_s = torch.sigmoid(att.q_text(sentences) @ att.k_image(patches).t() / scale) @ att.v_image(patches)
         x_p = torch.sigmoid(att.q_image(patches) @ att.k_text(sentences).t() / scale) @ att.v_text(sentences)
         forward = F.cosine_similarity(head.predictor(patches), x_p.detach(), dim=-1).mean()

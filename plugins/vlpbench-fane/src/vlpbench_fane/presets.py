@@ -1,8 +1,12 @@
-"""``preset: fane``: the objective of the official code (all four terms with weight 1).
+"""``preset: fane``: the objective of the official code (all four terms with weight 1) and its global
+report vector, the attention pool over the sentence vectors (``models/fane.py:64,325-329``).
 
-Negative scope (METHODS.md): the official code mines and computes its losses per GPU: ``local``."""
+Negative scope (METHODS.md): the official code mines and computes its losses per GPU: ``local``.
+The per-load sentence shuffle of the official data path (``data/pretrain/mimiccxr.py:80``) is a
+data setting, not part of this preset yet."""
 
 FANE = {
+    "model.text_encoder.pooling": "sentence_attention",
     "objective.negative_scope": "local",
     "objective.global": {"name": "fane.sigmoid_mp"},
     "objective.positive_miner": {"name": "fane.adaptive_miner"},
