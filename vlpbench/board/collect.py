@@ -15,9 +15,9 @@ import yaml
 
 from vlpbench.engine.files import read_json
 
-SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value"]
+SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value", "key", "samples", "path"]
 RUN_COLUMNS = ["run_id", "experiment", "variant", "seed", "state", "error", "wall_seconds", "samples_seen",
-               "parameters", "path", "variant_index", "baseline", "world_size"]
+               "parameters", "path", "variant_index", "baseline", "world_size", "config_hash", "started"]
 
 
 @dataclass
@@ -27,6 +27,21 @@ class Collected:
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol hash -> definition
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> resolved config
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> the variant's overrides
+    #: (task, column) -> what the task declared about the column (headline, direction, chance, …)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> evaluated checkpoint source
+
+
+def run_configuration_hash(record: dict[str, Any]) -> str:
+    """The configuration identity of a run from its ``config.yaml`` (see
+    :func:`vlpbench.config.identity.configuration_hash`); an evaluation's identity has no seed in it,
+    so it is its own run hash."""
+    from vlpbench.config.identity import configuration_hash
+
+    if record.get("evaluated") is not None:
+        return str(record.get("run_hash") or record.get("run_id"))
+    return configuration_hash(record.get("config") or {}, record.get("data_versions") or {},
+                              int(record.get("world_size") or 1), str(record.get("evaluation") or "test"))
 
 
 def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +59,9 @@ def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
         "parameters": provenance.get("parameters"), "path": str(folder),
         "variant_index": config.get("variant_index"), "baseline": config.get("baseline"),
         "world_size": int(config.get("world_size") or 1),
+        "config_hash": run_configuration_hash(config),
+        # when the run was started (else when it was set up): the newest run of a variant is its current configuration
+        "started": float(status.get("started") or (folder / "config.yaml").stat().st_mtime),
     }
 
 
@@ -54,24 +72,38 @@ def collect(roots: list[Path]) -> Collected:
     protocols: dict[str, dict[str, Any]] = {}
     configs: dict[str, dict[str, Any]] = {}
     overrides: dict[str, dict[str, Any]] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    evaluated: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for root in roots:
         runs_folder = root / "runs" if (root / "runs").is_dir() else root
         for config_file in sorted(runs_folder.glob("*/config.yaml")):
             folder = config_file.parent
             config = yaml.safe_load(config_file.read_text())
             row = _run_row(folder, config)
+            if row["run_id"] in seen:  # the same run copied into two of the merged folders counts once
+                continue
+            seen.add(row["run_id"])
             runs.append(row)
+            if config.get("evaluated") is not None:
+                evaluated[row["run_id"]] = config["evaluated"]
             configs[row["run_id"]] = config.get("config") or {}
             overrides[row["run_id"]] = config.get("overrides") or {}
             metrics_file = folder / "metrics.json"
             if row["state"] != "finished" or not metrics_file.is_file():
                 continue
             for task, result in read_json(metrics_file).items():
+                for column, info in (result.get("columns") or {}).items():
+                    columns.setdefault(f"{task}/{column}", {**info, "metric_version": result.get("metric_version")})
                 for column, value in result["scores"].items():
                     protocol = result["protocols"].get(column, {})
                     digest = protocol.get("hash", "")
                     protocols.setdefault(digest, protocol)
+                    kind = (result.get("samples") or {}).get(column, "")
+                    if column in (result.get("samples_left_out") or {}):
+                        kind = ""
                     scores.append({"run_id": row["run_id"], "variant": row["variant"], "seed": row["seed"],
-                                   "column": f"{task}/{column}", "protocol": digest, "value": value})
+                                   "column": f"{task}/{column}", "protocol": digest, "value": value,
+                                   "key": f"{task}/{column}", "samples": kind, "path": str(folder)})
     return Collected(pd.DataFrame(scores, columns=SCORE_COLUMNS), pd.DataFrame(runs, columns=RUN_COLUMNS),
-                     protocols, configs, overrides)
+                     protocols, configs, overrides, columns, evaluated)

@@ -78,7 +78,7 @@ def task_chart(board: Board, task: str, columns: list[str], width: int = 560, he
         for variant in board.variants:
             if (variant, column) in board.summary.index:
                 row = board.summary.loc[(variant, column)]
-                spread = row["ci95"] if row["ci95"] == row["ci95"] else 0.0
+                spread = 0.0
                 values.append((column, variant, float(row["mean"]), float(spread)))
     high = max([1e-9] + [v + e for _, _, v, e in values])
     scale = plot_h / (math.ceil(high * 10) / 10 if high <= 1 else high)
