@@ -1,7 +1,22 @@
 """Where a result came from: vlpbench's own version and source commit, libraries, plugins, hardware.
 
 The commit is that of the *installed vlpbench package's* source tree — never of the directory the
-commaLIBRARIES = ("torch", "torchvision", "timm", "transformers", "torchmetrics", "monai", "numpy", "scipy", "pydantic")
+command runs in (a user's own project). It is read only when the package's files are tracked by
+the git repository around them, so a vlpbench installed into a virtual environment inside some other
+repository reports no commit rather than that repository's; a pip install from a VCS URL reports
+the commit pip recorded (``direct_url.json``).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("torch", "torchvision", "timm", "transformers", "torchmetrics", "monai", "numpy", "scipy", "pydantic")
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
@@ -68,16 +83,6 @@ def libraries() -> dict[str, Any]:
     return found
 
 
-ut = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def hardware(device: Any) -> dict[str, Any]:
     import torch
 
@@ -99,7 +104,8 @@ def record() -> dict[str, Any]:
     """Everything :mod:`runner` and ``vlpbench eval`` write about the software: the versions that decide
     staleness, vlpbench's source (version, commit, dirty), every library and CUDA version."""
     src = source()
-    return {"versions": versions(), "git_commit": git_commit(), "source": src, "libraries": libraries()}
+    commit = None if src["commit"] is None else src["commit"] + ("-dirty" if src["dirty"] else "")
+    return {"versions": versions(), "git_commit": commit, "source": src, "libraries": libraries()}
 
 
 def versions() -> dict[str, Any]:
