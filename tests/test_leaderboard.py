@@ -68,7 +68,7 @@ def test_files_mark_the_best_list_failed_runs_and_show_the_ablation(results: Pat
     markdown = write_leaderboard(results)
     assert "**70.0 ± 10.0**" in markdown and "| 3/4 " in markdown  # b: three of four runs finished
     assert "Runs not finished" in markdown and "boom: out of memory" in markdown
-    assert "positive_miner=oracle" in markdown and "+10.0 (p=0.225, adj. 0.225, 3 seeds)" in markdown
+    assert "positive_miner=oracle" in markdown and "+10.0 (p=0.225, adj.=0.225, 3 seeds)" in markdown
     full = (results / "leaderboard_full.md").read_text()
     assert "[35.2, 84.8]" in full  # 60 ± 24.8
     table = pd.read_csv(results / "leaderboard.csv")

@@ -78,14 +78,15 @@ def difference_table(board: Board, columns: list[str]) -> pd.DataFrame:
                 row[column] = "—"
                 continue
             d = board.differences.loc[(variant, column)]
-            p = f"p={_p(d['p'])}, adj. {_p(d['p_adjusted'])}" if d["p"] == d["p"] else "p n/a"
+            p = f"p{_p(d['p'])}, adj.{_p(d['p_adjusted'])}" if d["p"] == d["p"] else "p n/a"
             row[column] = f"{100 * d['difference']:+.1f} ({p}, {int(d['pairs'])} seeds)"
         rows[variant] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
 
 
 def _p(value: float) -> str:
-    return "n/a" if value != value else ("<0.001" if value < 0.001 else f"{value:.3f}")
+    """``=0.123`` or ``<0.001`` (to follow "p")."""
+    return "=n/a" if value != value else ("<0.001" if value < 0.001 else f"={value:.3f}")
 
 
 def ci_methods(board: Board) -> str:
