@@ -109,3 +109,12 @@ def test_map_from_matches_equals_torchmetrics() -> None:
     metric.update(predictions, truth)
     expected = float(metric.compute()["map"])
     assert resample.score("map", coco_matches(predictions, truth, 1))[0] == pytest.approx(expected, abs=1e-4)
+
+
+def test_permutation_p_is_resolved_in_the_far_tail() -> None:
+    rng = np.random.default_rng(7)
+    null = rng.normal(0, 1, 1000)
+    assert resample.permutation_p(null, 0.0) == pytest.approx(1.0, abs=0.01)
+    assert resample.permutation_p(null, 1.96) == pytest.approx(0.05, abs=0.012)  # Monte Carlo, resolved
+    far = resample.permutation_p(null, 5.0)  # no permutation as extreme: the normal tail, not 1/1001
+    assert 1e-8 < far < 1e-5  # ≈ 2·Φ(−5/σ̂) = 5.7e-7 for σ̂ = 1
