@@ -73,6 +73,13 @@ def test_segmentation_and_detection_end_to_end(arch: str, tiny_source: SynthCXRS
     assert seg.protocols["dice@10%"]["sampling_seed"] == 42 and seg.details["10%"]["train_images"] >= 5
     det = Detection(Detection.Params(fractions=[1.0], max_epochs=2)).evaluate(Encoders(encoder), tiny_source, cpu)
     assert set(det.scores) == {"mAP@100%"} and 0.0 <= det.scores["mAP@100%"] <= 1.0
+    from vlpbench.board.resample import score
+
+    for result in (seg, det):  # the per-case samples give back every score (the board resamples them)
+        for column, value in result.scores.items():
+            sample = result.samples[column]
+            assert score(sample.kind, sample.arrays)[0] == pytest.approx(value, abs=1e-4), column
+    assert seg.columns["dice@10%"].headline and not seg.columns["pooled_dice@10%"].headline
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])

@@ -52,6 +52,19 @@ def test_run_writes_every_result_file(finished_tiny) -> None:
     assert {"total", "global", "lr"} <= set(history["steps"][0])
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["versions"]["vlpbench"] and provenance["data"]["generator_version"]
+    assert provenance["source"]["version"] and {"torch", "timm", "transformers", "torchmetrics", "monai", "numpy",
+                                                 "cuda"} <= set(provenance["libraries"])
+    # per-case samples beside metrics.json: small, and they give back every score
+    from vlpbench.board.resample import score
+    from vlpbench.engine.samples import read_samples
+
+    assert (run / "samples.npz").stat().st_size < 200_000
+    samples = read_samples(run / "samples.npz")
+    for task, result in all_metrics.items():
+        assert result["metric_version"] and result["columns"]
+        for column, value in result["scores"].items():
+            kind = result["samples"][column]
+            assert score(kind, samples[f"{task}/{column}"])[0] == pytest.approx(value, abs=1e-5), (task, column)
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["variant"] == "base" and config["seed"] == 0
 
@@ -61,6 +74,17 @@ def test_leaderboard_has_a_row_per_variant(finished_tiny) -> None:
     board = (folder / "results" / "tiny" / "leaderboard.md").read_text()
     assert "linear_probe/auroc@10%" in board and "| base" in board and "1/1" in board
     assert "negative scope" in board and "| local " in board
+    assert "bootstrap over test cases" in (folder / "results" / "tiny" / "leaderboard_full.md").read_text()
+    assert "Reported numbers" not in board  # published numbers are never shown on a SynthCXR board
+
+
+def test_eval_refuses_a_label_that_is_a_variant(finished_tiny, cli) -> None:
+    folder, _ = finished_tiny
+    run = next((folder / "results" / "tiny" / "runs").iterdir())
+    code, _, err = cli("eval", str(run), "--experiment", str(folder / "tiny.yaml"), "--label", "base",
+                       "--results", str(folder / "results"))
+    assert code == 2 and "--separate-row" in err and "Traceback" not in err
+    assert not any(p.name.startswith("base__eval__") for p in (folder / "results" / "tiny" / "runs").iterdir())
 
 
 def test_rerun_skips_finished_runs(finished_tiny, cli) -> None:

@@ -16,6 +16,10 @@ BASE_CONFIG = {"objective": {"positive_miner": {"name": "identity"}, "global": {
                "pretrain": {"batch_size": 64}}
 
 
+ORACLE_CONFIG = {**BASE_CONFIG, "objective": {**BASE_CONFIG["objective"],
+                                              "positive_miner": {"name": "oracle", "mode": "positive"}}}
+
+
 def write_run(root: Path, variant: str, seed: int, value: float | None, state: str = "finished",
               protocol: dict | None = None, config: dict | None = None, index: int = 0) -> None:
     folder = root / "runs" / f"{variant}__seed{seed}"
@@ -37,9 +41,8 @@ def results(tmp_path: Path) -> Path:
     root = tmp_path / "exp"
     for seed, (a, b) in enumerate([(0.5, 0.6), (0.6, 0.8), (0.7, 0.7)]):
         write_run(root, "a", seed, a, index=0)
-        write_run(root, "b", seed, b, index=1, config={**BASE_CONFIG, "objective": {
-            **BASE_CONFIG["objective"], "positive_miner": {"name": "oracle", "mode": "positive"}}})
-    write_run(root, "b", 3, None, state="failed", index=1)
+        write_run(root, "b", seed, b, index=1, config=ORACLE_CONFIG)
+    write_run(root, "b", 3, None, state="failed", index=1, config=ORACLE_CONFIG)
     return root
 
 
@@ -47,12 +50,16 @@ def test_means_stds_confidence_intervals_and_paired_test(results: Path) -> None:
     board = build_board([results], "t")
     a, b = board.summary.loc[("a", "linear_probe/auroc@1%")], board.summary.loc[("b", "linear_probe/auroc@1%")]
     assert (a["n"], a["mean"], a["std"]) == (3, pytest.approx(0.6), pytest.approx(0.1))
-    assert a["ci95"] == pytest.approx(4.302653 * 0.1 / 3 ** 0.5, abs=1e-6)  # t(0.975, 2)·s/√n
+    half = 4.302653 * 0.1 / 3 ** 0.5  # t(0.975, 2)·s/√n: these runs saved no per-case samples
+    assert (a["ci95_low"], a["ci95_high"]) == (pytest.approx(0.6 - half, abs=1e-6), pytest.approx(0.6 + half, abs=1e-6))
+    assert a["ci_method"] == "Student's t over seeds"
     assert b["mean"] == pytest.approx(0.7)
     difference = board.differences.loc[("b", "linear_probe/auroc@1%")]
     # differences 0.1, 0.2, 0.0: t = √3 with 2 degrees of freedom, two-sided p = 1 − √3/√5
     assert difference["difference"] == pytest.approx(0.1) and difference["pairs"] == 3
     assert difference["p"] == pytest.approx(1 - 3 ** 0.5 / 5 ** 0.5, abs=1e-6)
+    assert difference["p_adjusted"] == pytest.approx(difference["p"])  # one comparison: nothing to adjust
+    assert difference["p_method"] == "paired t-test over seeds"
     assert board.best == {("b", "linear_probe/auroc@1%")} and board.baseline == "a"
     assert board.variants == ["a", "b"]
 
@@ -61,7 +68,7 @@ def test_files_mark_the_best_list_failed_runs_and_show_the_ablation(results: Pat
     markdown = write_leaderboard(results)
     assert "**70.0 ± 10.0**" in markdown and "| 3/4 " in markdown  # b: three of four runs finished
     assert "Runs not finished" in markdown and "boom: out of memory" in markdown
-    assert "positive_miner=oracle" in markdown and "+10.0 (p=0.225, 3 seeds)" in markdown
+    assert "positive_miner=oracle" in markdown and "+10.0 (p=0.225, adj.=0.225, 3 seeds)" in markdown
     full = (results / "leaderboard_full.md").read_text()
     assert "[35.2, 84.8]" in full  # 60 ± 24.8
     table = pd.read_csv(results / "leaderboard.csv")
@@ -69,7 +76,8 @@ def test_files_mark_the_best_list_failed_runs_and_show_the_ablation(results: Pat
     assert row["mean"] == pytest.approx(0.7) and bool(row["best"]) and row["pairs"] == 3
     tex = (results / "leaderboard.tex").read_text()
     assert r"\toprule" in tex and r"\textbf{70.0 $\pm$ 10.0}" in tex and r"linear\_probe" in tex
-    assert "Reported numbers" in markdown and "not reproduced here" in markdown
+    assert "Reported numbers" not in markdown  # published numbers are on the real datasets: not on this board
+    assert {"ci95_low", "ci95_high", "p", "p_adjusted", "adjustment", "p_method"} <= set(table.columns)
 
 
 def test_numbers_of_different_protocols_are_never_ranked_together(tmp_path: Path) -> None:

@@ -99,12 +99,17 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     say(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
         f"({len(experiment.variants)} variant(s) × seeds {sorted({r.seed for r in experiment.runs})})"
         + (f" on {world} processes" if world > 1 else ""))
+    if main:
+        from vlpbench.board.current import superseded_warnings
+
+        for line in superseded_warnings(experiment, experiment_dir(root, experiment.name)):
+            print(line)
     outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
                              reuse_pretraining=not args.no_reuse)
     if not main:
         return 2 if outcome.failed else 0
     board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
-                              planned=[(r.variant, r.seed) for r in experiment.runs])
+                              planned=[(r.variant, r.seed, r.config_hash) for r in experiment.runs])
     print()
     print(board)
     print(f"written: {experiment_dir(root, experiment.name)}/leaderboard.{{md,csv,tex,html}} and leaderboard_full.md")
@@ -146,7 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     root = _results_root(args.results)
     run = evaluate_checkpoint(Path(args.checkpoint), Path(args.experiment), root, args.label,
-                              variant=args.variant, arch=args.arch)
+                              variant=args.variant, arch=args.arch, separate_row=args.separate_row)
     print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
     folder = run.path.parent.parent
     print()
@@ -437,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--variant", help="variant of the experiment to take the tasks from (default: the first)")
     evaluate.add_argument("--arch", help="timm architecture of a weights file (e.g. resnet50)")
     evaluate.add_argument("--label", required=True, help="row name on the leaderboard")
+    evaluate.add_argument("--separate-row", action="store_true",
+                          help="allow a --label that is a variant of the experiment: the result gets its own row "
+                               "'<label> [eval]' instead of being refused (it is never pooled with the variant's seeds)")
     evaluate.add_argument("--results", default="results", help="results root (default: results/)")
     evaluate.set_defaults(handler=cmd_eval)
 

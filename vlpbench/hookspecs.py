@@ -33,3 +33,15 @@ def vlpbench_register(registrar: Registrar) -> None:
     refused with a warning naming both plugins. Keep this hook import-light: targets are
     strings and are imported only when a component is used.
     """
+
+
+@hookspec
+def vlpbench_reported_results() -> list[dict]:
+    """Published numbers of the methods this plugin implements (optional hook).
+
+    Each entry: ``method``, ``dataset`` (the registered dataset name the numbers were measured on,
+    e.g. ``chexpert``), ``task`` (``linear_probe``, ``segmentation``, ``detection``, …), ``metric``,
+    ``protocol`` (in words, e.g. "MGCA's linear probe"), ``values`` (label fraction → score ×100,
+    e.g. ``{"1%": 89.7}``) and ``citation``. The leaderboard shows them, labelled as reported by the
+    papers, only on boards with that task on that dataset — never beside SynthCXR numbers.
+    """

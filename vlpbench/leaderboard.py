@@ -5,7 +5,7 @@ merge), computes the statistics over seeds (:mod:`vlpbench.board.stats`), splits
 mixes protocols (:mod:`vlpbench.board.protocols`), builds the ablation view
 (:mod:`vlpbench.board.ablation`) and writes ``leaderboard.md`` (headline columns),
 ``leaderboard_full.md`` (every column, with 95 % CIs), ``leaderboard.csv`` (long format: one row per
-variant × column with n, mean, std, CI, paired difference and p), ``leaderboard.tex`` (booktabs) and
+variant × column with n, mean, std, ci95_low/high, paired difference, p, p_adjusted and the methods), ``leaderboard.tex`` (booktabs) and
 ``leaderboard.html`` (self-contained: sortable table, a chart per task, loss curves per run).
 Runs that are still running, failed or missing are listed, never silently dropped.
 """
@@ -14,28 +14,37 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from vlpbench.board.ablation import ablation_table
 from vlpbench.board.collect import collect
+from vlpbench.board.current import current_configurations, split_superseded
 from vlpbench.board.protocols import split_mixed_columns
 from vlpbench.board.html import page
 from vlpbench.board.render import Board, latex, long_csv, markdown
-from vlpbench.board.reported import reported_html, reported_markdown
-from vlpbench.board.stats import best_per_column, paired_differences, summarise
+from vlpbench.board.reported import matching_reported, reported_html, reported_markdown
+from vlpbench.board.stats import SampleStore, best_per_column, mean_ranks, paired_differences, summarise
 from vlpbench.engine.files import write_text
 
 
 def build_board(roots: list[Path], title: str, variant_order: list[str] | None = None,
-                baseline: str | None = None, planned: list[tuple[str, int]] | None = None) -> Board:
-    """The board of every run below ``roots``; ``planned`` (variant, seed) pairs of an experiment
-    that have no run directory yet are listed as missing."""
+                baseline: str | None = None, planned: list[tuple[Any, ...]] | None = None,
+                adjustment: str = "holm", resamples: int = 1000) -> Board:
+    """The board of every run below ``roots``.
+
+    ``planned``: the experiment's (variant, seed[, configuration hash]) entries; those without a run
+    directory are listed as missing, and the hash says which configuration is current. Runs of a
+    variant's earlier configurations are superseded: listed, never in the statistics.
+    """
     collected = collect(roots)
-    runs = collected.runs
+    current = current_configurations(collected.runs, planned)
+    runs, superseded = split_superseded(collected.runs, current, collected.configs, collected.evaluated)
     present = set(zip(runs["variant"], runs["seed"]))
     missing = [{"run_id": f"{v}__seed{s}", "variant": v, "seed": s, "state": "missing",
-                "error": "no run directory yet", "path": ""} for v, s in (planned or []) if (v, s) not in present]
+                "error": "no run directory yet", "path": ""} for v, s, *_ in (planned or []) if (v, s) not in present]
     if missing:
         runs = pd.concat([runs, pd.DataFrame(missing)], ignore_index=True)
     if baseline is None and runs["baseline"].notna().any():
@@ -43,32 +52,68 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
     recorded = runs.assign(index=runs["variant_index"].fillna(1e9)).sort_values(["index", "variant"], kind="stable")
     order = list(dict.fromkeys((variant_order or []) + list(recorded["variant"])))
     order = [v for v in order if v in set(runs["variant"])]
-    scores, notes = split_mixed_columns(collected.scores, collected.protocols)
+    finished_ids = set(runs.loc[runs["state"] == "finished", "run_id"])
+    scores = collected.scores[collected.scores["run_id"].isin(finished_ids)]
+    notes = []
+    finite = np.isfinite(pd.to_numeric(scores["value"], errors="coerce"))
+    if (~finite).any():
+        notes.append(f"{int((~finite).sum())} non-finite score(s) (NaN/inf) of older runs are left out.")
+        scores = scores[finite]
+    scores, split_notes = split_mixed_columns(scores, collected.protocols)
+    notes += split_notes
     columns = list(dict.fromkeys(scores["column"]))
-    summary = summarise(scores)
-    differences = paired_differences(scores, baseline or "")
+    info = column_info(columns, scores, collected.columns)
+    undeclared = sorted({c.split("/", 1)[0] for c in columns if not info[c]["declared"]})
+    if undeclared:
+        notes.append(f"task(s) {', '.join(undeclared)} declare no column metadata: every column is shown as a "
+                     "headline column, higher is assumed better, no chance level.")
+    lower = {c for c in columns if not info[c]["higher_is_better"]}
+    store = SampleStore()
+    summary = summarise(scores, store, resamples)
+    differences = paired_differences(scores, baseline or "", store, adjustment, resamples, resamples)
     unfinished = runs[runs["state"] != "finished"][["variant", "seed", "state", "error", "path"]]
+    headline = [c for c in columns if info[c]["headline"]] or columns
+    finished_runs = runs[runs["state"] == "finished"]
     return Board(
         title=title, variants=order, baseline=baseline if baseline in order else None, columns=columns,
-        summary=summary, best=best_per_column(summary) if not summary.empty else set(), differences=differences,
-        planned=dict(Counter(runs["variant"])), finished=dict(Counter(runs.loc[runs["state"] == "finished", "variant"])),
+        summary=summary, best=best_per_column(summary, lower) if not summary.empty else set(), differences=differences,
+        planned=dict(Counter(runs["variant"])), finished=dict(Counter(finished_runs["variant"])),
         unfinished=unfinished, ablation=ablation_table(runs, collected.configs, baseline, order, collected.overrides), notes=notes,
-        run_paths=[p for p in runs.sort_values(["variant", "seed"])["path"] if p],
+        run_paths=[p for p in runs.sort_values(["variant", "seed"])["path"] if isinstance(p, str) and p],
+        column_info=info, superseded=superseded, adjustment=adjustment,
+        ranks=mean_ranks(summary, headline, lower) if len(order) > 1 and not summary.empty else pd.DataFrame(),
+        reported=matching_reported(collected.protocols, columns),
     )
+
+
+def column_info(columns: list[str], scores: pd.DataFrame, declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """column → what its task declared (headline, higher_is_better, chance, metric_version); a
+    column split by protocol takes its original column's declaration."""
+    keys = dict(zip(scores["column"], scores["key"]))
+    out = {}
+    for column in columns:
+        found = declared.get(keys.get(column, column))
+        out[column] = {"headline": bool(found["headline"]) if found else True,
+                       "higher_is_better": bool(found.get("higher_is_better", True)) if found else True,
+                       "chance": found.get("chance") if found else None,
+                       "metric_version": found.get("metric_version") if found else None,
+                       "description": (found or {}).get("description", ""), "declared": found is not None}
+    return out
 
 
 def write_leaderboard(experiment_dir: Path, variant_order: list[str] | None = None, baseline: str | None = None,
                       roots: list[Path] | None = None, with_reported: bool = True,
-                      planned: list[tuple[str, int]] | None = None) -> str:
+                      planned: list[tuple[Any, ...]] | None = None, adjustment: str = "holm") -> str:
     """Rebuild the board files in ``experiment_dir`` from the runs of ``roots`` (default: its own);
     return the headline Markdown."""
-    board = build_board(roots or [experiment_dir], f"Leaderboard: {experiment_dir.name}", variant_order, baseline, planned)
-    reported = reported_markdown() if with_reported else ""
+    board = build_board(roots or [experiment_dir], f"Leaderboard: {experiment_dir.name}", variant_order, baseline,
+                        planned, adjustment)
+    reported = reported_markdown(board.reported) if with_reported else ""
     headline = markdown(board, full=False, reported=reported)
     write_text(experiment_dir / "leaderboard.md", headline)
     write_text(experiment_dir / "leaderboard_full.md", markdown(board, full=True, reported=reported))
     write_text(experiment_dir / "leaderboard.csv", long_csv(board))
     write_text(experiment_dir / "leaderboard.tex", latex(board))
     write_text(experiment_dir / "leaderboard.html",
-               page(board, [Path(p) for p in board.run_paths], reported_html() if with_reported else ""))
+               page(board, [Path(p) for p in board.run_paths], reported_html(board.reported) if with_reported else ""))
     return headline

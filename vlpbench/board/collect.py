@@ -14,9 +14,9 @@ import pandas as pd
 
 from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
 
-SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value"]
+SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value", "key", "samples", "path"]
 RUN_COLUMNS = ["run_id", "experiment", "variant", "seed", "state", "error", "wall_seconds", "samples_seen",
-               "parameters", "path", "variant_index", "baseline", "world_size"]
+               "parameters", "path", "variant_index", "baseline", "world_size", "config_hash", "started"]
 
 
 @dataclass
@@ -26,6 +26,21 @@ class Collected:
     protocols: dict[str, dict[str, Any]] = field(default_factory=dict)  # protocol hash -> definition
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> resolved config
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> the variant's overrides
+    #: (task, column) -> what the task declared about the column (headline, direction, chance, …)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evaluated: dict[str, dict[str, Any]] = field(default_factory=dict)  # run_id -> evaluated checkpoint source
+
+
+def run_configuration_hash(record: dict[str, Any]) -> str:
+    """The configuration identity of a run from its ``config.yaml`` (see
+    :func:`vlpbench.config.identity.configuration_hash`); an evaluation's identity has no seed in it,
+    so it is its own run hash."""
+    from vlpbench.config.identity import configuration_hash
+
+    if record.get("evaluated") is not None:
+        return str(record.get("run_hash") or record.get("run_id"))
+    return configuration_hash(record.get("config") or {}, record.get("data_versions") or {},
+                              int(record.get("world_size") or 1), str(record.get("evaluation") or "test"))
 
 
 def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -43,12 +58,17 @@ def _run_row(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
         "parameters": provenance.get("parameters"), "path": str(folder),
         "variant_index": config.get("variant_index"), "baseline": config.get("baseline"),
         "world_size": int(config.get("world_size") or 1),
+        "config_hash": run_configuration_hash(config),
+        # when the run was started (else when it was set up): the newest run of a variant is its current configuration
+        "started": float(status.get("started") or (folder / "config.yaml").stat().st_mtime),
     }
 
 
-def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[tuple[dict[str, Any], dict[str, Any]]]]:
-    """One run's board row, its config and its (score row, protocol) pairs; :class:`CorruptFile` names the
-    first file that is unreadable or not shaped as vlpbench writes it."""
+def _read_run(folder: Path, columns: dict[str, dict[str, Any]]
+              ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """One run's board row, its config and its (score row, protocol) pairs, adding what its tasks declare
+    about their columns to ``columns``; :class:`CorruptFile` names the first file that is unreadable or
+    not shaped as vlpbench writes it."""
     config_file = folder / "config.yaml"
     config = read_yaml_mapping(config_file)
     missing = [key for key in ("run_id", "experiment", "variant", "seed") if key not in config]
@@ -64,13 +84,19 @@ def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any], list[tuple[
         return row, config, found
     try:
         for task, result in read_json(metrics_file, expect=dict).items():
+            for column, info in (result.get("columns") or {}).items():
+                columns.setdefault(f"{task}/{column}", {**info, "metric_version": result.get("metric_version")})
             for column, value in result["scores"].items():
                 protocol = result["protocols"].get(column, {})
                 digest = protocol.get("hash", "")
                 if not isinstance(value, (int, float)) or isinstance(value, bool):
                     raise TypeError(f"score {task}/{column} is {value!r}, not a number")
+                kind = (result.get("samples") or {}).get(column, "")
+                if column in (result.get("samples_left_out") or {}):
+                    kind = ""
                 found.append(({"run_id": row["run_id"], "variant": row["variant"], "seed": row["seed"],
-                               "column": f"{task}/{column}", "protocol": digest, "value": value}, protocol))
+                               "column": f"{task}/{column}", "protocol": digest, "value": value,
+                               "key": f"{task}/{column}", "samples": kind, "path": str(folder)}, protocol))
     except (AttributeError, KeyError, TypeError) as exc:
         raise CorruptFile(metrics_file, f"it is not shaped as vlpbench writes it ({type(exc).__name__}: {exc})") from None
     return row, config, found
@@ -83,7 +109,8 @@ def _corrupt_row(folder: Path, exc: CorruptFile) -> dict[str, Any]:
     return {"run_id": folder.name, "experiment": None, "variant": variant or folder.name,
             "seed": int(seed_text) if seed_text.isdigit() else -1, "state": "corrupt",
             "error": f"{exc.path.name}: {exc.reason}", "wall_seconds": None, "samples_seen": None,
-            "parameters": None, "path": str(folder), "variant_index": None, "baseline": None, "world_size": 1}
+            "parameters": None, "path": str(folder), "variant_index": None, "baseline": None, "world_size": 1,
+            "config_hash": "", "started": 0.0}
 
 
 def collect(roots: list[Path]) -> Collected:
@@ -93,21 +120,29 @@ def collect(roots: list[Path]) -> Collected:
     protocols: dict[str, dict[str, Any]] = {}
     configs: dict[str, dict[str, Any]] = {}
     overrides: dict[str, dict[str, Any]] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    evaluated: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for root in roots:
         runs_folder = root / "runs" if (root / "runs").is_dir() else root
         for folder in sorted(runs_folder.iterdir()) if runs_folder.is_dir() else []:
             if folder.name.startswith(".") or not (folder / "config.yaml").exists():
                 continue  # a --rerun-stale replacement in progress, or not a run
             try:
-                row, config, run_scores = _read_run(folder)
+                row, config, run_scores = _read_run(folder, columns)
             except CorruptFile as exc:
                 runs.append(_corrupt_row(folder, exc))
                 continue
+            if row["run_id"] in seen:  # the same run copied into two of the merged folders counts once
+                continue
+            seen.add(row["run_id"])
             runs.append(row)
+            if config.get("evaluated") is not None:
+                evaluated[row["run_id"]] = config["evaluated"]
             configs[row["run_id"]] = config.get("config") or {}
             overrides[row["run_id"]] = config.get("overrides") or {}
             for score, protocol in run_scores:
                 protocols.setdefault(score["protocol"], protocol)
                 scores.append(score)
     return Collected(pd.DataFrame(scores, columns=SCORE_COLUMNS), pd.DataFrame(runs, columns=RUN_COLUMNS),
-                     protocols, configs, overrides)
+                     protocols, configs, overrides, columns, evaluated)

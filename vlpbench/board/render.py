@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
+
 import pandas as pd
 
-#: Columns of the headline tables; every column is in the full Markdown and the CSV.
-HEADLINE = (r"^linear_probe/", r"^segmentation/dice@", r"^detection/mAP@", r"^zero_shot/auroc$",
-            r"^retrieval/(i2t|t2i)/(strict|semantic)/R@10$")
+from vlpbench.board.multiple import METHODS
 
 
 @dataclass
@@ -17,20 +17,29 @@ class Board:
     variants: list[str]
     baseline: str | None
     columns: list[str]
-    summary: pd.DataFrame  # (variant, column) → n, mean, std, ci95
+    summary: pd.DataFrame  # (variant, column) → n, mean, std, ci95_low, ci95_high, ci_method
     best: set[tuple[str, str]]
-    differences: pd.DataFrame  # (variant, column) → pairs, difference, p
+    differences: pd.DataFrame  # (variant, column) → pairs, difference, its CI, p, p_method, p_adjusted
     planned: dict[str, int]
     finished: dict[str, int]
     unfinished: pd.DataFrame  # runs not finished: variant, seed, state, error, path
     ablation: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     run_paths: list[str] = field(default_factory=list)
+    #: column → what its task declared: headline, higher_is_better, chance, metric_version
+    column_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    superseded: pd.DataFrame = field(default_factory=pd.DataFrame)  # runs of earlier configurations
+    adjustment: str = "holm"
+    ranks: pd.DataFrame = field(default_factory=pd.DataFrame)  # variant → mean rank across headline columns
+    reported: list[dict[str, Any]] = field(default_factory=list)  # published numbers matching this board
 
     def headline_columns(self) -> list[str]:
-        rank = {c: next((i for i, p in enumerate(HEADLINE) if re.match(p, c)), None) for c in self.columns}
-        keep = sorted((c for c in self.columns if rank[c] is not None), key=lambda c: rank[c])
+        """The columns their tasks declare as headline (all columns of a task that declares nothing)."""
+        keep = [c for c in self.columns if self.column_info.get(c, {}).get("headline", True)]
         return keep or self.columns
+
+    def higher_is_better(self, column: str) -> bool:
+        return bool(self.column_info.get(column, {}).get("higher_is_better", True))
 
 
 def _cell(board: Board, variant: str, column: str, ci: bool, bold: tuple[str, str]) -> str:
@@ -40,8 +49,8 @@ def _cell(board: Board, variant: str, column: str, ci: bool, bold: tuple[str, st
     text = f"{100 * row['mean']:.1f}"
     if row["n"] > 1:
         text += f" ± {100 * row['std']:.1f}"
-        if ci:
-            text += f" [{100 * (row['mean'] - row['ci95']):.1f}, {100 * (row['mean'] + row['ci95']):.1f}]"
+    if ci and row["ci95_low"] == row["ci95_low"]:
+        text += f" [{100 * row['ci95_low']:.1f}, {100 * row['ci95_high']:.1f}]"
     if (variant, column) in board.best and len(board.variants) > 1:
         text = f"{bold[0]}{text}{bold[1]}"
     return text
@@ -51,6 +60,8 @@ def score_table(board: Board, columns: list[str], ci: bool = False, bold: tuple[
     rows = {}
     for variant in board.variants:
         row = {"runs": f"{board.finished.get(variant, 0)}/{board.planned.get(variant, 0)}"}
+        if not board.ranks.empty:
+            row["mean rank"] = f"{board.ranks['mean rank'][variant]:.2f}" if variant in board.ranks.index else "—"
         row.update({column: _cell(board, variant, column, ci, bold) for column in columns})
         rows[variant] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
@@ -67,10 +78,37 @@ def difference_table(board: Board, columns: list[str]) -> pd.DataFrame:
                 row[column] = "—"
                 continue
             d = board.differences.loc[(variant, column)]
-            p = f"p={d['p']:.3f}" if d["p"] == d["p"] else "p n/a"
+            p = f"p{_p(d['p'])}, adj.{_p(d['p_adjusted'])}" if d["p"] == d["p"] else "p n/a"
             row[column] = f"{100 * d['difference']:+.1f} ({p}, {int(d['pairs'])} seeds)"
         rows[variant] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
+
+
+def _p(value: float) -> str:
+    """``=0.123`` or ``<0.001`` (to follow "p")."""
+    return "=n/a" if value != value else ("<0.001" if value < 0.001 else f"={value:.3f}")
+
+
+def ci_methods(board: Board) -> str:
+    methods = sorted(set(board.summary["ci_method"])) if not board.summary.empty else []
+    return "; ".join(methods) or "none"
+
+
+def column_notes(board: Board, columns: list[str]) -> str:
+    """Direction and chance level of the columns where they are not the usual (higher, none)."""
+    lower = [c for c in columns if not board.higher_is_better(c)]
+    chance = {c: board.column_info.get(c, {}).get("chance") for c in columns}
+    parts = []
+    if lower:
+        parts.append("lower is better in " + ", ".join(f"`{c}`" for c in lower))
+    shown = {f"{100 * v:.1f}" for v in chance.values() if v is not None}
+    if shown:
+        parts.append("chance level: " + ", ".join(f"`{c}` {100 * v:.1f}" for c, v in chance.items() if v is not None))
+    return ("Columns: " + "; ".join(parts) + ".\n") if parts else ""
+
+
+def superseded_table(board: Board) -> pd.DataFrame:
+    return board.superseded[["variant", "seed", "state", "run_id", "differs from current"]]
 
 
 def markdown(board: Board, full: bool, reported: str = "") -> str:
@@ -78,19 +116,31 @@ def markdown(board: Board, full: bool, reported: str = "") -> str:
         return f"# {board.title}\n\n(no runs yet)\n"
     columns = board.columns if full else board.headline_columns()
     parts = [f"# {board.title}\n",
-             "Scores ×100: mean ± std over seeds" + (" [95 % CI, Student's t]" if full else "")
-             + "; **bold** = best in the column; `runs` = finished/planned."
-             + ("" if full else " Headline columns; every column is in `leaderboard_full.md` and `leaderboard.csv`.") + "\n",
+             "Scores ×100: mean ± std over seeds" + (f" [95 % CI: {ci_methods(board)}]" if full else "")
+             + "; **bold** = best in the column; `runs` = finished/planned seeds of the current configuration"
+             + ("; `mean rank` = mean over the headline columns of the variant's rank (1 = best)" if not board.ranks.empty else "")
+             + "." + ("" if full else " Headline columns; every column, with 95 % CIs, is in `leaderboard_full.md` and `leaderboard.csv`.") + "\n",
+             column_notes(board, columns),
              score_table(board, columns, ci=full).to_markdown() + "\n"]
     if board.baseline and len(board.variants) > 1:
+        methods = sorted(set(board.differences["p_method"])) if not board.differences.empty else []
         parts += [f"## Difference from the baseline `{board.baseline}`\n",
-                  "Mean over the seeds both ran, ×100; paired t-test over those seeds.\n",
+                  f"Mean difference over the seeds both ran, ×100; p: {'; '.join(methods) or 'none'}; adjusted over the "
+                  f"{int(board.differences['p'].notna().sum())} comparisons of the board by {METHODS.get(board.adjustment, board.adjustment)}.\n",
                   difference_table(board, columns).to_markdown() + "\n"]
+    if not board.ranks.empty:
+        parts += ["## Aggregate: mean rank across tasks\n",
+                  "Rank of each variant in every headline column (1 = best, in the column's own direction; ties share "
+                  "the average rank), averaged over all of them and per task. Only variants with a score in every "
+                  "headline column are ranked.\n", board.ranks.to_markdown(floatfmt=".2f") + "\n"]
     if not board.ablation.empty:
         parts += ["## Ablation view\n", "What each variant changes relative to the baseline, and what a run costs.\n",
                   board.ablation.to_markdown() + "\n"]
     if not board.unfinished.empty:
         parts += ["## Runs not finished\n", board.unfinished.to_markdown(index=False) + "\n"]
+    if not board.superseded.empty:
+        parts += ["## Superseded runs\n", "Runs of an earlier configuration of a variant: not in its row or its statistics.\n",
+                  superseded_table(board).to_markdown(index=False) + "\n"]
     if board.notes:
         parts += ["## Protocol notes\n", "\n".join(f"- {n}" for n in board.notes) + "\n"]
     if reported:
@@ -99,8 +149,14 @@ def markdown(board: Board, full: bool, reported: str = "") -> str:
 
 
 def long_csv(board: Board) -> str:
+    """One row per variant × column: n, mean, std, ci95_low, ci95_high, ci_method, the paired
+    difference from the baseline with its CI, p, p_method, p_adjusted, adjustment, best, and the
+    column's declared direction, chance level and metric version."""
     table = board.summary.join(board.differences, how="left").reset_index()
+    table["adjustment"] = board.adjustment
     table["best"] = [(v, c) in board.best for v, c in zip(table["variant"], table["column"])]
+    for key in ("higher_is_better", "chance", "metric_version"):
+        table[key] = [board.column_info.get(c, {}).get(key) for c in table["column"]]
     return table.to_csv(index=False)
 
 

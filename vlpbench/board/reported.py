@@ -1,45 +1,70 @@
 """Published numbers, labelled as *reported by the papers* — never as reproduced here.
 
-From ``METHODS.md`` ("Published numbers"). Protocol: MGCA's linear-probe / fine-tuning protocol on
-the real datasets (CheXpert 5-label AUROC, RSNA binary AUROC, COVIDx 3-class accuracy; RSNA and
-SIIM segmentation Dice; RSNA detection mAP) at 1 % / 10 % / 100 % labels. These are not SynthCXR
-numbers and are never ranked with measured ones.
+They come from the plugins that implement the methods (the ``vlpbench_reported_results`` hook,
+see :mod:`vlpbench.hookspecs`), each with its method, dataset, task, metric, protocol and
+citation. A board shows an entry only when it has a column of that task measured on that dataset
+(the dataset named in the column's protocol): the papers' numbers are on the real datasets, so a
+SynthCXR board never shows them. They are listed beside the board, never ranked with its numbers.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-PROTOCOL = ("reported by the papers (not reproduced here); MGCA's downstream protocol on the real "
-            "datasets at 1 / 10 / 100 % labels")
-
-CLASSIFICATION = [
-    # method, CheXpert AUC 1/10/100, RSNA AUC 1/10/100, COVIDx ACC 1/10/100
-    ("FaNe ViT-B/16", "89.7 / 90.4 / 90.8", "89.3 / 90.2 / 93.1", "79.5 / 90.7 / 95.5"),
-    ("FaNe ResNet-50", "88.2 / 89.1 / 89.9", "88.9 / 89.8 / 92.6", "78.2 / 89.1 / 94.0"),
-    ("GLoRIA", "86.6 / 87.8 / 88.1", "86.1 / 88.0 / 88.6", "–"),
-    ("ConVIRT", "85.9 / 86.8 / 87.3", "77.4 / 80.1 / 81.3", "–"),
-]
-DENSE = [
-    # method, RSNA seg Dice, SIIM seg Dice, RSNA det mAP (1/10/100)
-    ("FaNe", "69.5 / 72.4 / 74.1", "54.1 / 62.3 / 68.8", "16.4 / 20.6 / 27.2"),
-]
+REQUIRED = ("method", "dataset", "task", "metric", "protocol", "values", "citation")
 
 
-def reported_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-    classification = pd.DataFrame(CLASSIFICATION, columns=["method", "CheXpert AUROC", "RSNA AUROC", "COVIDx ACC"])
-    dense = pd.DataFrame(DENSE, columns=["method", "RSNA seg Dice", "SIIM seg Dice", "RSNA det mAP"])
-    return classification.set_index("method"), dense.set_index("method")
+def reported_entries() -> list[dict[str, Any]]:
+    """Every loaded plugin's published numbers (entries missing a field are skipped)."""
+    from vlpbench.plugins import get_plugins
+
+    hook = getattr(get_plugins().manager.hook, "vlpbench_reported_results", None)
+    if hook is None:
+        return []
+    entries = []
+    for batch in hook():
+        entries += [dict(e) for e in batch or [] if isinstance(e, dict) and all(k in e for k in REQUIRED)]
+    return entries
 
 
-def reported_markdown() -> str:
-    classification, dense = reported_tables()
-    return ("## Reported numbers\n\n"
-            f"Protocol: {PROTOCOL}. SISTA and CM-CGNS numbers: not available.\n\n"
-            + classification.to_markdown() + "\n\n" + dense.to_markdown() + "\n")
+def _dataset_of(protocol: dict[str, Any]) -> str | None:
+    data = protocol.get("dataset")
+    return data.get("dataset") if isinstance(data, dict) else data
 
 
-def reported_html() -> str:
-    classification, dense = reported_tables()
-    return (f"<h2>Reported numbers</h2><p>Protocol: {PROTOCOL}. SISTA and CM-CGNS numbers: not available.</p>"
-            + classification.to_html(border=0) + dense.to_html(border=0))
+def matching_reported(protocols: dict[str, dict[str, Any]], columns: list[str],
+                      entries: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The entries whose (task, dataset) the board measures."""
+    measured = {(p.get("task"), _dataset_of(p)) for p in protocols.values() if isinstance(p, dict)}
+    entries = reported_entries() if entries is None else entries
+    return [e for e in entries if (e["task"], e["dataset"]) in measured]
+
+
+def reported_table(entries: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for e in entries:
+        values = " / ".join(f"{v}" for v in e["values"].values()) if isinstance(e["values"], dict) else str(e["values"])
+        fractions = " / ".join(e["values"]) if isinstance(e["values"], dict) else ""
+        rows.append({"method": e["method"], "dataset": e["dataset"], "task": e["task"],
+                     "metric": f"{e['metric']} @ {fractions}" if fractions else e["metric"], "reported": values,
+                     "protocol": e["protocol"], "citation": e["citation"]})
+    return pd.DataFrame(rows)
+
+
+def reported_markdown(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return ""
+    return ("## Reported numbers (from the papers, not reproduced here)\n\n"
+            "Published by the methods' authors under the protocol named; shown because this board measures the same "
+            "task on the same dataset. Not ranked with the numbers above.\n\n"
+            + reported_table(entries).to_markdown(index=False) + "\n")
+
+
+def reported_html(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return ""
+    return ("<h2>Reported numbers (from the papers, not reproduced here)</h2><p>Shown because this board measures the "
+            "same task on the same dataset; never ranked with the board's numbers.</p>"
+            + reported_table(entries).to_html(index=False, border=0, classes="reported"))

@@ -39,3 +39,19 @@ def identity_config(resolved: dict[str, Any], world_size: int) -> dict[str, Any]
             if isinstance(spec, dict):
                 spec.pop("scope", None)
     return config
+
+
+def configuration_hash(config: dict[str, Any], data_versions: dict[str, Any] | None, world_size: int = 1,
+                       evaluation: str = "test") -> str:
+    """A variant's configuration identity: what its run identity hashes, *without the seed*.
+
+    Two runs of one variant belong in the same leaderboard row only when this hash is equal; a run
+    whose hash differs from the variant's current one was made under an earlier configuration (an
+    edited ``epochs``, ``lr``, task list, …) and is superseded, never pooled as another seed.
+    """
+    from vlpbench.config.loader import canonical_hash
+
+    payload: dict[str, Any] = {"config": identity_config(config, world_size), "data_versions": data_versions or {}}
+    if evaluation != "test":
+        payload["evaluation"] = evaluation
+    return canonical_hash(payload)

@@ -54,6 +54,14 @@ class RunSpec:
     def run_config(self) -> RunConfig:
         return RunConfig.model_validate(self.config)
 
+    @property
+    def config_hash(self) -> str:
+        """The variant's configuration identity (the run identity without the seed): runs of one
+        variant share a leaderboard row only when it is equal (see the board's superseded runs)."""
+        from vlpbench.config.identity import configuration_hash
+
+        return configuration_hash(self.config, self.protocol_versions, self.world_size, self.evaluation)
+
 
 @dataclass
 class Experiment:

@@ -67,18 +67,37 @@ def check_label(label: str) -> None:
                           "the results folder and a leaderboard row.")
 
 
+def eval_label(label: str, experiment_file: Path, separate_row: bool) -> str:
+    """The leaderboard row an evaluation goes to. A label that names a variant of the experiment
+    would pool the evaluation with that variant's pretrained seeds, so it is refused, unless a
+    separate row is asked for (then the row is ``<label> [eval]``)."""
+    from vlpbench.config.loader import BASE_VARIANT
+    from vlpbench.config.yamlmap import load_yaml_with_lines
+
+    data, _ = load_yaml_with_lines(Path(experiment_file))
+    variants = list((data or {}).get("variants") or {BASE_VARIANT: {}}) if isinstance(data, dict) else []
+    if label not in variants:
+        return label
+    if separate_row:
+        return f"{label} [eval]"
+    raise ConfigError(f"--label '{label}' is a variant of {experiment_file} ({', '.join(variants)}): the evaluation "
+                      "would be mixed into that variant's row as if it were one more seed. Choose another label, or "
+                      f"pass --separate-row to list it as its own row '{label} [eval]'.")
+
+
 def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: Path, label: str,
                         variant: str | None = None, arch: str | None = None,
-                        echo: Callable[[str], None] = print) -> RunDir:
+                        echo: Callable[[str], None] = print, separate_row: bool = False) -> RunDir:
     """Evaluate ``checkpoint`` with the tasks of ``experiment_file``; return the run directory written."""
     from vlpbench.build import build_component
     from vlpbench.context import BuildContext
     from vlpbench.engine.pretrain import resolve_device
-    from vlpbench.engine.provenance import git_commit, hardware, versions
-    from vlpbench.engine.runner import evaluate_tasks
+    from vlpbench.engine.provenance import hardware, record
+    from vlpbench.engine.runner import evaluate_tasks, record_metrics
     from vlpbench.plugins import get_registry
 
     check_label(label)
+    label = eval_label(label, experiment_file, separate_row)
     experiment = load_experiment(experiment_file, seeds=[0], variants=[variant] if variant else None)
     spec = experiment.runs[0]
     config = spec.run_config()
@@ -113,16 +132,21 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     data_source = build_component(get_registry(), "dataset", config.data, context) if needs_data else None
     started = time.perf_counter()
     task_data: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
     metrics, task_seconds = evaluate_tasks(config.tasks, encoders, data_source, context, device, echo,
-                                           task_data=task_data)
-    write_json(run.file("metrics.json"), metrics)
+                                           task_data=task_data, samples=samples)
     write_json(run.file("provenance.json"), {
-        "versions": versions(), "git_commit": git_commit(), "seed": 0, "run_hash": identity, "evaluated": source,
+        **record(), "seed": 0, "run_hash": identity, "evaluated": source,
         "data": data_source.protocol() if data_source is not None else None, "hardware": hardware(device),
         **({"task_data": task_data} if task_data else {}),
         "timings": {"pretrain_seconds": 0.0, "eval_seconds": time.perf_counter() - started, "task_seconds": task_seconds},
         "pretrain": None,
     })
+    try:
+        record_metrics(run, metrics, samples)
+    except Exception as exc:  # a task without a valid score: the run shows as failed, its other tasks kept
+        run.set_status("failed", error=str(exc))
+        raise
     run.set_status("finished", finished=time.time())
     return run
 

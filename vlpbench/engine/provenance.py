@@ -1,4 +1,11 @@
-"""Where a result came from: versions, commit, hardware."""
+"""Where a result came from: vlpbench's own version and source commit, libraries, plugins, hardware.
+
+The commit is that of the *installed vlpbench package's* source tree — never of the directory the
+command runs in (a user's own project). It is read only when the package's files are tracked by
+the git repository around them, so a vlpbench installed into a virtual environment inside some other
+repository reports no commit rather than that repository's; a pip install from a VCS URL reports
+the commit pip recorded (``direct_url.json``).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +16,71 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+LIBRARIES = ("torch", "torchvision", "timm", "transformers", "torchmetrics", "monai", "numpy", "scipy", "pydantic")
 
-def git_commit() -> str | None:
-    """The commit of the vlpbench checkout (None when not run from a git checkout)."""
-    root = Path(__file__).resolve().parents[2]
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    if out.returncode != 0:
+
+
+def source() -> dict[str, Any]:
+    """vlpbench's version, source commit, dirty flag and where it is installed."""
+    from vlpbench import __version__
+
+    package = Path(__file__).resolve().parents[1]
+    info: dict[str, Any] = {"version": __version__, "commit": None, "dirty": None, "path": str(package)}
+    tracked = _git(package, "ls-files", "--error-unmatch", "__init__.py")
+    head = _git(package, "rev-parse", "HEAD")
+    if tracked is not None and tracked.returncode == 0 and head is not None and head.returncode == 0:
+        status = _git(package, "status", "--porcelain", "--untracked-files=no", "--", ".")
+        top = _git(package, "rev-parse", "--show-toplevel")
+        if top is not None and top.returncode == 0:  # plugins in the same checkout count too
+            status = _git(Path(top.stdout.strip()), "status", "--porcelain", "--untracked-files=no")
+        info.update(commit=head.stdout.strip(), dirty=bool(status and status.stdout.strip()))
+        return info
+    try:  # installed from a VCS URL: pip recorded the commit
+        import json
+        from importlib import metadata
+
+        direct = metadata.distribution("vlpbench").read_text("direct_url.json")
+        commit = (json.loads(direct or "{}").get("vcs_info") or {}).get("commit_id")
+        if commit:
+            info.update(commit=commit, dirty=False)
+    except Exception:  # noqa: BLE001  (not installed as a distribution: no commit, said so by None)
+        pass
+    return info
+
+
+def git_commit() -> str | None:
+    """The commit of the vlpbench source (``-dirty`` when its tree has uncommitted changes); None
+    when it cannot be known (see :func:`source`)."""
+    info = source()
+    if info["commit"] is None:
         return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return info["commit"] + ("-dirty" if info["dirty"] else "")
+
+
+def libraries() -> dict[str, Any]:
+    """Versions of the libraries results depend on, CUDA's and cuDNN's (None: not installed)."""
+    from importlib import metadata
+
+    found: dict[str, Any] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    try:
+        import torch
+
+        found["cuda"] = torch.version.cuda
+        found["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:  # noqa: BLE001
+        found["cuda"] = found["cudnn"] = None
+    return found
 
 
 def hardware(device: Any) -> dict[str, Any]:
@@ -39,6 +98,14 @@ def hardware(device: Any) -> dict[str, Any]:
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
+
+
+def record() -> dict[str, Any]:
+    """Everything :mod:`runner` and ``vlpbench eval`` write about the software: the versions that decide
+    staleness, vlpbench's source (version, commit, dirty), every library and CUDA version."""
+    src = source()
+    commit = None if src["commit"] is None else src["commit"] + ("-dirty" if src["dirty"] else "")
+    return {"versions": versions(), "git_commit": commit, "source": src, "libraries": libraries()}
 
 
 def versions() -> dict[str, Any]:

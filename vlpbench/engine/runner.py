@@ -81,6 +81,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         device = torch.device("cuda", local_rank())
     started = time.time()
     built = build_run(config, registry, spec.seed)
+    refuse_zero_steps(config, built)
     if spec.evaluation == "validation":
         from vlpbench.engine.validation import ValidationSource
 
@@ -155,21 +156,53 @@ def _load_final(run: RunDir) -> tuple[dict[str, Any], Any] | None:
         return None
 
 
+def refuse_zero_steps(config: Any, built: Any) -> None:
+    """A pretraining of zero optimiser steps (a batch larger than the pretraining split) would
+    "finish" an untrained model: refuse it before it starts."""
+    steps = built.pretrain.steps_per_epoch(config.pretrain.batch_size) * config.pretrain.epochs
+    if steps <= 0:
+        from vlpbench.errors import ConfigError
+
+        raise ConfigError(
+            f"pretraining would take 0 steps: pretrain.batch_size = {config.pretrain.batch_size} is larger than the "
+            f"{len(built.pretrain)} pretraining samples (each epoch uses only whole batches). Use a batch size of at "
+            "most the pretraining split's size, or more pretraining data.")
+
+
+def record_metrics(run: RunDir, metrics: dict[str, Any], samples: dict[str, Any]) -> None:
+    """Write ``metrics.json`` and ``samples.npz``; a task with a non-finite score fails the run (its
+    other tasks' results are kept in the files)."""
+    from vlpbench.engine.samples import FILE, write_samples
+
+    for key, reason in write_samples(run.file(FILE), samples).items():
+        task, _, column = key.partition("/")
+        metrics[task].setdefault("samples_left_out", {})[column] = reason
+    write_json(run.file("metrics.json"), metrics)
+    failed = {key: result["error"] for key, result in metrics.items() if result.get("error")}
+    if failed:
+        raise TaskFailed("; ".join(f"task '{key}': {error}" for key, error in failed.items()))
+
+
+class TaskFailed(UserError):
+    """A task produced no valid score (non-finite); the run is marked failed."""
+
+
 def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any) -> None:
     """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
-    from vlpbench.engine.provenance import git_commit, hardware, versions
+    from vlpbench.engine.provenance import hardware, record
     from vlpbench.tasks.base import Encoders
 
     config = spec.run_config()
     built.model.to(device)
     eval_started = time.perf_counter()
     task_data: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
     metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
-                                           built.data_source, built.context, device, task_data=task_data)
+                                           built.data_source, built.context, device, task_data=task_data,
+                                           samples=samples)
     eval_seconds = time.perf_counter() - eval_started
-    write_json(run.file("metrics.json"), metrics)
     write_json(run.file("provenance.json"), {
-        "versions": versions(), "git_commit": git_commit(), "seed": spec.seed, "run_hash": spec.run_hash,
+        **record(), "seed": spec.seed, "run_hash": spec.run_hash,
         "data": built.data_source.protocol(),
         "data_statistics": built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
         **({"task_data": task_data} if task_data else {}),
@@ -177,6 +210,7 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
         "timings": {"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
                     "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
         "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
+                     "resumed_from_step": getattr(result, "resumed_from_step", None),
                      "active_steps": result.active_steps},
         "distributed": {"world_size": spec.world_size, "negative_scope": built.model.objective.scopes()},
         "parameters": sum(p.numel() for p in built.model.parameters()),
@@ -184,6 +218,7 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
     })
     if not run.file("config.yaml").is_file():  # the folder was deleted (and recreated) while the run went on
         write_run_config(spec, run)
+    record_metrics(run, metrics, samples)
     run.set_status("finished", finished=time.time())
 
 
@@ -215,12 +250,16 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
 
 def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
                    echo: Callable[[str], None] | None = None,
-                   task_data: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+                   task_data: dict[str, Any] | None = None,
+                   samples: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     """Every task of a run on the frozen encoders: ``{task key: {scores, protocols, details}}`` and
     the seconds each task took.
 
     ``task_data``, when given, receives per task the provenance of a task's own dataset when that
     dataset reports one (real datasets: protocol with the manifest hash, skipped bad samples).
+
+    ``samples``, when given, receives per task its per-test-case outputs (``{column: Samples}``).
+    A task with a non-finite score keeps no scores and gets an ``error`` (see :func:`record_metrics`).
 
     A task that compares images with text is skipped (and said so) when there is no text encoder.
     """
@@ -245,11 +284,29 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
             source = ValidationSource(source)
         started = time.perf_counter()
         outcome = task.evaluate(encoders, source, device)
-        metrics[key] = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details}
+        metrics[key] = task_metrics(task, outcome)
+        if samples is not None and not metrics[key].get("error"):
+            samples[key] = outcome.samples
         if task_data is not None and source is not data_source and hasattr(source, "provenance"):
             task_data[key] = source.provenance()
         seconds[key] = time.perf_counter() - started
     return metrics, seconds
+
+
+def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
+    """A task's entry of ``metrics.json``: scores, protocols, details, the columns it declares and
+    its metric version; with an ``error`` and no scores when a score is not finite."""
+    import math
+
+    entry = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details,
+             "columns": {c: info.as_dict() for c, info in getattr(outcome, "columns", {}).items()},
+             "metric_version": str(getattr(task, "metric_version", "") or "") or None,
+             "samples": {c: s.kind for c, s in getattr(outcome, "samples", {}).items()}}
+    bad = {c: v for c, v in outcome.scores.items() if not isinstance(v, (int, float)) or not math.isfinite(v)}
+    if bad:
+        entry.update(scores={}, error="non-finite score(s) " + ", ".join(f"{c} = {v}" for c, v in bad.items())
+                     + " (a degenerate model or a test split without both classes); the task gives no result")
+    return entry
 
 
 def run_experiment(

@@ -167,7 +167,7 @@ def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = 
         "kind": "run", "experiment": experiment.name, "file": str(experiment.path.resolve()),
         "submitted": time.strftime("%Y-%m-%d %H:%M:%S"), "board_dir": str(experiment_dir(results_root.resolve(), experiment.name)),
         "variants": experiment.variants, "baseline": experiment.file.baseline,
-        "planned": [[r.variant, r.seed] for r in experiment.runs],
+        "planned": [[r.variant, r.seed, r.config_hash] for r in experiment.runs],
         "jobs": [{"job_id": job.job_id, "label": f"{spec.variant} seed {spec.seed}",
                   "run_dir": str(run_dir(results_root.resolve(), experiment.name, spec.run_id).path),
                   "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)} for job, spec in zip(jobs, todo)],

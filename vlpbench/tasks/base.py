@@ -54,13 +54,50 @@ class TaskParams(BaseModel):
     dataset: ComponentSpec | None = Field(None, description="data for this task (default: the experiment's data)")
 
 
+@dataclass(frozen=True)
+class Column:
+    """What a task declares about one score column; the leaderboard reads it (it never guesses
+    from column names).
+
+    ``headline``: shown in the headline tables (every column is in the full ones);
+    ``higher_is_better``: which way "best" and ranks go; ``chance``: the score of an uninformed
+    predictor under this protocol (marked on the charts; None where there is none).
+    """
+
+    headline: bool = False
+    higher_is_better: bool = True
+    chance: float | None = None
+    description: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"headline": self.headline, "higher_is_better": self.higher_is_better, "chance": self.chance,
+                "description": self.description}
+
+
+@dataclass
+class Samples:
+    """Per-test-case outputs of one column, from which the leaderboard recomputes the score on
+    resampled test cases (bootstrap CIs, paired tests). ``kind`` names the score's formula
+    (:mod:`vlpbench.board.resample`): ``mean`` (``values`` [.., n]), ``accuracy`` (``predicted``
+    [.., n], ``labels`` [n]), ``ratio`` (``numerator``, ``denominator`` [n]), ``auroc`` (``scores``
+    [.., n, L], ``labels`` [n, L]; macro over labels with both classes), ``map`` (COCO-style mAP from
+    per-detection matches: ``image``, ``score``, ``label`` [d], ``matched`` [d, T], ``gt_count`` [n, C]).
+    A leading axis, where there is one, is averaged (e.g. the linear probe's probe seeds)."""
+
+    kind: str
+    arrays: dict[str, np.ndarray]
+
+
 @dataclass
 class TaskResult:
-    """Scores by column (e.g. ``auroc@1%``), each with the protocol it was measured under."""
+    """Scores by column (e.g. ``auroc@1%``), each with the protocol it was measured under, what the
+    task declares about each column, and the per-test-case outputs behind each score."""
 
     scores: dict[str, float]
     protocols: dict[str, dict[str, Any]]
     details: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Column] = field(default_factory=dict)
+    samples: dict[str, Samples] = field(default_factory=dict)
 
 
 def protocol_hash(protocol: dict[str, Any]) -> str:

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 
-from vlpbench.tasks.base import Encoders, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
 
 IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(8)]  # 0.40 … 0.75
@@ -119,8 +119,47 @@ def ltrb_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
                         points[..., 0] + ltrb[..., 2], points[..., 1] + ltrb[..., 3]], -1)
 
 
+def coco_matches(predictions: list[dict[str, Tensor]], truth: list[dict[str, Tensor]], classes: int,
+                 thresholds: list[float] = IOU_THRESHOLDS) -> dict[str, np.ndarray]:
+    """Per-detection matches as COCO's evaluation decides them, for :class:`~vlpbench.tasks.base.Samples`
+    of kind ``map``: within an image and class, detections by decreasing score each take the
+    unmatched ground-truth box of highest IoU ≥ the threshold. COCO decides this per image, so the
+    leaderboard can recompute mAP on any resample of test images from these rows alone."""
+    image, label, score, matched = [], [], [], []
+    gt_count = np.zeros((len(truth), classes), dtype=np.int32)
+    for i, (pred, true) in enumerate(zip(predictions, truth)):
+        for c in range(classes):
+            gt = true["boxes"][true["labels"] == c].float()
+            gt_count[i, c] = len(gt)
+            mine = pred["labels"] == c
+            boxes, values = pred["boxes"][mine].float(), pred["scores"][mine].float()
+            order = np.argsort(-values.numpy(), kind="mergesort")
+            boxes, values = boxes[order], values[order]
+            iou = box_iou(boxes, gt).numpy() if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
+            hits = np.zeros((len(boxes), len(thresholds)), dtype=bool)
+            for t, threshold in enumerate(thresholds):
+                taken = np.zeros(len(gt), dtype=bool)
+                for d in range(len(boxes)):
+                    best, chosen = min(threshold, 1 - 1e-10), -1
+                    for g in range(len(gt)):
+                        if taken[g] or iou[d, g] < best:
+                            continue
+                        best, chosen = iou[d, g], g
+                    if chosen >= 0:
+                        taken[chosen], hits[d, t] = True, True
+            image += [i] * len(boxes)
+            label += [c] * len(boxes)
+            score += values.tolist()
+            matched.append(hits)
+    return {"image": np.asarray(image, dtype=np.int32), "label": np.asarray(label, dtype=np.int16),
+            "score": np.asarray(score, dtype=np.float32),
+            "matched": np.concatenate(matched) if matched else np.zeros((0, len(thresholds)), dtype=bool),
+            "gt_count": gt_count}
+
+
 class Detection:
     requires = frozenset({"data:boxes", "image:patches"})
+    metric_version = "1"
 
     class Params(DenseTaskParams):
         classes: Literal["single", "findings"] = "single"
@@ -215,7 +254,7 @@ class Detection:
         classes = 1 if p.classes == "single" else len(findings)
         has_box = targets["train"][2].any(1).numpy()
         subsets = positives_first_fractions(has_box, p.fractions, p.sampling_seed)
-        scores, protocols, details = {}, {}, {}
+        scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for fraction, subset in subsets.items():
             torch.manual_seed(p.train_seed)
             head = FCOSHead(maps["train"].channels, p.channels, classes).to(device)
@@ -235,15 +274,20 @@ class Detection:
             fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss)
             metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
             test = maps["test"]
+            all_predictions, all_truth = [], []
             for start in range(0, len(test), 128):
                 rows = torch.arange(start, min(start + 128, len(test)))
                 predictions = self.predict(head, test.batch(rows, device), image_size)
                 boxes, labels, valid = (t[rows] for t in targets["test"])
                 truth = [{"boxes": boxes[i][valid[i]], "labels": labels[i][valid[i]]} for i in range(len(rows))]
                 metric.update(predictions, truth)
+                all_predictions += predictions
+                all_truth += truth
             result = metric.compute()
             label = fraction_label(fraction)
             scores[f"mAP@{label}"] = float(result["map"])
+            columns[f"mAP@{label}"] = Column(headline=True, description="COCO mAP over IoU 0.40:0.05:0.75")
+            samples[f"mAP@{label}"] = Samples("map", coco_matches(all_predictions, all_truth, classes))
             details[label] = {"train_images": int(len(subset)), **fit}
             protocols[f"mAP@{label}"] = with_hash({
                 "task": "detection", "dataset": source.protocol(), "target": sorted(findings), "classes": p.classes,
@@ -251,5 +295,5 @@ class Detection:
                 "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
                 "metric": "torchmetrics MeanAveragePrecision (COCO-style), mean over IoU 0.40:0.05:0.75",
             })
-        return TaskResult(scores, protocols, details)
+        return TaskResult(scores, protocols, details, columns, samples)
 

@@ -27,12 +27,13 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_accu
 
 from vlpbench.context import BuildContext
 from vlpbench.data.pipeline import to_model_images
-from vlpbench.tasks.base import (Encoders, TaskParams, TaskResult, fraction_label, frozen_global_features,
-                                 nested_stratified_fractions, protocol_hash)
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
+                                 frozen_global_features, nested_stratified_fractions, protocol_hash)
 
 
 class LinearProbe:
     requires = frozenset({"data:labels"})
+    metric_version = "1"
 
     class Params(TaskParams):
         fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
@@ -72,13 +73,19 @@ class LinearProbe:
         test_labels = torch.from_numpy(labels["test"]).long()
         present = test_labels.sum(0) > 0
         scores, protocols, details = {}, {}, {"labels_without_test_positive": int((~present).sum())}
+        columns, samples = {}, {}
+        # an uninformed predictor: AUROC 0.5; accuracy of always answering the most frequent test class
+        chance = float(labels["test"].mean(0).max()) if multiclass else 0.5
         for fraction, subset in subsets.items():
-            values = []
+            values, outputs = [], []
             for probe_seed in self.params.probe_seeds:
                 logits = self._fit_and_predict(features, labels, subset, probe_seed, multiclass)
                 values.append(self._score(logits, test_labels, present, multiclass))
+                outputs.append(logits)
             column = f"{metric}@{fraction_label(fraction)}"
             scores[column] = float(np.mean(values))
+            columns[column] = Column(headline=True, chance=chance)
+            samples[column] = self._samples(torch.stack(outputs), test_labels, present, multiclass)
             protocol = {
                 "task": "linear_probe", "dataset": source.protocol(), "train_split": "train",
                 "model_selection": "val", "test_split": "test", "fraction": fraction,
@@ -88,7 +95,17 @@ class LinearProbe:
             }
             protocol["hash"] = protocol_hash(protocol)
             protocols[column] = protocol
-        return TaskResult(scores, protocols, details)
+        return TaskResult(scores, protocols, details, columns, samples)
+
+    @staticmethod
+    def _samples(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, multiclass: bool) -> Samples:
+        """Per-test-case outputs [probe seeds, n, …] and targets behind :meth:`_score`."""
+        if multiclass:
+            return Samples("accuracy", {"predicted": logits.argmax(-1).numpy().astype(np.int16),
+                                        "labels": target.argmax(1).numpy().astype(np.int16)})
+        keep = present.numpy()
+        return Samples("auroc", {"scores": logits.sigmoid()[..., keep].numpy().astype(np.float32),
+                                 "labels": target[:, keep].numpy().astype(np.uint8)})
 
     def _fit_and_predict(self, features: dict[str, torch.Tensor], labels: dict[str, np.ndarray],
                          subset: np.ndarray, seed: int, multiclass: bool) -> torch.Tensor:

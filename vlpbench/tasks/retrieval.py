@@ -15,18 +15,40 @@ import torch
 from pydantic import Field
 
 from vlpbench.data.pipeline import to_model_images
-from vlpbench.tasks.base import Encoders, TaskParams, TaskResult, image_embeddings, text_embeddings, with_hash
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
+                                 with_hash)
+
+
+def hits_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks: list[int]) -> dict[int, torch.Tensor]:
+    """Per query (row): whether a relevant candidate is among its top K columns, [n] bool per K."""
+    top = similarity.topk(min(max(ks), similarity.shape[1]), dim=1).indices  # [n, K]
+    hits = relevant.gather(1, top)  # [n, K] bool
+    return {k: hits[:, :k].any(1) for k in ks}
 
 
 def recall_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks: list[int]) -> dict[int, float]:
     """Share of queries (rows) with a relevant candidate among their top K columns."""
-    top = similarity.topk(min(max(ks), similarity.shape[1]), dim=1).indices  # [n, K]
-    hits = relevant.gather(1, top)  # [n, K] bool
-    return {k: float(hits[:, :k].any(1).float().mean()) for k in ks}
+    return {k: float(hit.float().mean()) for k, hit in hits_at_k(similarity, relevant, ks).items()}
+
+
+def chance_recall(relevant: torch.Tensor, k: int) -> float:
+    """Expected Recall@K of a random ranking: per query with r relevant of n, 1 − C(n−r, K) / C(n, K)."""
+    from math import lgamma
+
+    n = relevant.shape[1]
+    k = min(k, n)
+
+    def log_choose(a: int, b: int) -> float:
+        return lgamma(a + 1) - lgamma(b + 1) - lgamma(a - b + 1)
+
+    values = [1.0 - (np.exp(log_choose(n - r, k) - log_choose(n, k)) if n - r >= k else 0.0)
+              for r in relevant.sum(1).tolist()]
+    return float(np.mean(values))
 
 
 class Retrieval:
     requires = frozenset({"data:reports", "data:labels", "text:global"})
+    metric_version = "1"
 
     class Params(TaskParams):
         ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
@@ -46,13 +68,17 @@ class Retrieval:
         strict = torch.eye(len(labels), dtype=torch.bool)
         semantic = (labels.unsqueeze(1) == labels.unsqueeze(0)).all(-1)
         scores: dict[str, float] = {}
+        columns, samples = {}, {}
         for direction, matrix in (("i2t", similarity), ("t2i", similarity.t())):
             for name, relevant in (("strict", strict), ("semantic", semantic)):
-                for k, value in recall_at_k(matrix, relevant, self.params.ks).items():
-                    scores[f"{direction}/{name}/R@{k}"] = value
+                for k, hit in hits_at_k(matrix, relevant, self.params.ks).items():
+                    column = f"{direction}/{name}/R@{k}"
+                    scores[column] = float(hit.float().mean())
+                    columns[column] = Column(headline=k == max(self.params.ks), chance=chance_recall(relevant, k))
+                    samples[column] = Samples("mean", {"values": hit.numpy()})
         protocol = with_hash({
             "task": "retrieval", "dataset": source.protocol(), "split": self.params.split, "pairs": len(labels),
             "metric": "Recall@K; strict: the paired item only; semantic: any item with the same finding set",
         })
         details = {"semantic_duplicates_per_query": float(semantic.sum(1).float().mean() - 1)}
-        return TaskResult(scores, {column: protocol for column in scores}, details)
+        return TaskResult(scores, {column: protocol for column in scores}, details, columns, samples)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from monai.losses import FocalLoss
 from monai.metrics import compute_dice
 from pydantic import Field
 
-from vlpbench.tasks.base import Encoders, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.decoders import build_decoder
 from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
 
@@ -40,6 +41,7 @@ def dice_scores(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.T
 
 class Segmentation:
     requires = frozenset({"data:masks", "image:patches"})
+    metric_version = "1"
 
     class Params(DenseTaskParams):
         decoder: Literal["auto", "unet", "pup"] = "auto"
@@ -65,7 +67,7 @@ class Segmentation:
         masks = {name: torch.from_numpy(s.any_mask(findings)).unsqueeze(1).float() for name, s in splits.items()}
         image_size = splits["train"].images.shape[-1]
         subsets = positives_first_fractions(masks["train"].flatten(1).any(1).numpy(), p.fractions, p.sampling_seed)
-        scores, protocols, details = {}, {}, {}
+        scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for fraction, subset in subsets.items():
             torch.manual_seed(p.train_seed)
             decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
@@ -85,6 +87,13 @@ class Segmentation:
             label = fraction_label(fraction)
             scores[f"dice@{label}"] = float(per_image.mean())
             scores[f"pooled_dice@{label}"] = pooled
+            truth = masks["test"].bool()
+            columns[f"dice@{label}"] = Column(headline=True, description="per-image Dice, mean over the test set")
+            columns[f"pooled_dice@{label}"] = Column(description="pixel-pooled Dice over the test set")
+            samples[f"dice@{label}"] = Samples("mean", {"values": per_image.numpy().astype(np.float32)})
+            samples[f"pooled_dice@{label}"] = Samples("ratio", {
+                "numerator": 2 * (prediction & truth).flatten(1).sum(1).numpy().astype(np.int64),
+                "denominator": (prediction.flatten(1).sum(1) + truth.flatten(1).sum(1)).numpy().astype(np.int64)})
             details[label] = {"train_images": int(len(subset)), **fit}
             protocol = with_hash({
                 "task": "segmentation", "dataset": source.protocol(), "target": sorted(findings),
@@ -94,7 +103,7 @@ class Segmentation:
                           "pooled: 2ΣTP/(Σpred+Σtrue) over all test pixels",
             })
             protocols[f"dice@{label}"] = protocols[f"pooled_dice@{label}"] = protocol
-        return TaskResult(scores, protocols, details)
+        return TaskResult(scores, protocols, details, columns, samples)
 
     @torch.no_grad()
     def _predict(self, decoder: torch.nn.Module, maps: Any, device: torch.device, batch_size: int = 128) -> torch.Tensor:

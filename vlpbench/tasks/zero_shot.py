@@ -18,11 +18,13 @@ from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
 from vlpbench.data.pipeline import to_model_images
-from vlpbench.tasks.base import Encoders, TaskParams, TaskResult, image_embeddings, text_embeddings, with_hash
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
+                                 with_hash)
 
 
 class ZeroShot:
     requires = frozenset({"data:prompts", "data:labels", "text:global"})
+    metric_version = "1"
 
     class Params(TaskParams):
         temperature: float = Field(0.07, gt=0, description="softmax temperature of the pos/neg contrast (rank-neutral)")
@@ -39,7 +41,7 @@ class ZeroShot:
                                lambda: image_embeddings(encoders.image, to_model_images(split.images), device))
         prompts = source.prompts()
         scores, details = {}, {"per_finding": {}, "findings_not_scorable": []}
-        per_finding = []
+        per_finding, probabilities, scored = [], [], []
         for k, finding in enumerate(source.label_names):
             if finding not in prompts:
                 continue
@@ -53,6 +55,8 @@ class ZeroShot:
             auroc = float(binary_auroc(probability, labels[:, k]))
             details["per_finding"][finding] = auroc
             per_finding.append(auroc)
+            probabilities.append(probability.numpy().astype(np.float32))
+            scored.append(k)
         scores["auroc"] = float(np.mean(per_finding)) if per_finding else float("nan")
         protocol = with_hash({
             "task": "zero_shot", "dataset": source.protocol(), "split": self.params.split,
@@ -62,4 +66,12 @@ class ZeroShot:
         })
         for finding, value in details["per_finding"].items():
             scores[f"auroc/{finding}"] = value
-        return TaskResult(scores, {column: protocol for column in scores}, details)
+        columns = {column: Column(headline=column == "auroc", chance=0.5) for column in scores}
+        samples = {}
+        if scored:
+            matrix, truth = np.stack(probabilities, 1), labels.numpy()[:, scored].astype(np.uint8)
+            samples["auroc"] = Samples("auroc", {"scores": matrix, "labels": truth})
+            for i, k in enumerate(scored):
+                samples[f"auroc/{source.label_names[k]}"] = Samples("auroc", {"scores": matrix[:, i:i + 1],
+                                                                             "labels": truth[:, i:i + 1]})
+        return TaskResult(scores, {column: protocol for column in scores}, details, columns, samples)

@@ -21,3 +21,11 @@ COMPONENTS = [
 def vlpbench_register(registrar) -> None:
     for kind, name, target, summary in COMPONENTS:
         registrar.add(kind, name, target, summary)
+
+
+@hookimpl
+def vlpbench_reported_results() -> list[dict]:
+    """FaNe's published numbers and the baselines its paper reports (see :mod:`vlpbench_fane.reported`)."""
+    from vlpbench_fane.reported import REPORTED
+
+    return REPORTED
