@@ -139,3 +139,36 @@ def test_bad_options_are_clear_errors() -> None:
         PretrainConfig(batch_size=30, accumulate=4)
     with pytest.raises(ValueError, match="fp16"):
         PretrainConfig(precision="fp16", device="cpu")
+
+
+TWO_STAGES = [{"name": "stage1", "start": 0.0, "optimizer": "adam", "warmup": 0.5, "warmup_start_lr": 1e-6},
+              {"name": "stage2", "start": 0.5, "optimizer": "adam", "lr": 5e-4, "warmup": 0.5, "warmup_start_lr": 1e-7}]
+
+
+def test_a_stage_rebuilds_the_optimiser_and_its_warm_up(tmp_path: Path) -> None:
+    """CM-CGNS's stage 2: a fresh Adam (new moments) and a fresh warm-up from warmup_start_lr."""
+    _, result = train(tmp_path, "staged", stages=TWO_STAGES)
+    lrs = [r["lr"] for r in result.history]  # the rate after each step (6 steps per epoch, 3 of warm-up)
+    assert lrs[0] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 3) and lrs[2] == pytest.approx(1e-3)
+    assert lrs[6] == pytest.approx(1e-7 + (5e-4 - 1e-7) / 3) and lrs[8] == pytest.approx(5e-4)
+    assert lrs[11] == pytest.approx(0.0, abs=1e-12)  # cosine to min_lr over the stage
+    assert [s["name"] for s in result.stages] == ["stage1", "stage2"] and result.stages[1]["first_step"] == 6
+
+
+def test_resume_across_a_stage_boundary_equals_uninterrupted(tmp_path: Path) -> None:
+    _, whole = train(tmp_path, "whole", stages=TWO_STAGES)
+    built, config = tiny(stages=TWO_STAGES)
+    with pytest.raises(Interrupt):
+        pretrain(built.model, built.pretrain, config, 0, RunDir(tmp_path / "cut"), torch.device("cpu"),
+                 progress=False, stop_after_epoch=0)
+    _, resumed = train(tmp_path, "cut", stages=TWO_STAGES)
+    assert [r["total"] for r in resumed.history] == [r["total"] for r in whole.history]
+
+
+def test_stages_are_validated() -> None:
+    with pytest.raises(ValueError, match="start at 0.0"):
+        PretrainConfig(stages=[{"name": "a", "start": 0.5}])
+    with pytest.raises(ConfigError, match="at least one epoch of its own"):
+        from vlpbench.engine.pretrain import stage_plans
+
+        stage_plans(PretrainConfig(epochs=2, stages=[{"name": "a", "start": 0.0}, {"name": "b", "start": 0.1}]), 5)

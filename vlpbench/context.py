@@ -14,6 +14,8 @@ class BuildContext:
     #: (h, w) of the image encoder's patch grid at ``image_size`` (set once the encoder is built).
     patch_grid: tuple[int, int] | None = None
     corpus: list[str] = field(default_factory=list)  # pretraining reports (tokenizer, TF-IDF)
+    #: the same reports as lists of sentences (frozen report encoders under the sentence shuffle)
+    corpus_sentences: list[list[str]] = field(default_factory=list)
     label_names: tuple[str, ...] = ()
     total_steps: int = 1
     seed: int = 0

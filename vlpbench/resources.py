@@ -40,8 +40,19 @@ def check_fits(needed: int, what: str, fix: str) -> None:
                                  f"{available / 2**30:,.1f} GiB is available on this machine: {fix}.")
 
 
+#: Bytes of process memory per SynthCXR study besides its pixels, which live in the memory-mapped
+#: image store: the report as Python sentence lists, labels, locations and the token tensors.
+SYNTHCXR_BYTES_PER_STUDY = 4096
+
+
 def synthcxr_bytes(samples: int, image_size: int) -> int:
+    """Memory of an in-memory generation (``data describe``): float pixels, masks and copies."""
     return samples * image_size * image_size * SYNTHCXR_BYTES_PER_PIXEL
+
+
+def synthcxr_stored_bytes(samples: int) -> int:
+    """Process memory of a split whose pixels are in the image store (they do not count)."""
+    return samples * SYNTHCXR_BYTES_PER_STUDY
 
 
 def check_disk(needed: int, folder: "os.PathLike[str] | str", what: str, fix: str) -> None:

@@ -81,6 +81,21 @@ class ObjectiveConfig(Strict):
                              "(the same as one process with the global batch). No effect on one process.")
 
 
+class Stage(Strict):
+    """One stage of a multi-stage schedule: from ``start`` (fraction of the run's epochs, rounded to an
+    epoch) a fresh optimiser (new moments) and a fresh warm-up + cosine schedule over the stage."""
+
+    name: str = Field(description="what the stage is called in the history and the ablation view")
+    start: float = Field(ge=0.0, lt=1.0, description="fraction of the epochs before the stage (the first: 0)")
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="adam: L2 weight decay in the gradient (as "
+                                                                     "torch.optim.Adam); adamw: decoupled")
+    lr: float | None = Field(None, gt=0, description="peak learning rate (default: pretrain.lr)")
+    weight_decay: float | None = Field(None, ge=0, description="default: pretrain.weight_decay")
+    warmup: float = Field(0.0, ge=0, lt=1, description="fraction of the stage's steps with linear warm-up")
+    warmup_start_lr: float = Field(0.0, ge=0, description="learning rate at the stage's first step")
+    min_lr: float = Field(0.0, ge=0, description="learning rate at the stage's end (cosine)")
+
+
 class PretrainConfig(Strict):
     epochs: int = Field(5, ge=0)
     batch_size: int = Field(64, ge=2)
@@ -94,6 +109,8 @@ class PretrainConfig(Strict):
     threads: int | None = Field(None, ge=1, le=1024, description="torch CPU threads (None: torch's default)")
     augment: bool = Field(True, description="light random affine + contrast jitter (never flips), on the device")
     log_every: int = Field(10, ge=1, description="steps between reads of the losses from the device")
+    sentence_shuffle: bool = Field(False, description="FaNe's per-load sentence shuffle: each report's sentences in a "
+                                   "new order every epoch (seeded by run seed, epoch and sample)")
     workers: int | None = Field(None, ge=0, le=64, description="DataLoader worker processes gathering batches "
                                 "(None: 0 on the CPU, up to 8 per process on a GPU); results do not depend on it")
     accumulate: int = Field(1, ge=1, description="micro-batches per optimiser step (gradient accumulation)")
@@ -105,6 +122,9 @@ class PretrainConfig(Strict):
     channels_last: bool = Field(False, description="image encoder in channels_last memory format (CNNs on GPUs)")
     compile: bool = Field(False, description="torch.compile the encoders")
     checkpoint_every: int | None = Field(None, ge=1, description="also checkpoint every N steps (exact mid-epoch resume)")
+    stages: list[Stage] = Field(
+        default_factory=list, description="multi-stage schedule (e.g. CM-CGNS's stage 2): each stage rebuilds the "
+                                          "optimiser and its warm-up + cosine schedule; empty: one AdamW schedule")
     find_unused_parameters: bool | None = Field(
         None, description="DDP's find_unused_parameters (None: on only when a term starts later in the run or a "
                           "component may leave parameters without gradient)")
@@ -115,6 +135,12 @@ class PretrainConfig(Strict):
         if self.batch_size % self.accumulate:
             raise ValueError(f"batch_size = {self.batch_size} must be a multiple of accumulate = {self.accumulate} "
                              "(each optimiser step takes accumulate equal micro-batches)")
+        if self.stages:
+            starts = [stage.start for stage in self.stages]
+            if starts[0] != 0.0 or any(b <= a for a, b in zip(starts, starts[1:])):
+                raise ValueError(f"stages must start at 0.0 and in increasing order, got starts {starts}")
+            if len({stage.name for stage in self.stages}) != len(self.stages):
+                raise ValueError("stage names must differ")
         if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision 'fp16' needs a CUDA device (it uses a gradient scaler); use 'bf16' or "
                              "'fp32' with device 'cpu'")

@@ -8,6 +8,10 @@ then gathers each step's uint8 images, tokens and labels in worker processes (or
 thread with ``workers = 0``), in pinned memory with prefetch; the training loop copies them
 ``non_blocking`` and :func:`prepare_images` normalises and augments them where the model runs.
 
+With ``pretrain.sentence_shuffle`` (FaNe's per-load shuffle) each report's sentences come in an
+order that is a hash of (seed, epoch, sample), applied to the tokens here; the batch carries
+``extras["sentence_shuffle"]`` so that frozen report encoders re-encode the same orders.
+
 Because everything random is drawn up front, a batch is a pure function of (seed, epoch, step):
 the number of workers does not change it, a resumed run (mid-epoch included) sees the batches an
 uninterrupted one would, and every rank of a multi-process run draws the same numbers and takes its
@@ -25,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlpbench.features import Batch
-from vlpbench.models.tokenization import TokenizedReports
+from vlpbench.models.tokenization import TokenizedReports, sentence_keys, shuffle_sentences
 from vlpbench.objective.scope import World
 
 PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
@@ -87,6 +91,9 @@ class EpochPlan:
 
     order: Tensor  # long [n]: the epoch's permutation of the split
     augment: Tensor | None  # float [steps, batch_size, 6] (global batch), or None without augmentation
+    #: (seed, epoch, sentence slots) of FaNe's per-load sentence shuffle, or None (see
+    #: :func:`~vlpbench.models.tokenization.sentence_keys`: a hash, so nothing else is drawn)
+    shuffle: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -96,6 +103,9 @@ class PretrainData:
     images: np.ndarray  # uint8 [n, H, W] (memory-mapped) or float [n, H, W] in [0, 1]
     tokens: TokenizedReports
     labels: Tensor
+    #: sentences of each report (what the frozen report encoders and the shuffle's orders refer to)
+    sentence_counts: Tensor | None = None  # long [n]
+    shuffle_sentences: bool = False
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -111,7 +121,13 @@ class PretrainData:
             steps = self.steps_per_epoch(batch_size)
             draws = torch.stack([draw_augmentation(generator, batch_size) for _ in range(steps)]) if steps else \
                 torch.zeros(0, batch_size, AUGMENT_FIELDS)
-        return EpochPlan(order, draws)
+        shuffle = None
+        if self.shuffle_sentences:
+            slots = int(self.tokens.sentence_index.max().clamp_min(0)) + 1
+            if self.sentence_counts is not None and len(self.sentence_counts):
+                slots = max(slots, int(self.sentence_counts.max()))
+            shuffle = (seed, epoch, slots)
+        return EpochPlan(order, draws, shuffle)
 
     def gather(self, plan: EpochPlan, step: int, batch_size: int, world: World = World()) -> Batch:
         """This rank's rows of global batch ``step``: rank r takes rows r·b … (r+1)·b − 1 (b = the
@@ -130,9 +146,15 @@ class PretrainData:
             images = images.unsqueeze(1)
         extras: dict = {"augment": plan.augment[step, mine].clone()} if plan.augment is not None else {}
         tokens = self.tokens
-        sentence_index = tokens.sentence_index[index]
+        input_ids, sentence_index = tokens.input_ids[index], tokens.sentence_index[index]
+        if plan.shuffle is not None:
+            seed, epoch, slots = plan.shuffle
+            input_ids, sentence_index = shuffle_sentences(input_ids, sentence_index,
+                                                          sentence_keys(seed, epoch, index, slots))
+            extras["sentence_shuffle"] = plan.shuffle  # the frozen report encoders re-derive each order
+            extras["sample_ids"] = index.tolist()  # ... of these samples (a host list: no device read)
         extras["num_sentences"] = int(sentence_index.max().clamp_min(0)) + 1  # known here, on the CPU
-        return Batch(images, tokens.input_ids[index], tokens.attention_mask[index], sentence_index,
+        return Batch(images, input_ids, tokens.attention_mask[index], sentence_index,
                      self.labels[index], index, extras=extras)
 
     def epoch_batches(self, epoch: int, seed: int, batch_size: int, augment: bool, world: World = World(),

@@ -69,6 +69,7 @@ def build_run(config: RunConfig, registry: Registry, seed: int, steps_per_epoch_
     split = source.split("pretrain")
     context.image_size = source.image_size
     context.corpus = list(split.reports)
+    context.corpus_sentences = [list(report) for report in split.sentences]
     context.label_names = tuple(source.label_names)
     steps_per_epoch = len(split) // config.pretrain.batch_size
     context.total_steps = max(1, steps_per_epoch * config.pretrain.epochs)
@@ -79,5 +80,8 @@ def build_run(config: RunConfig, registry: Registry, seed: int, steps_per_epoch_
     context.built["text_encoder"] = text_encoder
     objective = Objective(config.objective, registry, context)
     tokens = text_encoder.tokenize(split.sentences)
-    tensors = PretrainData(split.images, tokens, torch.from_numpy(np.asarray(split.labels)).float())
+    most = getattr(getattr(text_encoder, "params", None), "max_sentences", None) or 1 << 30
+    counts = torch.tensor([min(len(report), most) for report in split.sentences], dtype=torch.long)
+    tensors = PretrainData(split.images, tokens, torch.from_numpy(np.asarray(split.labels)).float(), counts,
+                           config.pretrain.sentence_shuffle)
     return BuiltRun(VLPModel(image_encoder, text_encoder, objective), source, tensors, context)

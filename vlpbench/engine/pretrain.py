@@ -58,6 +58,66 @@ def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]
     return factor
 
 
+@dataclass(frozen=True)
+class StagePlan:
+    """A stage resolved against the run: its first step, optimiser and learning-rate schedule."""
+
+    name: str
+    first_step: int
+    steps: int
+    optimizer: str
+    lr: float
+    weight_decay: float
+    warmup: float
+    warmup_start_lr: float | None  # None: the single-schedule ramp ((step + 1) / warm-up steps)
+    min_lr: float
+
+    def build(self, params: list[torch.nn.Parameter]) -> tuple[torch.optim.Optimizer, Any]:
+        """A fresh optimiser (new moments) and its schedule over this stage's steps."""
+        kind = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
+        optimizer = kind(params, lr=self.lr, weight_decay=self.weight_decay)
+        warmup = int(self.warmup * self.steps)
+        if self.warmup_start_lr is None:
+            factor = warmup_cosine(warmup, self.steps)
+        else:
+            factor = stage_factor(warmup, self.steps, self.warmup_start_lr / self.lr, self.min_lr / self.lr)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def stage_factor(warmup_steps: int, total_steps: int, start: float, end: float) -> Callable[[int], float]:
+    """Linear warm-up from ``start`` to 1 over ``warmup_steps``, then cosine from 1 to ``end`` (as
+    pl_bolts' LinearWarmupCosineAnnealingLR, which CM-CGNS uses), as a multiple of the peak rate."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return start + (1.0 - start) * step / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def stage_plans(config: PretrainConfig, steps_per_epoch: int) -> list[StagePlan]:
+    """The run's stages: one AdamW warm-up + cosine over the run, or ``pretrain.stages`` (each from
+    its ``start``, rounded to an epoch, to the next stage's)."""
+    total = steps_per_epoch * config.epochs
+    if not config.stages:
+        return [StagePlan("main", 0, total, "adamw", config.lr, config.weight_decay, config.warmup, None, 0.0)]
+    firsts = [round(stage.start * config.epochs) * steps_per_epoch for stage in config.stages]
+    if any(b <= a for a, b in zip(firsts, firsts[1:])) or firsts[-1] >= max(1, total):
+        raise ConfigError(f"pretrain.stages start at epochs {[f // max(1, steps_per_epoch) for f in firsts]} of "
+                          f"{config.epochs}: every stage needs at least one epoch of its own; use more epochs or "
+                          "fewer stages.")
+    ends = firsts[1:] + [total]
+    return [StagePlan(stage.name, first, end - first, stage.optimizer, stage.lr or config.lr,
+                      config.weight_decay if stage.weight_decay is None else stage.weight_decay, stage.warmup,
+                      stage.warmup_start_lr, stage.min_lr)
+            for stage, first, end in zip(config.stages, firsts, ends)]
+
+
+def stage_of(plans: list[StagePlan], step: int) -> int:
+    """Index of the stage that runs ``step``."""
+    return max(i for i, plan in enumerate(plans) if plan.first_step <= step) if plans else 0
+
+
 @dataclass
 class PretrainResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per step
@@ -67,6 +127,7 @@ class PretrainResult:
     wall_seconds: float = 0.0
     resumed_from_epoch: int | None = None
     resumed_from_step: int | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)  # the schedule's stages as run
 
 
 class Interrupt(Exception):
@@ -176,6 +237,13 @@ class _Loop:
     config: PretrainConfig
     device: torch.device
     params: list[torch.nn.Parameter]
+    plans: list[StagePlan] = field(default_factory=list)
+    stage: int = 0
+
+    def enter_stage(self, index: int) -> None:
+        """Rebuild the optimiser and schedule for stage ``index`` (fresh moments and warm-up)."""
+        self.stage = index
+        self.optimizer, self.schedule = self.plans[index].build(self.params)
 
     def autocast(self) -> Any:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.precision)
@@ -209,7 +277,7 @@ class _Loop:
         return summed
 
     def state(self, position: dict[str, int], history: list[dict[str, float]]) -> dict[str, Any]:
-        return {**position, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {**position, "stage": self.stage, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "rng": rng_state(), "history": history,
                 **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
 
@@ -253,12 +321,12 @@ def pretrain(
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                           find_unused_parameters=unused)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
     total = steps_per_epoch * config.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(int(config.warmup * total), total))
+    plans = stage_plans(config, steps_per_epoch)
+    optimizer, schedule = plans[0].build(params)
     scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
-    loop = _Loop(model, forward, optimizer, schedule, scaler, config, device, params)
+    loop = _Loop(model, forward, optimizer, schedule, scaler, config, device, params, plans)
     result = PretrainResult()
     done = _resume(loop, run, result, steps_per_epoch)
     bar = _progress_bar(total, done, progress and is_main())
@@ -274,8 +342,10 @@ def pretrain(
                                          workers=workers, pin_memory=device.type == "cuda")
             for step_in_epoch, batch in enumerate(batches, start=first):
                 step = epoch * steps_per_epoch + step_in_epoch
+                if stage_of(plans, step) != loop.stage:
+                    loop.enter_stage(stage_of(plans, step))
                 values = loop.step(batch.to(device), progress=step / max(1, total))
-                window.add(step, epoch, schedule.get_last_lr()[0], values)
+                window.add(step, epoch, loop.schedule.get_last_lr()[0], values)
                 samples += len(batch) * world.size
                 if bar is not None:
                     bar.update(1)
@@ -304,6 +374,8 @@ def pretrain(
     result.samples_per_second = samples / result.wall_seconds if result.wall_seconds > 0 and samples else 0.0
     result.steps = total
     result.active_steps = model.objective.step_counts()
+    result.stages = [{"name": p.name, "first_step": p.first_step, "steps": p.steps, "optimizer": p.optimizer,
+                      "lr": p.lr, "weight_decay": p.weight_decay} for p in plans]
     return result
 
 
@@ -314,6 +386,8 @@ def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: i
         return 0
     _, state = found
     loop.model.load_state_dict(state["model"])
+    if int(state.get("stage", 0)) != loop.stage:
+        loop.enter_stage(int(state.get("stage", 0)))  # the optimiser of the stage the checkpoint was in
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.schedule.load_state_dict(state["schedule"])
     if loop.scaler is not None and "scaler" in state:

@@ -211,6 +211,7 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
                     "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
         "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
                      "resumed_from_step": getattr(result, "resumed_from_step", None),
+                     "stages": getattr(result, "stages", []),
                      "active_steps": result.active_steps},
         "distributed": {"world_size": spec.world_size, "negative_scope": built.model.objective.scopes()},
         "parameters": sum(p.numel() for p in built.model.parameters()),

@@ -11,7 +11,10 @@ step: a randomly initialised one would mine noise. Two sources, both offline:
   pooler, the [CLS] token otherwise, L2-normalised.
 
 Vectors are looked up by the batch's sample index into the pretraining split, so a miner's cost
-per step is one gather and one ``B×B`` matrix product.
+per step is one gather and one ``B×B`` matrix product. Under FaNe's per-load sentence shuffle
+(``pretrain.sentence_shuffle``) the batch's reports are re-encoded in the order the loader drew
+(the sentences joined in that order, as the official code feeds its frozen encoder): TF-IDF with the
+corpus's vocabulary and IDF, or one no-grad forward of the frozen model.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlpbench.errors import DataError
+from vlpbench.features import Batch
+from vlpbench.models.tokenization import sentence_keys, sentence_order
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -37,11 +42,26 @@ def report_terms(text: str) -> list[str]:
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 
+def shuffled_reports(sentences: Sequence[Sequence[str]], batch: Batch) -> list[str] | None:
+    """The batch's reports with their sentences in the order the loader drew, or None without the shuffle."""
+    shuffle = batch.extras.get("sentence_shuffle")
+    if shuffle is None or not sentences:
+        return None
+    seed, epoch, slots = shuffle
+    ids = batch.extras.get("sample_ids")
+    if ids is None or len(ids) != len(batch.index):
+        ids = batch.index.tolist()  # gathered rows of other processes: one read of their indices
+    keys = sentence_keys(seed, epoch, torch.tensor(ids), slots)
+    return [" ".join(sentences[i][j] for j in sentence_order(keys[row], min(len(sentences[i]), slots)))
+            for row, i in enumerate(ids)]
+
+
 class TfidfReportVectors(nn.Module):
     """TF-IDF vectors of a fixed corpus, stored sparsely (padded term ids and weights per report)."""
 
-    def __init__(self, corpus: Sequence[str]) -> None:
+    def __init__(self, corpus: Sequence[str], sentences: Sequence[Sequence[str]] = ()) -> None:
         super().__init__()
+        self.sentences = sentences
         if not corpus:
             raise DataError("TF-IDF report vectors need the pretraining reports, and the dataset gave none.")
         counts = [Counter(report_terms(text)) for text in corpus]
@@ -58,11 +78,25 @@ class TfidfReportVectors(nn.Module):
             ids[row, : len(terms)] = torch.tensor([vocabulary[t] for t in terms])
             weights[row, : len(terms)] = values / values.norm().clamp_min(1e-12)
         self.size = len(vocabulary)
+        self.vocabulary, self.idf = vocabulary, idf
         self.register_buffer("ids", ids, persistent=False)
         self.register_buffer("weights", weights, persistent=False)
 
-    def forward(self, index: Tensor) -> Tensor:
-        """Dense L2-normalised vectors [B, V] of the reports at ``index``."""
+    def vectors_of(self, texts: Sequence[str]) -> Tensor:
+        """TF-IDF vectors of new texts with the corpus's vocabulary and IDF (unseen terms dropped)."""
+        dense = torch.zeros(len(texts), self.size, dtype=self.weights.dtype)
+        for row, text in enumerate(texts):
+            counts = Counter(t for t in report_terms(text) if t in self.vocabulary)
+            for term, count in counts.items():
+                dense[row, self.vocabulary[term]] = (1.0 + math.log(count)) * self.idf[term]
+        return F.normalize(dense, dim=-1).to(self.weights.device)
+
+    def forward(self, index: Tensor, batch: Batch | None = None) -> Tensor:
+        """Dense L2-normalised vectors [B, V] of the reports at ``index`` (re-encoded in the batch's
+        sentence order under the shuffle)."""
+        texts = shuffled_reports(self.sentences, batch) if batch is not None else None
+        if texts is not None:
+            return self.vectors_of(texts)
         dense = torch.zeros(len(index), self.size, device=self.weights.device, dtype=self.weights.dtype)
         return dense.scatter_add_(1, self.ids[index], self.weights[index])
 
@@ -70,8 +104,10 @@ class TfidfReportVectors(nn.Module):
 class PretrainedReportVectors(nn.Module):
     """Report vectors from a local Hugging Face encoder, computed once for the whole corpus."""
 
-    def __init__(self, corpus: Sequence[str], path: str, batch_size: int = 64, max_length: int = 256) -> None:
+    def __init__(self, corpus: Sequence[str], path: str, batch_size: int = 64, max_length: int = 256,
+                 sentences: Sequence[Sequence[str]] = ()) -> None:
         super().__init__()
+        self.sentences, self.max_length = sentences, max_length
         from transformers import AutoModel, AutoTokenizer
 
         folder = Path(path).expanduser()
@@ -82,25 +118,36 @@ class PretrainedReportVectors(nn.Module):
             )
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
-        vectors = []
-        with torch.no_grad():
-            for start in range(0, len(corpus), batch_size):
-                batch = tokenizer(list(corpus[start:start + batch_size]), padding=True, truncation=True,
-                                  max_length=max_length, return_tensors="pt")
-                out = model(**batch)
-                pooled = getattr(out, "pooler_output", None)
-                vectors.append(pooled if pooled is not None else out.last_hidden_state[:, 0])
-        self.register_buffer("vectors", F.normalize(torch.cat(vectors), dim=-1), persistent=False)
+        self.tokenizer = tokenizer
+        self.frozen = [model]  # a list: not a submodule (never trained, never in the state dict)
+        vectors = [self.encode(list(corpus[start:start + batch_size])) for start in range(0, len(corpus), batch_size)]
+        self.register_buffer("vectors", torch.cat(vectors), persistent=False)
 
-    def forward(self, index: Tensor) -> Tensor:
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> Tensor:
+        """Unit vectors of ``texts``: the pooler output, or [CLS] without a pooler."""
+        model = self.frozen[0]
+        device = next(model.parameters()).device
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        out = model(**{k: v.to(device) for k, v in batch.items()})
+        pooled = getattr(out, "pooler_output", None)
+        return F.normalize(pooled if pooled is not None else out.last_hidden_state[:, 0], dim=-1)
+
+    def forward(self, index: Tensor, batch: Batch | None = None) -> Tensor:
+        texts = shuffled_reports(self.sentences, batch) if batch is not None else None
+        if texts is not None:
+            self.frozen[0].to(self.vectors.device)
+            return self.encode(texts)
         return self.vectors[index]
 
 
-def build_report_vectors(source: str, corpus: Sequence[str]) -> nn.Module:
-    """``"tfidf"`` or a local model directory → a module mapping sample indices to unit vectors."""
+def build_report_vectors(source: str, corpus: Sequence[str], sentences: Sequence[Sequence[str]] = ()) -> nn.Module:
+    """``"tfidf"`` or a local model directory → a module mapping sample indices (and, under the
+    sentence shuffle, the batch) to unit vectors. ``sentences``: the corpus's reports as sentence
+    lists, which the shuffle reorders."""
     if source == "tfidf":
-        return TfidfReportVectors(corpus)
-    return PretrainedReportVectors(corpus, source)
+        return TfidfReportVectors(corpus, sentences)
+    return PretrainedReportVectors(corpus, source, sentences=sentences)
 
 
 def report_similarity(vectors: Tensor) -> Tensor:

@@ -91,3 +91,62 @@ def pack_reports(
     attention = (ids != pad_id).astype(np.int64)
     attention[:, 0] = 1
     return TokenizedReports(torch.from_numpy(ids), torch.from_numpy(attention), torch.from_numpy(sent))
+
+
+def shuffle_sentences(input_ids: torch.Tensor, sentence_index: torch.Tensor,
+                      keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each report's sentences in a new order, batched: the order of row ``b`` sorts its sentences by
+    ``keys[b, s]`` (FaNe's per-load sentence shuffle). Rows keep the ``[CLS] s… [SEP] [PAD]…`` layout
+    and their length; ``sentence_index`` numbers the sentences in their new order, as if the shuffled
+    report had been packed (:func:`pack_reports`)."""
+    rows, width = input_ids.shape
+    slots = keys.shape[1]
+    valid = sentence_index >= 0
+    index = sentence_index.clamp_min(0)
+    counts = torch.zeros(rows, slots, dtype=torch.long).scatter_add_(1, index, valid.long())  # tokens per sentence
+    present = counts > 0
+    order = torch.where(present, keys, torch.full_like(keys, float("inf"))).argsort(dim=1, stable=True)  # new slot → old
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(slots).expand(rows, slots))  # old → new slot
+    new_counts = counts.gather(1, order)
+    new_start = 1 + new_counts.cumsum(1) - new_counts  # position of each new slot's first token (after [CLS])
+    old_start = 1 + counts.cumsum(1) - counts
+    position = torch.arange(width).expand(rows, width)
+    within = position - old_start.gather(1, index)
+    new_slot = rank.gather(1, index)
+    target = torch.where(valid, new_start.gather(1, new_slot) + within, position)  # specials and padding stay put
+    ids = torch.empty_like(input_ids).scatter_(1, target, input_ids)
+    sentences = torch.empty_like(sentence_index).scatter_(1, target, torch.where(valid, new_slot, sentence_index))
+    return ids, sentences
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN, _MIX1, _MIX2 = _signed(0x9E3779B97F4A7C15), _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB)
+
+
+def _splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 tensors (wrapping arithmetic, logical shifts)."""
+    z = x + _GOLDEN
+    z = (z ^ ((z >> 30) & ((1 << 34) - 1))) * _MIX1
+    z = (z ^ ((z >> 27) & ((1 << 37) - 1))) * _MIX2
+    return z ^ ((z >> 31) & ((1 << 33) - 1))
+
+
+def sentence_keys(seed: int, epoch: int, index: torch.Tensor, slots: int) -> torch.Tensor:
+    """Keys [len(index), slots] in [0, 1) whose order is each sample's sentence order in ``epoch``.
+
+    A counter-based hash of (seed, epoch, sample, slot), so any process can compute the order of any
+    sample without a table or a generator's state: the loader shuffles the tokens with it, and a
+    frozen report encoder re-encodes the same order, also for rows gathered from other processes.
+    """
+    base = _splitmix64(torch.tensor([seed * 1_000_003 + epoch], dtype=torch.long))
+    sample = _splitmix64(base + index.long().cpu().unsqueeze(1) * 0x100000001)
+    z = _splitmix64(sample + torch.arange(slots, dtype=torch.long).unsqueeze(0))
+    return ((z >> 11) & ((1 << 53) - 1)).double() / float(1 << 53)
+
+
+def sentence_order(keys: torch.Tensor, count: int) -> list[int]:
+    """The order of a report's first ``count`` sentences given its keys."""
+    return keys[:count].argsort(stable=True).tolist()

@@ -49,7 +49,8 @@ def gathered_view(local: AlignmentInputs) -> AlignmentInputs:
         "word_emb", "word_mask", "sentence_emb", "sentence_mask", "word_sentence")))
     batch = Batch(*(missing(f"batch.{name}") for name in ("images", "input_ids", "attention_mask",  # type: ignore[arg-type]
                                                           "sentence_index")),
-                  gather_constant(local.batch.labels, world), gather_constant(local.batch.index, world))
+                  gather_constant(local.batch.labels, world), gather_constant(local.batch.index, world),
+                  extras={k: v for k, v in local.batch.extras.items() if not isinstance(v, Tensor)})  # plain settings
     return replace(local, image=image, text=text, batch=batch, scope="gathered")
 
 

@@ -6,8 +6,14 @@ sentence vectors, which are the means of the L2-normalised word tokens (``cgns_m
 
 Negative scope (METHODS.md): the official global InfoNCE gathers across GPUs, so the preset's is
 ``gathered``; the local head's sentence loss and its k-means stay per process (``local``).
-Not in the preset: the stage-2 optimiser rebuild (Adam, lr 1e-5, a fresh warm-up;
-``cgns_module.py:546-579``), which belongs to the training schedule."""
+The two-stage schedule (``cgns_module.py:546-579,662-714``): each stage builds a fresh
+``torch.optim.Adam`` (coupled weight decay) with pl_bolts' linear warm-up from 1e-7 and cosine to 0
+over the stage — stage 1 a tenth of its epochs of warm-up (1 of 10), stage 2 a twentieth (1 of 20),
+fresh moments at the switch. The peak learning rate is the experiment's ``pretrain.lr`` (the
+official 1e-5 is tuned to MIMIC-CXR at batch 64 for 30 epochs; set ``pretrain.lr`` to use it) and
+so is the weight decay (official 1e-6, vlpbench's default too). The official code's attempt to
+reload the best stage-1 checkpoint at the switch discards its result (a no-op), so nothing is
+reloaded here either."""
 
 CMCGNS = {
     "model.text_encoder.pooling": "sentence_attention",
@@ -17,4 +23,9 @@ CMCGNS = {
     "objective.positive_miner": {"name": "identity"},
     "objective.local_heads": [{"name": "cmcgns.cross_attention", "scope": "local"}],
     "objective.auxiliaries": [{"name": "cmcgns.mir", "start": 0.3333}],
+    "pretrain.stages": [
+        {"name": "stage1", "start": 0.0, "optimizer": "adam", "warmup": 0.1, "warmup_start_lr": 1.0e-7, "min_lr": 0.0},
+        {"name": "stage2", "start": 0.3333, "optimizer": "adam", "warmup": 0.05, "warmup_start_lr": 1.0e-7,
+         "min_lr": 0.0},
+    ],
 }

@@ -51,7 +51,7 @@ class AdaptiveSemanticMiner(nn.Module):
     def __init__(self, params: "AdaptiveSemanticMiner.Params", context: BuildContext) -> None:
         super().__init__()
         self.params = params
-        self.reports = build_report_vectors(params.report_encoder, context.corpus)
+        self.reports = build_report_vectors(params.report_encoder, context.corpus, context.corpus_sentences)
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
 
@@ -59,11 +59,10 @@ class AdaptiveSemanticMiner(nn.Module):
         """Advance the EMA with this batch (training only) and return o*."""
         if self.training:
             current = batch_baseline(vectors).detach()
-            if bool(self.initialised):
-                self.baseline.mul_(1 - self.params.momentum).add_(self.params.momentum * current)
-            else:
-                self.baseline.copy_(current)
-                self.initialised.fill_(True)
+            moved = (1 - self.params.momentum) * self.baseline + self.params.momentum * current
+            # the first batch sets the baseline; later ones move it (chosen on the device: no host read)
+            self.baseline.copy_(torch.where(self.initialised, moved, current))
+            self.initialised.fill_(True)
         return self.baseline
 
     def normalised_similarity(self, vectors: Tensor) -> Tensor:
@@ -71,7 +70,7 @@ class AdaptiveSemanticMiner(nn.Module):
         return adaptive_normalise(report_similarity(vectors), baseline, self.params.kappa, self.params.eps)
 
     def forward(self, inputs: AlignmentInputs) -> Positives:
-        vectors = self.reports(inputs.batch.index)
+        vectors = self.reports(inputs.batch.index, inputs.batch)
         normalised = self.normalised_similarity(vectors)
         inputs.cache["fane.normalised_similarity"] = normalised
         dtype = inputs.image.global_emb.dtype

@@ -53,11 +53,11 @@ class FalseNegativeElimination(nn.Module):
     def __init__(self, params: "FalseNegativeElimination.Params", context: BuildContext) -> None:
         super().__init__()
         self.params = params
-        self.reports = build_report_vectors(params.report_encoder, context.corpus) if params.source == "frozen" else None
+        self.reports = build_report_vectors(params.report_encoder, context.corpus, context.corpus_sentences) if params.source == "frozen" else None
 
     def similarity(self, inputs: AlignmentInputs) -> Tensor:
         if self.reports is not None:
-            return report_similarity(self.reports(inputs.batch.index))
+            return report_similarity(self.reports(inputs.batch.index, inputs.batch))
         text = F.normalize(inputs.text.global_emb.detach(), dim=-1)
         return text @ text.t()
 
