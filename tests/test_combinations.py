@@ -69,7 +69,8 @@ def test_any_miner_with_any_global_loss_and_stacked_weightings() -> None:
                 "objective": {"global": {"name": loss}, "positive_miner": {"name": miner},
                               "negative_weighting": [{"name": "fane.hard_negative"},
                                                      {"name": "cmcgns.cluster_negatives", "clusters": 4,
-                                                      "queue_size": 16, "init_threshold": 1.0}]},
+                                                      "queue_size": 16, "init_threshold": 1.0,
+                                                      "skip_initialising_step": False}]},
                 "pretrain": {"batch_size": 16},
             })
             built = build_run(config, get_registry(), seed=0)

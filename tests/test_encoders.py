@@ -60,7 +60,7 @@ def test_vit_uses_its_own_patch_size_unless_told() -> None:
 
 
 def test_unknown_arch_and_stride_are_clear_errors() -> None:
-    with pytest.raises(RegistryError, match="not a timm model"):
+    with pytest.raises(ValueError, match="not a timm model"):
         TimmImageEncoder(TimmImageEncoder.Params(arch="resnet_does_not_exist"), context())
     with pytest.raises(RegistryError, match="strides"):
         TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18", patch_reduction=3), context())

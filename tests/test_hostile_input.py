@@ -90,7 +90,7 @@ def test_resume_skips_a_poisoned_or_truncated_latest_epoch_checkpoint(finished, 
     latest = run.checkpoints / "epoch-001.pt"
     marker = tmp_path / "pwned"
     torch.save({"epoch": 1, "model": Payload(marker)}, latest)
-    with pytest.warns(UserWarning, match="epoch-001.pt.*previous epoch checkpoint"):
+    with pytest.warns(UserWarning, match="epoch-001.pt.*previous checkpoint"):
         execute_run(spec, run, progress=False)
     assert not marker.exists() and run.finished
     assert json.loads(run.file("provenance.json").read_text())["pretrain"]["resumed_from_epoch"] == 1

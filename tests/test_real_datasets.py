@@ -296,8 +296,8 @@ def test_wrong_or_missing_columns_and_files(roots, tmp_path: Path) -> None:
     (chexpert / "valid.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"valid.csv, line 4, column 'Support Devices': 'maybe' is not a number"):
         dataset("chexpert", chexpert).records()
-    with pytest.raises(DataError, match=r"environment variable \$NOT_SET_ANYWHERE"):
-        dataset("chexpert", "${NOT_SET_ANYWHERE}/chexpert")
+    with pytest.raises(DataError, match=r"environment variable \$VLPBENCH_NOT_SET_ANYWHERE"):
+        dataset("chexpert", "${VLPBENCH_NOT_SET_ANYWHERE}/chexpert")
 
 
 def test_a_bad_task_dataset_fails_the_run_before_pretraining(roots, tmp_path: Path, cli) -> None:

@@ -32,7 +32,7 @@ from vlpbench.engine.files import write_text
 
 def build_board(roots: list[Path], title: str, variant_order: list[str] | None = None,
                 baseline: str | None = None, planned: list[tuple[Any, ...]] | None = None,
-                adjustment: str = "holm", resamples: int = 1000) -> Board:
+                adjustment: str = "holm", resamples: int = 400) -> Board:
     """The board of every run below ``roots``.
 
     ``planned``: the experiment's (variant, seed[, configuration hash]) entries; those without a run

@@ -82,11 +82,11 @@ class ObjectiveConfig(Strict):
 
 
 class Stage(Strict):
-    """One stage of a multi-stage schedule: from ``start`` (fraction of the run's epochs, rounded to an
-    epoch) a fresh optimiser (new moments) and a fresh warm-up + cosine schedule over the stage."""
+    """One stage of a multi-stage schedule: from ``start`` (fraction of the run's steps, like a
+    component's ``start``) a fresh optimiser (new moments) and a fresh warm-up + cosine schedule."""
 
     name: str = Field(description="what the stage is called in the history and the ablation view")
-    start: float = Field(ge=0.0, lt=1.0, description="fraction of the epochs before the stage (the first: 0)")
+    start: float = Field(ge=0.0, lt=1.0, description="fraction of the steps before the stage (the first: 0)")
     optimizer: Literal["adamw", "adam"] = Field("adamw", description="adam: L2 weight decay in the gradient (as "
                                                                      "torch.optim.Adam); adamw: decoupled")
     lr: float | None = Field(None, gt=0, description="peak learning rate (default: pretrain.lr)")

@@ -97,15 +97,14 @@ def stage_factor(warmup_steps: int, total_steps: int, start: float, end: float) 
 
 def stage_plans(config: PretrainConfig, steps_per_epoch: int) -> list[StagePlan]:
     """The run's stages: one AdamW warm-up + cosine over the run, or ``pretrain.stages`` (each from
-    its ``start``, rounded to an epoch, to the next stage's)."""
+    its ``start``, a fraction of the run's steps as the components' ``start``, to the next stage's)."""
     total = steps_per_epoch * config.epochs
     if not config.stages:
         return [StagePlan("main", 0, total, "adamw", config.lr, config.weight_decay, config.warmup, None, 0.0)]
-    firsts = [round(stage.start * config.epochs) * steps_per_epoch for stage in config.stages]
+    firsts = [round(stage.start * total) for stage in config.stages]
     if any(b <= a for a, b in zip(firsts, firsts[1:])) or firsts[-1] >= max(1, total):
-        raise ConfigError(f"pretrain.stages start at epochs {[f // max(1, steps_per_epoch) for f in firsts]} of "
-                          f"{config.epochs}: every stage needs at least one epoch of its own; use more epochs or "
-                          "fewer stages.")
+        raise ConfigError(f"pretrain.stages start at steps {firsts} of {total}: every stage needs at least one step "
+                          "of its own; use more epochs or data, or fewer stages.")
     ends = firsts[1:] + [total]
     return [StagePlan(stage.name, first, end - first, stage.optimizer, stage.lr or config.lr,
                       config.weight_decay if stage.weight_decay is None else stage.weight_decay, stage.warmup,
