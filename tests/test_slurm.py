@@ -373,3 +373,91 @@ def test_a_run_trains_on_two_slurm_tasks_with_ddp(slurm, tmp_path: Path) -> None
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["distributed"]["world_size"] == 2 and json.loads((run / "status.json").read_text())["state"] == "finished"
     assert "world_size: 2" in (run / "config.yaml").read_text()
+
+
+# --- a shared node: several jobs at once, each preempted ------------------------------------------
+
+def _sacct_times(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,Start,End", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split("|")[0]: (line.split("|")[1], line.split("|")[2]) for line in out.splitlines() if line}
+
+
+@pytest.mark.integration
+def test_two_sweeps_and_two_ddp_runs_share_the_node_and_each_survives_a_preemption(slurm, tmp_path: Path) -> None:
+    """Four jobs submitted at once land on the one node (two Ray sweeps, two 2-task DDP runs): each
+    gets its own Ray cluster or rendezvous port, each is preempted once (TERM, then its requeue
+    signal: USR2 for one of each kind, HUP for the other), requeued, and resumes to a correct end."""
+    from vlpbench.launchers.slurm import interrupt, submit_runs, submit_sweep
+    from vlpbench.sweep import load_sweep
+
+    results = tmp_path / "results"
+    sweeps, runs = [], []
+    for name, signal_name in (("sharedsweepa", "USR2"), ("sharedsweepb", "HUP")):
+        path = tiny_run(tmp_path, name=name, epochs=1, extra=SWEEP)
+        path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                                 f"launcher: {{time: 10, cpus: 1, signal: {signal_name}}}"))
+        sweeps.append((name, signal_name, submit_sweep(load_sweep(path), results, echo=lambda _: None)))
+    for name, signal_name in (("sharedddpa", "USR2"), ("sharedddpb", "HUP")):
+        path = tiny_run(tmp_path, name=name, pretrain_size=256, epochs=4)
+        path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                                 f"launcher: {{time: 10, cpus: 1, tasks_per_node: 2, signal: {signal_name}}}"))
+        [job] = submit_runs(load_experiment(path), results, echo=lambda _: None)
+        runs.append((name, signal_name, job))
+    jobs = [job for _, _, job in sweeps + runs]
+
+    # preempt each once it has something to resume from: a sweep after its first finished trial,
+    # a run after its first epoch checkpoint
+    pending = {job.job_id: (name, signal_name, job) for name, signal_name, job in sweeps + runs}
+    deadline = time.time() + 600
+    while pending:
+        assert time.time() < deadline, f"not all jobs got to their first checkpoint: {sorted(pending)}"
+        for job_id, (name, signal_name, job) in list(pending.items()):
+            folder = results / (name + "-sweep" if "sweep" in name else name) / "runs"
+            if "sweep" in name:
+                ready = any(json.loads(p.read_text()).get("state") == "finished" for p in folder.glob("*/status.json"))
+            else:
+                ready = bool(list(folder.glob("*/checkpoints/epoch-000.pt")))
+            assert not job.done(), f"{name} ended before it could be preempted: {job.stderr()}"
+            if ready:
+                interrupt(job, signal_name)
+                del pending[job_id]
+        time.sleep(0.5)
+    wait_for(jobs, limit=900, release_requeued=True)
+
+    # all four ran at once on the one node
+    times = _sacct_times([job.job_id for job in jobs])
+    assert max(start for start, _ in times.values()) < min(end for _, end in times.values()), times
+    for name, signal_name, job in sweeps + runs:
+        log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+        assert job.state == "COMPLETED", f"{name}: {log[-3000:]}"
+        assert f"Caught signal SIG{signal_name}" in log and "Requeued job" in log, log[-3000:]  # its own signal
+    # the sweeps: each its own Ray cluster (own address and temp dir), both trials finished, resumed
+    addresses = set()
+    for name, _, job in sweeps:
+        log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+        started = [line for line in log.splitlines() if "Ray: started a local cluster at" in line]
+        assert len(started) == 2 and f"vlpbench-ray-{job.job_id}" in started[0], started  # once per start
+        addresses.add(started[0].split(" at ")[1].split()[0])
+        summary = json.loads((results / f"{name}-sweep" / "sweep.json").read_text())
+        assert [t["state"] for t in summary["trials"]] == ["finished", "finished"], summary
+        assert (results / f"{name}-sweep" / "best.yaml").is_file()
+        assert not Path(f"/tmp/vlpbench-ray-{job.job_id}").exists()  # its temp dir went with it
+    assert len(addresses) == 2
+    # the runs: resumed, not restarted; every step once; each its own rendezvous port, recorded
+    rendezvous = set()
+    for name, _, job in runs:
+        [run] = list((results / name / "runs").iterdir())
+        provenance = json.loads((run / "provenance.json").read_text())
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "finished" and status["restarts"] >= 1
+        assert provenance["pretrain"]["resumed_from_epoch"] >= 1
+        assert provenance["distributed"]["world_size"] == 2
+        assert provenance["distributed"]["rendezvous"] == status["rendezvous"]
+        port = int(status["rendezvous"].rsplit(":", 1)[1])
+        assert 1024 <= port < 32768  # below the ephemeral range
+        rendezvous.add(port)
+        steps = [r["step"] for r in json.loads((run / "history.json").read_text())["steps"]]
+        assert steps == list(range(len(steps))) and {r["epoch"] for r in json.loads(
+            (run / "history.json").read_text())["steps"]} == {0, 1, 2, 3}
+    assert len(rendezvous) == 2

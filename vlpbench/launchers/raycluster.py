@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import threading
 import socket
 import subprocess
 import tempfile
@@ -57,13 +59,31 @@ def _require_token_auth_mode() -> None:
 
 
 @contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """``ray.init`` replaces the driver's SIGTERM handler with one that exits; in a Slurm job that
+    would end the driver at the TERM a preemption starts with, before the requeue signal comes
+    (submitit logs and ignores TERM). Keep the handler the process had."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def local_cluster(num_cpus: int, echo: Callable[[str], None] = print) -> Iterator[str]:
     """Start a Ray cluster of this process on this node; yield its GCS address; shut it down."""
     import ray
 
     folder = temp_dir(slurm_job_id())
-    context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                       _temp_dir=str(folder), configure_logging=False, log_to_driver=False)
+    with _keep_sigterm_handler():
+        context = ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                           _node_ip_address="127.0.0.1", _temp_dir=str(folder), configure_logging=False,
+                           log_to_driver=False)
     address = context.address_info.get("gcs_address", "?")
     echo(f"Ray: started a local cluster at {address} ({num_cpus} CPU(s), temp dir {folder})")
     try:
@@ -79,7 +99,8 @@ def joined_cluster(address: str, echo: Callable[[str], None] = print) -> Iterato
     import ray
 
     try:
-        ray.init(address=address, log_to_driver=False)
+        with _keep_sigterm_handler():
+            ray.init(address=address, log_to_driver=False)
     except (ConnectionError, ValueError) as exc:
         raise UserError(f"--address {address}: no Ray cluster to join there ({exc}). Start one with `ray start "
                         "--head`, or leave --address out and the sweep starts its own.") from None
