@@ -98,6 +98,13 @@ def joined_cluster(address: str, echo: Callable[[str], None] = print) -> Iterato
     """Connect to the cluster at ``address`` (the user named it); disconnect at the end."""
     import ray
 
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit():  # Ray would retry an address where nothing listens for minutes
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as exc:
+            raise UserError(f"--address {address}: no Ray cluster to join there ({exc.strerror or exc}). Start one "
+                            "with `ray start --head`, or leave --address out and the sweep starts its own.") from None
     try:
         with _keep_sigterm_handler():
             ray.init(address=address, log_to_driver=False)
