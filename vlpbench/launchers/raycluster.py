@@ -38,7 +38,7 @@ from vlpbench.launchers.ports import candidates, first_free, slurm_job_id
 _MAX_TEMP_PREFIX = 40
 
 
-def temp_dir(job_id: int | None = None, node: str = "") -> Path:
+def temp_dir(job_id: int | None = None, node: str = "", create: bool = True) -> Path:
     """Ray's temp directory for this sweep: ``vlpbench-ray-<job>[-<node>]`` for a Slurm job (a
     requeued job reuses it), a fresh ``vlpbench-ray-XXXX`` otherwise; under ``$TMPDIR`` when that is
     short, else ``/tmp``."""
@@ -48,7 +48,8 @@ def temp_dir(job_id: int | None = None, node: str = "") -> Path:
     if job_id is None:
         return Path(tempfile.mkdtemp(prefix="vlpbench-ray-", dir=base))
     path = Path(base) / (f"vlpbench-ray-{job_id}" + (f"-{node}" if node else ""))
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -190,7 +191,7 @@ def multinode_cluster(nodes: list[str], head_ip: str, cpus: int, gpus: int, conf
         _wait_for_port(head_ip, port, head_process)
         if nodes[1:]:
             workers = worker_command(nodes[1:], f"{head_ip}:{port}", cpus, gpus,
-                                     temp_dir(job if job is not None else os.getpid(), "worker"), ray)
+                                     temp_dir(job if job is not None else os.getpid(), "worker", create=False), ray)  # made there by Ray
             echo("Ray: starting the workers: " + " ".join(workers))
             workers_process = _popen(workers)
         yield f"{head_ip}:{port}"
