@@ -55,8 +55,9 @@ def test_launcher_section_becomes_submitit_parameters() -> None:
     params = executor_parameters(config, "vlpbench-x", nodes=2)
     assert params["partition"] == "gpu" and params["time"] == 120 and params["gpus_per_node"] == 2
     assert params["cpus_per_task"] == 8 and params["mem"] == "32768MB" and params["array_parallelism"] == 3
-    assert params["additional_parameters"] == {"account": "proj", "qos": "high"}
-    assert params["setup"] == ["module load cuda"] and params["nodes"] == 2 and params["ntasks_per_node"] == 1
+    assert params["additional_parameters"] == {"account": "proj", "qos": "high", "signal": "USR2@90"}
+    assert params["setup"] == ["export SUBMITIT_PREEMPT_SIGNAL=USR2", "module load cuda"]
+    assert params["nodes"] == 2 and params["ntasks_per_node"] == 1
     assert "partition" not in executor_parameters(SlurmConfig(), "x")  # the cluster's default partition
 
 
@@ -68,24 +69,76 @@ def test_submitit_accepts_the_parameters(tmp_path: Path) -> None:
 
     config = SlurmConfig(partition="gpu", gpus=1, mem_gb=4, sbatch={"account": "proj"})
     script = _make_sbatch_string(command="python -m x", folder=tmp_path, **executor_parameters(config, "vlpbench-x"))
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=4096MB", "#SBATCH --account=proj"):
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=4096MB", "#SBATCH --account=proj",
+                 "#SBATCH --signal=USR2@90"):
         assert line in script
     assert submitit.SlurmExecutor  # the extra is installed
+    # another signal: Slurm sends it and the job listens for it (exported before the tasks start)
+    config = SlurmConfig(signal="sighup", time=5)
+    script = _make_sbatch_string(command="python -m x", folder=tmp_path, **executor_parameters(config, "vlpbench-x"))
+    assert "#SBATCH --signal=HUP@30" in script and script.count("--signal") == 1
+    assert script.index("export SUBMITIT_PREEMPT_SIGNAL=HUP") < script.index("python -m x")
 
 
-def test_multinode_commands_put_the_head_on_the_first_node() -> None:
-    from vlpbench.launchers.slurm import multinode_commands
+@pytest.mark.parametrize("value", ["KILL", "TERM", "SIGCONT", "STOP", "INT", "USR9"])
+def test_an_uncatchable_or_slurm_owned_signal_is_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(TINY_EXPERIMENT + f"launcher: {{signal: {value}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    assert "launcher.signal" in str(info.value) and "USR2" in str(info.value)
 
-    head, workers = multinode_commands(["n1", "n2", "n3"], "10.0.0.1", 6380, cpus=8, gpus=4, ray="/venv/bin/ray")
-    assert head == ["/venv/bin/ray", "start", "--head", "--node-ip-address=10.0.0.1", "--port=6380", "--num-cpus=8",
-                    "--num-gpus=4", "--include-dashboard=false", "--disable-usage-stats"]
+
+def test_the_signal_is_set_in_one_place(tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(TINY_EXPERIMENT + "launcher: {sbatch: {signal: 'USR1@60'}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    assert "launcher.signal" in str(info.value)
+
+
+def test_ports_are_the_jobs_own_outside_the_ephemeral_range(tmp_path: Path) -> None:
+    from vlpbench.launchers import ports
+
+    proc = tmp_path / "range"
+    proc.write_text("32768\t60999\n")
+    assert ports.ephemeral_range(proc) == (32768, 60999)
+    assert ports.ephemeral_range(tmp_path / "missing") == (32768, 60999)
+    assert ports.reserved_range((32768, 60999)) == (20000, 32768)
+    assert ports.reserved_range((15000, 40000)) == (40001, 65536)  # no room below: above
+    # consecutive jobs (an array's tasks each have their own SLURM_JOB_ID) get different blocks
+    firsts = [ports.candidates(job, ephemeral=(32768, 60999))[0] for job in range(1000, 1000 + 1500)]
+    assert len(set(firsts)) == 1500 and all(20000 <= p < 32768 for p in firsts)
+    assert ports.candidates(7, offset=1)[0] == ports.candidates(7)[0] + 1  # Ray's head beside DDP's port
+    # a taken port is skipped
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        busy = taken.getsockname()[1]
+        taken.listen()
+        assert not ports.is_free(busy)
+        free = ports.first_free([busy, *ports.candidates(1234)])
+        assert free != busy and ports.is_free(free)
+        with pytest.raises(OSError, match="none of the ports"):
+            ports.first_free([busy])
+    assert ports.slurm_job_id({"SLURM_JOB_ID": "4711"}) == 4711 and ports.slurm_job_id({}) is None
+
+
+def test_multinode_commands_put_the_head_on_the_first_node(tmp_path: Path) -> None:
+    from vlpbench.launchers.raycluster import head_command, worker_command
+
+    head = head_command("10.0.0.1", 21001, cpus=8, gpus=4, folder=tmp_path / "h", ray="/venv/bin/ray")
+    assert head[:4] == ["/venv/bin/ray", "start", "--head", "--block"]  # blocking: terminating it stops it
+    for flag in ("--node-ip-address=10.0.0.1", "--port=21001", "--num-cpus=8", "--num-gpus=4", "--min-worker-port=0",
+                 "--max-worker-port=0", "--dashboard-agent-listen-port=0", f"--temp-dir={tmp_path / 'h'}"):
+        assert flag in head  # every port but the GCS's chosen free by the system, a temp dir of its own
+    workers = worker_command(["n2", "n3"], "10.0.0.1:21001", cpus=8, gpus=4, folder=tmp_path / "w", ray="/venv/bin/ray")
     assert workers[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=n2,n3",
                            "--cpus-per-task=8"]
-    assert workers[workers.index("/venv/bin/ray"):] == [
-        "/venv/bin/ray", "start", "--address=10.0.0.1:6380", "--num-cpus=8", "--num-gpus=4", "--block",
-        "--disable-usage-stats"]
-    head, workers = multinode_commands(["n1"], "127.0.0.1", 6379, cpus=2, gpus=0)
-    assert workers is None and head[:3] == ["ray", "start", "--head"]
+    ray_start = workers[workers.index("/venv/bin/ray"):]
+    assert ray_start[:4] == ["/venv/bin/ray", "start", "--block", "--address=10.0.0.1:21001"]
+    assert "--min-worker-port=0" in ray_start and f"--temp-dir={tmp_path / 'w'}" in ray_start
 
 
 def test_a_run_task_checkpoints_by_resubmitting_itself(tmp_path: Path, tiny_experiment: Path) -> None:
@@ -244,20 +297,24 @@ def test_a_multinode_sweep_driver_starts_the_head_then_srun_workers(tmp_path: Pa
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The driver's orchestration on a fake 3-node allocation (commands recorded, nothing started)."""
     pytest.importorskip("submitit")
+    import vlpbench.launchers.raycluster as raycluster
     import vlpbench.launchers.slurm as slurm_module
     import vlpbench.sweep as sweep_module
-    from vlpbench.sweep import ray_init_kwargs
 
-    path = tiny_run(tmp_path, name="multi", extra=SWEEP + "launcher: {nodes: 3, cpus: 4, ray_port: 6390}\n")
+    path = tiny_run(tmp_path, name="multi", extra=SWEEP + "launcher: {nodes: 3, cpus: 4}\n")
     path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}\n", ""))
     calls: list[tuple[str, list[str]]] = []
 
-    class FakeWorkers:
+    class FakeProcess:
         def __init__(self, command: list[str]) -> None:
             calls.append(("popen", command))
+            self.command = command
+
+        def poll(self) -> int | None:
+            return None
 
         def terminate(self) -> None:
-            calls.append(("terminate", []))
+            calls.append(("terminate", self.command[:2]))
 
         def wait(self, timeout: float | None = None) -> int:
             return 0
@@ -267,23 +324,26 @@ def test_a_multinode_sweep_driver_starts_the_head_then_srun_workers(tmp_path: Pa
         return sweep_module.SweepOutcome(root, [], None, None)
 
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setattr(slurm_module, "allocation_nodes", lambda: ["node1", "node2", "node3"])
-    monkeypatch.setattr(slurm_module.socket, "gethostbyname", lambda host: {"node1": "10.0.0.1"}.get(host, "127.0.0.1"))
-    monkeypatch.setattr(slurm_module, "_run_command", lambda command, check=True: calls.append(("run", command)))
-    monkeypatch.setattr(slurm_module, "_start_workers", FakeWorkers)
+    monkeypatch.setattr(slurm_module, "node_address", lambda node: {"node1": "10.0.0.1"}[node])
+    monkeypatch.setattr(raycluster, "_popen", FakeProcess)
+    monkeypatch.setattr(raycluster, "_wait_for_port", lambda host, port, process: calls.append(("wait", [host, str(port)])))
     monkeypatch.setattr(sweep_module, "run_sweep", fake_run_sweep)
     slurm_module.SweepDriver()(str(path), None, str(tmp_path / "results"))
     kinds = [kind for kind, _ in calls]
-    assert kinds == ["run", "popen", "sweep", "terminate", "run"]
-    assert calls[0][1][1:4] == ["start", "--head", "--node-ip-address=10.0.0.1"] and "--num-cpus=4" in calls[0][1]
-    assert calls[1][1][:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=node2,node3"]
-    assert "--address=10.0.0.1:6390" in calls[1][1]
-    assert calls[2][1] == ["10.0.0.1:6390", "False"]
-    assert calls[4][1][1:] == ["stop"]
-    # connecting to that cluster passes no CPU counts (Ray refuses them there); alone, Ray stays on loopback
-    assert "num_cpus" not in ray_init_kwargs(address="10.0.0.1:6390")
-    assert ray_init_kwargs(num_cpus=2)["_node_ip_address"] == "127.0.0.1"
+    assert kinds == ["popen", "wait", "popen", "sweep", "terminate", "terminate"]
+    port = int(calls[1][1][1])
+    from vlpbench.launchers.ports import candidates
+
+    assert port in candidates(4242, offset=1)  # the job's own port (the first free of its candidates)
+    assert calls[0][1][1:4] == ["start", "--head", "--block"] and "--node-ip-address=10.0.0.1" in calls[0][1]
+    assert f"--port={port}" in calls[0][1] and "--num-cpus=4" in calls[0][1]
+    assert calls[2][1][:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--nodelist=node2,node3"]
+    assert f"--address=10.0.0.1:{port}" in calls[2][1]
+    assert calls[3][1] == [f"10.0.0.1:{port}", "False"]
+    assert calls[4][1][0] == "srun" and calls[5][1][1] == "start"  # workers stopped first, then the head; no `ray stop`
 
 
 def test_a_multi_process_run_asks_slurm_for_its_tasks_and_counts_them_in_its_identity(tmp_path: Path) -> None:
@@ -313,3 +373,91 @@ def test_a_run_trains_on_two_slurm_tasks_with_ddp(slurm, tmp_path: Path) -> None
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["distributed"]["world_size"] == 2 and json.loads((run / "status.json").read_text())["state"] == "finished"
     assert "world_size: 2" in (run / "config.yaml").read_text()
+
+
+# --- a shared node: several jobs at once, each preempted ------------------------------------------
+
+def _sacct_times(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,Start,End", "-j", ",".join(job_ids)],
+                         capture_output=True, text=True, check=True).stdout
+    return {line.split("|")[0]: (line.split("|")[1], line.split("|")[2]) for line in out.splitlines() if line}
+
+
+@pytest.mark.integration
+def test_two_sweeps_and_two_ddp_runs_share_the_node_and_each_survives_a_preemption(slurm, tmp_path: Path) -> None:
+    """Four jobs submitted at once land on the one node (two Ray sweeps, two 2-task DDP runs): each
+    gets its own Ray cluster or rendezvous port, each is preempted once (TERM, then its requeue
+    signal: USR2 for one of each kind, HUP for the other), requeued, and resumes to a correct end."""
+    from vlpbench.launchers.slurm import interrupt, submit_runs, submit_sweep
+    from vlpbench.sweep import load_sweep
+
+    results = tmp_path / "results"
+    sweeps, runs = [], []
+    for name, signal_name in (("sharedsweepa", "USR2"), ("sharedsweepb", "HUP")):
+        path = tiny_run(tmp_path, name=name, epochs=1, extra=SWEEP)
+        path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                                 f"launcher: {{time: 10, cpus: 1, signal: {signal_name}}}"))
+        sweeps.append((name, signal_name, submit_sweep(load_sweep(path), results, echo=lambda _: None)))
+    for name, signal_name in (("sharedddpa", "USR2"), ("sharedddpb", "HUP")):
+        path = tiny_run(tmp_path, name=name, pretrain_size=256, epochs=4)
+        path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                                 f"launcher: {{time: 10, cpus: 1, tasks_per_node: 2, signal: {signal_name}}}"))
+        [job] = submit_runs(load_experiment(path), results, echo=lambda _: None)
+        runs.append((name, signal_name, job))
+    jobs = [job for _, _, job in sweeps + runs]
+
+    # preempt each once it has something to resume from: a sweep after its first finished trial,
+    # a run after its first epoch checkpoint
+    pending = {job.job_id: (name, signal_name, job) for name, signal_name, job in sweeps + runs}
+    deadline = time.time() + 600
+    while pending:
+        assert time.time() < deadline, f"not all jobs got to their first checkpoint: {sorted(pending)}"
+        for job_id, (name, signal_name, job) in list(pending.items()):
+            folder = results / (name + "-sweep" if "sweep" in name else name) / "runs"
+            if "sweep" in name:
+                ready = any(json.loads(p.read_text()).get("state") == "finished" for p in folder.glob("*/status.json"))
+            else:
+                ready = bool(list(folder.glob("*/checkpoints/epoch-000.pt")))
+            assert not job.done(), f"{name} ended before it could be preempted: {job.stderr()}"
+            if ready:
+                interrupt(job, signal_name)
+                del pending[job_id]
+        time.sleep(0.5)
+    wait_for(jobs, limit=900, release_requeued=True)
+
+    # all four ran at once on the one node
+    times = _sacct_times([job.job_id for job in jobs])
+    assert max(start for start, _ in times.values()) < min(end for _, end in times.values()), times
+    for name, signal_name, job in sweeps + runs:
+        log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+        assert job.state == "COMPLETED", f"{name}: {log[-3000:]}"
+        assert f"Caught signal SIG{signal_name}" in log and "Requeued job" in log, log[-3000:]  # its own signal
+    # the sweeps: each its own Ray cluster (own address and temp dir), both trials finished, resumed
+    addresses = set()
+    for name, _, job in sweeps:
+        log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+        started = [line for line in log.splitlines() if "Ray: started a local cluster at" in line]
+        assert len(started) == 2 and f"vlpbench-ray-{job.job_id}" in started[0], started  # once per start
+        addresses.add(started[0].split(" at ")[1].split()[0])
+        summary = json.loads((results / f"{name}-sweep" / "sweep.json").read_text())
+        assert [t["state"] for t in summary["trials"]] == ["finished", "finished"], summary
+        assert (results / f"{name}-sweep" / "best.yaml").is_file()
+        assert not Path(f"/tmp/vlpbench-ray-{job.job_id}").exists()  # its temp dir went with it
+    assert len(addresses) == 2
+    # the runs: resumed, not restarted; every step once; each its own rendezvous port, recorded
+    rendezvous = set()
+    for name, _, job in runs:
+        [run] = list((results / name / "runs").iterdir())
+        provenance = json.loads((run / "provenance.json").read_text())
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "finished" and status["restarts"] >= 1
+        assert provenance["pretrain"]["resumed_from_epoch"] >= 1
+        assert provenance["distributed"]["world_size"] == 2
+        assert provenance["distributed"]["rendezvous"] == status["rendezvous"]
+        port = int(status["rendezvous"].rsplit(":", 1)[1])
+        assert 1024 <= port < 32768  # below the ephemeral range
+        rendezvous.add(port)
+        steps = [r["step"] for r in json.loads((run / "history.json").read_text())["steps"]]
+        assert steps == list(range(len(steps))) and {r["epoch"] for r in json.loads(
+            (run / "history.json").read_text())["steps"]} == {0, 1, 2, 3}
+    assert len(rendezvous) == 2

@@ -264,3 +264,34 @@ def test_an_interrupted_sweep_resumes(tmp_path: Path, cli) -> None:
     assert [t["state"] for t in summary["trials"]] == ["finished"] * 3
     assert (first / "metrics.json").stat().st_mtime_ns == before  # the finished trial was not run again
     assert len(list(runs.iterdir())) == 3 and (results / "resume-sweep" / "best.yaml").is_file()
+
+
+ONE_TRIAL = RESUME.replace("num_samples: 3", "num_samples: 1")
+
+
+@pytest.mark.integration
+def test_a_sweep_starts_its_own_ray_even_when_another_is_named_in_the_environment(
+        tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ray.init()`` would connect to RAY_ADDRESS (here: nobody's) or to the last cluster started on
+    the machine; the sweep starts its own, in a temp dir of its own, and removes it."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # a cluster that is not ours (and not there)
+    path = write(tmp_path, ONE_TRIAL, name="own")
+    code, out, err = cli("sweep", str(path), "--results", str(tmp_path / "results"), "--num-cpus", "1")
+    assert code == 0, out + err
+    [line] = [line for line in out.splitlines() if line.startswith("Ray: started a local cluster at")]
+    assert "127.0.0.1:9" not in line
+    temp = Path(line.split("temp dir ")[1].rstrip(")"))
+    assert temp.name.startswith("vlpbench-ray-") and not temp.exists()  # shut down and removed
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_joining_a_cluster_that_is_not_there_says_so(tmp_path: Path, cli) -> None:
+    pytest.importorskip("ray")
+    path = write(tmp_path, ONE_TRIAL, name="join")
+    code, _, err = cli("sweep", str(path), "--results", str(tmp_path / "r"), "--address", "127.0.0.1:9")
+    assert code == 2 and "--address 127.0.0.1:9" in err and "Traceback" not in err
+    code, _, err = cli("sweep", str(path), "--launcher", "slurm", "--address", "127.0.0.1:9")
+    assert code == 2 and "--address" in err and "its own cluster" in err

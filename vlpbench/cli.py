@@ -128,11 +128,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.launcher == "slurm":
         from vlpbench.launchers.slurm import submit_sweep
 
+        if args.address:
+            raise UserError("--address joins a running Ray cluster from here; with --launcher slurm the sweep starts "
+                            "its own cluster inside its allocation. Use one or the other.")
         submit_sweep(plan, root, resume=args.resume)
         return 0
     from vlpbench.sweep import run_sweep
 
-    outcome = run_sweep(plan, root, resume=args.resume, num_cpus=args.num_cpus)
+    outcome = run_sweep(plan, root, resume=args.resume, num_cpus=args.num_cpus, address=args.address)
     if outcome.interrupted:
         return 130
     return 0 if outcome.best is not None else 2
@@ -428,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--launcher", choices=["local", "slurm"], default="local",
                        help="local: Ray in this process (default); slurm: the Tune driver in a Slurm allocation")
     sweep.add_argument("--num-cpus", type=int, help="CPUs Ray may use here (default: all this process may use)")
+    sweep.add_argument("--address", help="join this running Ray cluster (HOST:PORT, or 'auto' for the one last started "
+                                         "here) instead of starting one of the sweep's own (the default, also "
+                                         "when RAY_ADDRESS is set)")
     sweep.set_defaults(handler=cmd_sweep)
 
     status = sub.add_parser("status", help="state of the Slurm jobs submitted from here (runs and sweeps), with "

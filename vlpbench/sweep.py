@@ -18,6 +18,7 @@ Ray is imported only when a sweep runs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -219,13 +220,9 @@ class SweepOutcome:
     interrupted: bool = False
 
 
-def ray_init_kwargs(num_cpus: int | None = None, address: str | None = None) -> dict[str, Any]:
-    """How vlpbench starts Ray: on loopback with the CPUs it was given, no dashboard."""
-    if address:
-        return {"address": address, "log_to_driver": False}  # the cluster's CPUs are set by `ray start`
-    cpus = num_cpus or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or len(os.sched_getaffinity(0))
-    return {"num_cpus": cpus, "include_dashboard": False, "_node_ip_address": "127.0.0.1",
-            "configure_logging": False, "log_to_driver": False}
+def sweep_cpus(num_cpus: int | None = None) -> int:
+    """The CPUs a sweep's own Ray cluster gets: ``--num-cpus``, else the Slurm job's, else this process's."""
+    return num_cpus or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or len(os.sched_getaffinity(0))
 
 
 def check_sweep_state(plan: SweepPlan, results_root: Path, resume: bool) -> Path:
@@ -257,10 +254,15 @@ def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpu
     trainable = tune.with_resources(
         functools.partial(run_trial, file=str(plan.path.resolve()), variant=plan.variant, results=str(results_root.resolve())),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(**ray_init_kwargs(num_cpus, address))
-    try:
+    from vlpbench.launchers.raycluster import joined_cluster, local_cluster
+
+    if ray.is_initialized():  # a caller's session (tests, notebooks): use it, leave it running
+        session: Any = contextlib.nullcontext()
+    elif address:
+        session = joined_cluster(address, echo)
+    else:
+        session = local_cluster(sweep_cpus(num_cpus), echo)
+    with session:
         if resume:
             echo(f"resuming the sweep in {state}")
             tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, resume_errored=True)
@@ -282,9 +284,6 @@ def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpu
              f"validation split, {sweep.scheduler.name} scheduler, {sweep.searcher.name} search -> {folder}")
         grid = tuner.fit()
         outcome = _summarise(plan, grid, folder)
-    finally:
-        if started_ray:
-            ray.shutdown()
     _write_outputs(plan, outcome, echo)
     return outcome
 

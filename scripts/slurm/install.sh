@@ -16,7 +16,8 @@ if [ ! -e "$policy" ]; then
     chmod +x "$policy"
     created_policy=1
 fi
-cleanup() { [ "$created_policy" = 1 ] && rm -f "$policy"; }
+# (an `if`, not `&&`: a false test as the trap's last command would become the script's exit status)
+cleanup() { if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -5,7 +5,8 @@
 # Stop it with scripts/slurm/stop.sh (which kills exactly the PIDs recorded here).
 #
 # Environment: VLPBENCH_SLURM_DIR (default /tmp/vlpbench-slurm), VLPBENCH_SLURM_PORT_BASE
-# (default 16810: slurmctld +7, slurmd +8, slurmdbd +9, MariaDB +6), VLPBENCH_SLURM_CPUS (default: nproc).
+# (default 16810: slurmctld +7, slurmd +8, slurmdbd +9, MariaDB +6), VLPBENCH_SLURM_CPUS (default: nproc;
+# more than the host has is allowed, for tests that run several tiny jobs at once on the one node).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 STATE=${VLPBENCH_SLURM_DIR:-/tmp/vlpbench-slurm}
@@ -115,6 +116,8 @@ KillWait=5
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
+# More CPUs declared than the host has (VLPBENCH_SLURM_CPUS): slurmd accepts the declared count.
+$( [ "$CPUS" -gt "$(nproc)" ] && echo "SlurmdParameters=config_overrides" )
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF

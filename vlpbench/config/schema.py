@@ -171,10 +171,34 @@ class SlurmConfig(Strict):
     tasks_per_node: int = Field(1, ge=1, description="processes per node of each run: above 1 the run trains with "
                                                      "DistributedDataParallel, one process per GPU (set gpus to match)")
     max_requeues: int = Field(3, ge=0, description="times a timed-out or preempted task is requeued")
-    ray_port: int = Field(6379, ge=1024, le=65535, description="port of the Ray head in a multi-node sweep")
+    ray_port: int | None = Field(None, ge=1024, le=65535,
+                                 description="port of the Ray head in a multi-node sweep (default: derived from the "
+                                             "Slurm job id, outside the ephemeral range, checked free)")
+    signal: str = Field("USR2", description="signal Slurm sends before a time limit or a preemption; the job "
+                                            "checkpoints and requeues on it (submitit's default, USR2; NCCL catches "
+                                            "USR1, and Slurm itself sends TERM, CONT and KILL)")
     sbatch: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="extra sbatch options, e.g. {account: myproj, qos: high, constraint: a100}")
     setup: list[str] = Field(default_factory=list, description="shell lines run before each job (module load, ...)")
+
+    @field_validator("signal")
+    @classmethod
+    def _catchable_signal(cls, value: str) -> str:
+        import signal as signals
+
+        name = value.strip().upper().removeprefix("SIG")
+        if name in {"KILL", "STOP", "TERM", "CONT", "INT"} or not hasattr(signals, f"SIG{name}"):
+            raise ValueError(f"'{value}' cannot be the requeue signal: give a signal the job can catch that Slurm "
+                             "does not send for other reasons, e.g. USR2 (the default), HUP or URG")
+        return name
+
+    @field_validator("sbatch")
+    @classmethod
+    def _no_signal_in_sbatch(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "signal" in value:
+            raise ValueError("set the requeue signal with launcher.signal (e.g. signal: HUP), not sbatch.signal: "
+                             "the job must listen for the same signal Slurm sends")
+        return value
 
 
 class SearchDomain(Strict):

@@ -7,6 +7,7 @@ finished result.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -213,7 +214,9 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
                      "resumed_from_step": getattr(result, "resumed_from_step", None),
                      "stages": getattr(result, "stages", []),
                      "active_steps": result.active_steps},
-        "distributed": {"world_size": spec.world_size, "negative_scope": built.model.objective.scopes()},
+        "distributed": {"world_size": spec.world_size, "negative_scope": built.model.objective.scopes(),
+                        **({"rendezvous": f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"}
+                           if spec.world_size > 1 and os.environ.get("MASTER_PORT") else {})},
         "parameters": sum(p.numel() for p in built.model.parameters()),
         "pretraining_reused_from": run.status().get("pretraining_reused_from"),
     })

@@ -5,10 +5,15 @@
   is preempted or reaches its time limit is requeued by submitit (:class:`RunTask` is
   checkpointable) and resumes from its run's last epoch checkpoint.
 - ``vlpbench sweep FILE --launcher slurm`` submits the Ray Tune driver (:class:`SweepDriver`)
-  into an allocation of ``launcher.nodes`` nodes: Ray is started inside it (on loopback with the
-  job's CPUs on one node; with a head on the first node and workers started with ``srun`` on the
-  others, see :func:`multinode_commands`), and the sweep runs as it does locally. A requeued
-  driver resumes the sweep.
+  into an allocation of ``launcher.nodes`` nodes: the driver starts a Ray cluster of its own inside
+  it (:mod:`vlpbench.launchers.raycluster`: ``address="local"`` on one node; a head on the first node
+  and workers started with ``srun`` on the others), and the sweep runs as it does locally. A
+  requeued driver resumes the sweep.
+
+Safe on a shared node: a multi-process run's DDP rendezvous port and a sweep's Ray ports are
+derived from the Slurm job and checked free (:mod:`vlpbench.launchers.ports`), so jobs landing on
+one node never meet; the requeue signal is ``launcher.signal`` (USR2 by default, as in submitit),
+sent by Slurm ``signal_delay_s`` before the time limit and by a preemption.
 
 Submission returns at once; ``vlpbench status`` shows the jobs. submitit is imported only here,
 and this module is imported only when Slurm is used.
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import shutil
 import socket
 import subprocess
@@ -56,13 +60,25 @@ def submission_folder(results_root: Path, experiment: str, kind: str) -> Path:
     return folder
 
 
+#: submitit reads the requeue signal from this variable in the job (its default is USR2).
+SIGNAL_VARIABLE = "SUBMITIT_PREEMPT_SIGNAL"
+
+
+def signal_delay_s(config: SlurmConfig) -> int:
+    """Seconds between the requeue signal and the time limit: a tenth of the limit, 10 to 90 s."""
+    return min(90, max(10, config.time * 60 // 10))
+
+
 def executor_parameters(config: SlurmConfig, name: str, nodes: int = 1, tasks_per_node: int = 1) -> dict[str, Any]:
-    """The ``launcher:`` section as submitit ``SlurmExecutor`` parameters."""
+    """The ``launcher:`` section as submitit ``SlurmExecutor`` parameters. The requeue signal is
+    ``launcher.signal`` on both ends: Slurm sends it (``#SBATCH --signal``) and the job's submitit
+    listens for it (``SUBMITIT_PREEMPT_SIGNAL``, exported before the tasks start)."""
     params: dict[str, Any] = {
         "job_name": name, "time": config.time, "cpus_per_task": config.cpus, "nodes": nodes,
         "ntasks_per_node": tasks_per_node, "array_parallelism": config.array_parallelism,
-        "additional_parameters": dict(config.sbatch), "setup": list(config.setup),
-        "signal_delay_s": min(90, max(10, config.time * 60 // 10)),
+        "additional_parameters": {**config.sbatch, "signal": f"{config.signal}@{signal_delay_s(config)}"},
+        "setup": [f"export {SIGNAL_VARIABLE}={config.signal}", *config.setup],
+        "signal_delay_s": signal_delay_s(config),
     }
     if config.partition:
         params["partition"] = config.partition
@@ -73,11 +89,58 @@ def executor_parameters(config: SlurmConfig, name: str, nodes: int = 1, tasks_pe
     return params
 
 
-def _executor(folder: Path, config: SlurmConfig, name: str, nodes: int = 1, use_srun: bool = True,
-              tasks_per_node: int = 1) -> Any:
+def _executor(folder: Path, config: SlurmConfig, name: str, nodes: int = 1, tasks_per_node: int = 1,
+              srun_args: list[str] | None = None) -> Any:
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_requeues)
-    executor.update_parameters(**executor_parameters(config, name, nodes, tasks_per_node), use_srun=use_srun)
+    executor.update_parameters(**executor_parameters(config, name, nodes, tasks_per_node),
+                               **({"srun_args": srun_args} if srun_args else {}))
     return executor
+
+
+def interrupt(job: Any, signal: str, preempt: bool = True) -> None:
+    """What Slurm does to ``job`` at a preemption (TERM, then ``signal``) or before its time limit
+    (``signal`` alone): for tests and for operators (submitit's own ``_interrupt`` sends the signal
+    of the submitting process, not the job's)."""
+    if preempt:
+        subprocess.run(["scancel", job.job_id, "--signal", "TERM"], check=True)
+    subprocess.run(["scancel", job.job_id, "--signal", signal], check=True)
+
+
+def rendezvous_file(folder: Path, job_id: str) -> Path:
+    """Where rank 0 publishes the run's rendezvous port to the other ranks: one file per job and
+    per start (a requeued job starts again with the same id and must not read the last one)."""
+    return folder / f"{job_id}_rendezvous_{os.environ.get('SLURM_RESTART_COUNT', '0')}.json"
+
+
+def export_rendezvous(limit: float = 600.0) -> str:
+    """Export the distributed environment of this Slurm task (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT) with a rendezvous port of this job's own: rank 0 takes the job's port
+    (:func:`vlpbench.launchers.ports.candidates`, derived from ``SLURM_JOB_ID``, below the
+    ephemeral range) or the next free one and publishes it in the submission folder; the other
+    ranks read it there. A ``MASTER_PORT`` inherited from the submitting shell is ignored (submitit
+    would reuse it for every array task, and tasks on one node would collide). Returns
+    ``host:port``."""
+    from vlpbench.engine.files import read_json, write_json
+    from vlpbench.launchers.ports import candidates, first_free, slurm_job_id
+
+    environment = submitit.JobEnvironment()
+    handshake = rendezvous_file(Path(environment.paths.folder), environment.job_id)
+    if environment.global_rank == 0:
+        port = first_free(candidates(slurm_job_id() or os.getpid()))
+        write_json(handshake, {"master_addr": environment.hostnames[0], "master_port": port,
+                               "job": environment.job_id})
+    else:
+        deadline = time.time() + limit
+        while not handshake.is_file():
+            if time.time() > deadline:
+                raise UserError(f"rank {environment.global_rank} waited {limit:.0f} s for rank 0's rendezvous port "
+                                f"in {handshake}; see rank 0's log")
+            time.sleep(0.2)
+        port = int(read_json(handshake)["master_port"])
+    os.environ["MASTER_PORT"] = str(port)
+    distributed = submitit.helpers.TorchDistributedEnvironment()  # reads MASTER_PORT
+    distributed.export(set_cuda_visible_devices=False, overwrite=True)
+    return f"{distributed.master_addr}:{distributed.master_port}"
 
 
 class RunTask(Checkpointable):
@@ -86,8 +149,9 @@ class RunTask(Checkpointable):
     from the run's last epoch checkpoint.
 
     With several Slurm tasks per run (``tasks_per_node`` × ``nodes``), every task calls this; the
-    distributed environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) is exported
-    from Slurm's by submitit and the run trains with DistributedDataParallel; rank 0 writes."""
+    distributed environment is exported from Slurm's (:func:`export_rendezvous`: a port of the
+    job's own, recorded in ``status.json`` and ``provenance.json``) and the run trains with
+    DistributedDataParallel; rank 0 writes."""
 
     def __call__(self, spec: RunSpec, results_root: str, rerun_stale: bool = False) -> str:
         from vlpbench.engine.distributed import process_group
@@ -97,12 +161,14 @@ class RunTask(Checkpointable):
         run = run_dir(Path(results_root), spec.experiment, spec.run_id)
         if run.finished and not (rerun_stale and is_stale(run)):
             return "skipped"
+        extra: dict[str, Any] = {}
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+            extra["rendezvous"] = export_rendezvous()
         main = os.environ.get("RANK", "0") == "0"
         job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "?"))
         if main:
-            run.set_status("running", slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}")
+            run.set_status("running", slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}",
+                           restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0")), **extra)
         try:
             with process_group():
                 execute_run(spec, run, progress=False)
@@ -181,24 +247,8 @@ def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = 
     return jobs
 
 
-def multinode_commands(nodes: list[str], head_ip: str, port: int, cpus: int, gpus: int,
-                       ray: str = "ray") -> tuple[list[str], list[str] | None]:
-    """Commands that start Ray across an allocation: the head here (the first node) and, when there
-    are other nodes, one worker per other node with ``srun`` (the caller keeps that one running)."""
-    head = [ray, "start", "--head", f"--node-ip-address={head_ip}", f"--port={port}", f"--num-cpus={cpus}",
-            f"--num-gpus={gpus}", "--include-dashboard=false", "--disable-usage-stats"]
-    others = nodes[1:]
-    if not others:
-        return head, None
-    workers = ["srun", f"--nodes={len(others)}", f"--ntasks={len(others)}", "--ntasks-per-node=1",
-               f"--nodelist={','.join(others)}", f"--cpus-per-task={cpus}", "--overlap", "--kill-on-bad-exit=1",
-               ray, "start", f"--address={head_ip}:{port}", f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--block",
-               "--disable-usage-stats"]
-    return head, workers
-
-
 def allocation_nodes() -> list[str]:
-    """Hostnames of this Slurm job's nodes, the first being the one this runs on."""
+    """Names of this Slurm job's nodes, the first being the one this runs on."""
     nodelist = os.environ.get("SLURM_JOB_NODELIST", "")
     if not nodelist:
         return [socket.gethostname()]
@@ -206,18 +256,26 @@ def allocation_nodes() -> list[str]:
     return out.stdout.split()
 
 
-def _run_command(command: list[str], check: bool = True) -> None:
-    subprocess.run(command, check=check)
-
-
-def _start_workers(command: list[str]) -> Any:
-    return subprocess.Popen(command)
+def node_address(node: str) -> str:
+    """The IP address Slurm reaches ``node`` at (its ``NodeAddr``; the name resolved when Slurm does
+    not say, as on clusters whose node names are host names)."""
+    out = subprocess.run(["scontrol", "show", "node", "-o", node], capture_output=True, text=True, check=False)
+    for field in out.stdout.split():
+        if field.startswith("NodeAddr="):
+            address = field.split("=", 1)[1]
+            try:
+                return socket.gethostbyname(address)
+            except OSError:
+                break
+    return socket.gethostbyname(node)
 
 
 class SweepDriver(Checkpointable):
-    """The Ray Tune driver inside a Slurm allocation. Requeued, it resumes the sweep."""
+    """The Ray Tune driver inside a Slurm allocation (one Slurm task on the first node, so that it
+    receives the requeue signal). Requeued, it resumes the sweep."""
 
     def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False) -> str:
+        from vlpbench.launchers.raycluster import multinode_cluster
         from vlpbench.sweep import TUNE_NAME, load_sweep, run_sweep
 
         plan = load_sweep(file, variant)
@@ -230,21 +288,10 @@ class SweepDriver(Checkpointable):
             outcome = run_sweep(plan, root, resume=resume, num_cpus=cpus)
             return str(outcome.best_file or "")
         config = plan.experiment.file.launcher or SlurmConfig()
-        head_ip = socket.gethostbyname(nodes[0])
         ray = str(Path(sys.executable).with_name("ray"))
-        head, workers = multinode_commands(nodes, head_ip, config.ray_port, cpus, gpus, ray)
-        print("starting Ray:", shlex.join(head), flush=True)
-        _run_command(head)
-        worker_process = None
-        try:
-            print("starting Ray workers:", shlex.join(workers or []), flush=True)
-            worker_process = _start_workers(workers or [])
-            outcome = run_sweep(plan, root, resume=resume, address=f"{head_ip}:{config.ray_port}")
-        finally:
-            if worker_process is not None:
-                worker_process.terminate()
-                worker_process.wait(timeout=60)
-            _run_command([ray, "stop"], check=False)
+        with multinode_cluster(nodes, node_address(nodes[0]), cpus, gpus, config.ray_port, ray,
+                               echo=lambda line: print(line, flush=True)) as address:
+            outcome = run_sweep(plan, root, resume=resume, address=address)
         return str(outcome.best_file or "")
 
 
@@ -259,9 +306,11 @@ def submit_sweep(plan: Any, results_root: Path, resume: bool = False, echo: Call
     check_sweep_state(plan, results_root, resume)
     config = plan.experiment.file.launcher or SlurmConfig()
     folder = submission_folder(results_root, plan.name, "sweep")
-    # One process on the first node (no srun around it): it starts Ray, and Ray's workers on the
-    # other nodes through srun.
-    executor = _executor(folder, config, f"vlpbench-{plan.name}", nodes=config.nodes, use_srun=False)
+    # One Slurm task on the first node (a job step, so that Slurm's requeue signal reaches it; a
+    # process started by the batch script itself gets none): it starts Ray, and Ray's workers on
+    # the other nodes through srun.
+    executor = _executor(folder, config, f"vlpbench-{plan.name}", nodes=config.nodes,
+                         srun_args=["--nodes=1", "--ntasks=1"])
     job = executor.submit(SweepDriver(), str(plan.path.resolve()), plan.variant, str(results_root.resolve()), resume)
     write_record(folder, {
         "kind": "sweep", "experiment": plan.name, "file": str(plan.path.resolve()),
