@@ -143,3 +143,21 @@ def test_synthcxr_pixels_in_the_store_are_the_rendered_ones_quantised(tmp_path: 
     assert reopened.sentences == memory.sentences and np.array_equal(reopened.images, stored.images)
     meta = json.loads((Path(stored.images.filename).parent / "meta.json").read_text())
     assert meta["key"]["split"] == "train" and meta["count"] == 150
+
+
+def test_data_prepare_builds_the_stores_once_and_verifies_them(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("VLPBENCH_STORE_DIR", str(tmp_path / "stores"))
+    sizes = ["--set", "pretrain_size=40", "--set", "train_size=16", "--set", "val_size=8", "--set", "test_size=8"]
+    code, out, _ = cli("data", "prepare", "synthcxr", "--image-size", "32", *sizes, "--verify")
+    assert code == 0 and "pretrain: 40 images" in out and "test: 8 images" in out and "checksums verified" in out
+    folders = sorted(p.name for p in (tmp_path / "stores").iterdir() if p.is_dir())
+    assert len(folders) == 4 and all(name.startswith("synthcxr-") and "-32px-" in name for name in folders)
+    code, out, _ = cli("data", "prepare", "synthcxr", "--image-size", "32", *sizes, "--split", "pretrain")
+    assert code == 0 and sorted(p.name for p in (tmp_path / "stores").iterdir() if p.is_dir()) == folders
+
+
+def test_validate_prints_encoder_sizes_and_estimates(cli, tiny_experiment: Path) -> None:
+    code, out, _ = cli("validate", str(tiny_experiment))
+    assert code == 0
+    assert "image encoder resnet18: 0.69 M parameters, 4×4 = 16 tokens at 32 px" in out
+    assert "text encoder:" in out and "memory per process" in out and "image store: 240 SynthCXR images" in out

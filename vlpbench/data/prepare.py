@@ -113,7 +113,7 @@ def memory_estimate(config: RunConfig, image_parameters: int) -> str:
     model_bytes = 16 * (image_parameters + (text or 0))
     pairs = int(config.data.params().get("pretrain_size", 0)) or None
     tokens = int(config.model.text_encoder.params().get("max_tokens", 128))
-    token_text = f" + {pairs * tokens * 24 / MIB:,.0f} MiB of tokens" if pairs else " + 24 bytes × max_tokens per pair of tokens"
+    token_text = f" + {pairs * tokens * 24 / MIB:,.1f} MiB of tokens" if pairs else " + 24 bytes × max_tokens per pair of tokens"
     text_note = "" if text is not None else " (text encoder not counted)"
     return (f"memory per process ≈ {model_bytes / GIB:.2f} GiB of weights, gradients and AdamW state{text_note}"
             f"{token_text} + activations (batch × tokens × layers); images are memory-mapped")
