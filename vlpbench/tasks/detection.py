@@ -136,17 +136,7 @@ def coco_matches(predictions: list[dict[str, Tensor]], truth: list[dict[str, Ten
             order = np.argsort(-values.numpy(), kind="mergesort")
             boxes, values = boxes[order], values[order]
             iou = box_iou(boxes, gt).numpy() if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
-            hits = np.zeros((len(boxes), len(thresholds)), dtype=bool)
-            for t, threshold in enumerate(thresholds):
-                taken = np.zeros(len(gt), dtype=bool)
-                for d in range(len(boxes)):
-                    best, chosen = min(threshold, 1 - 1e-10), -1
-                    for g in range(len(gt)):
-                        if taken[g] or iou[d, g] < best:
-                            continue
-                        best, chosen = iou[d, g], g
-                    if chosen >= 0:
-                        taken[chosen], hits[d, t] = True, True
+            hits = greedy_matches(iou, thresholds)
             image += [i] * len(boxes)
             label += [c] * len(boxes)
             score += values.tolist()
@@ -155,6 +145,29 @@ def coco_matches(predictions: list[dict[str, Tensor]], truth: list[dict[str, Ten
             "score": np.asarray(score, dtype=np.float32),
             "matched": np.concatenate(matched) if matched else np.zeros((0, len(thresholds)), dtype=bool),
             "gt_count": gt_count}
+
+
+def greedy_matches(iou: np.ndarray, thresholds: list[float]) -> np.ndarray:
+    """COCO's greedy matching of one image and class, every IoU threshold at once: detections (rows
+    of ``iou`` [D, G], by decreasing score) each take the unmatched ground-truth box of highest IoU ≥
+    the threshold (the last such box on ties, as COCO's loop). Only detections that overlap some box
+    at the lowest threshold are visited. Returns hits [D, T]."""
+    hits = np.zeros((iou.shape[0], len(thresholds)), dtype=bool)
+    if not iou.size:
+        return hits
+    bounds = np.minimum(np.asarray(thresholds, dtype=float), 1 - 1e-10)[:, None]  # [T, 1]
+    taken = np.zeros((len(thresholds), iou.shape[1]), dtype=bool)  # [T, G]
+    for d in np.flatnonzero((iou >= bounds.min()).any(1)):
+        allowed = (iou[d][None, :] >= bounds) & ~taken  # [T, G]
+        found = allowed.any(1)
+        if not found.any():
+            continue
+        masked = np.where(allowed, iou[d][None, :], -1.0)[:, ::-1]
+        chosen = iou.shape[1] - 1 - masked.argmax(1)  # the last box of highest IoU
+        rows = np.flatnonzero(found)
+        taken[rows, chosen[rows]] = True
+        hits[d, rows] = True
+    return hits
 
 
 class Detection:
