@@ -584,3 +584,36 @@ def test_a_closed_pipe_is_not_a_bug() -> None:
     err = process.stderr.read().decode()
     process.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err and "bug in vlpbench" not in err
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A real 400 kB tmpfs (needs root, as on CI): too small for a checkpoint."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()[:100]})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_is_explained(finished, cli, small_tmpfs: Path) -> None:
+    experiment, _ = finished
+    code, _, err = cli("run", str(experiment), "--results", str(small_tmpfs / "results"), "--quiet", "--variant", "a")
+    assert code == 3 and "no space left" in err.lower() and str(small_tmpfs) in err
+    assert "Traceback" not in err and "bug in vlpbench" not in err
+
+
+def test_a_really_read_only_disk_is_explained(finished, cli, small_tmpfs: Path) -> None:
+    import subprocess
+
+    experiment, _ = finished
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    code, _, err = cli("run", str(experiment), "--results", str(small_tmpfs / "results"), "--quiet", "--variant", "a")
+    assert code in (2, 3) and "read-only" in err.lower() and str(small_tmpfs) in err
+    assert "Traceback" not in err and "bug in vlpbench" not in err
