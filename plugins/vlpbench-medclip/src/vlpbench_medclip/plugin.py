@@ -1,0 +1,18 @@
+"""Registers MedCLIP's label-similarity targets and preset with vlpbench (entry point ``medclip``)."""
+
+from __future__ import annotations
+
+from vlpbench.hookspecs import hookimpl
+
+COMPONENTS = [
+    ("positive_miner", "medclip.label_similarity", "vlpbench_medclip.miner:LabelSimilarityMiner",
+     "soft targets softmax(label similarity / T): official integer dot products, T 1; cosine option"),
+    ("preset", "medclip", "vlpbench_medclip.presets:MEDCLIP",
+     "MedCLIP's semantic matching loss: label-similarity soft targets under a learnable-temperature InfoNCE"),
+]
+
+
+@hookimpl
+def vlpbench_register(registrar) -> None:
+    for kind, name, target, summary in COMPONENTS:
+        registrar.add(kind, name, target, summary)
