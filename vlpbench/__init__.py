@@ -4,4 +4,4 @@ Importing the package is cheap on purpose (no torch): the CLI's ``--help`` and `
 commands must start in well under a second.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -238,6 +238,8 @@ class _Loop:
     params: list[torch.nn.Parameter]
     plans: list[StagePlan] = field(default_factory=list)
     stage: int = 0
+    wall_before: float = 0.0  # training seconds of the run before a resume (kept in the checkpoints)
+    started: float = field(default_factory=time.perf_counter)
 
     def enter_stage(self, index: int) -> None:
         """Rebuild the optimiser and schedule for stage ``index`` (fresh moments and warm-up)."""
@@ -276,7 +278,8 @@ class _Loop:
         return summed
 
     def state(self, position: dict[str, int], history: list[dict[str, float]]) -> dict[str, Any]:
-        return {**position, "stage": self.stage, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {**position, "stage": self.stage, "wall_seconds": self.wall_before + time.perf_counter() - self.started,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict(), "rng": rng_state(), "history": history,
                 **({"scaler": self.scaler.state_dict()} if self.scaler else {})}
 
@@ -333,6 +336,7 @@ def pretrain(
     workers = loader_workers(config, device)
     model.train()
     started, samples = time.perf_counter(), 0
+    loop.started = started
     guard = collectives_on(device) if world.distributed else contextlib.nullcontext()
     with guard:
         for epoch in range(done // max(1, steps_per_epoch), config.epochs):
@@ -369,8 +373,9 @@ def pretrain(
                 raise Interrupt(f"stopped after epoch {epoch}")
     if bar is not None:
         bar.close()
-    result.wall_seconds = time.perf_counter() - started
-    result.samples_per_second = samples / result.wall_seconds if result.wall_seconds > 0 and samples else 0.0
+    elapsed = time.perf_counter() - started
+    result.wall_seconds = loop.wall_before + elapsed  # a resumed run's pretraining time counts in full
+    result.samples_per_second = samples / elapsed if elapsed > 0 and samples else 0.0
     result.steps = total
     result.active_steps = model.objective.step_counts()
     result.stages = [{"name": p.name, "first_step": p.first_step, "steps": p.steps, "optimizer": p.optimizer,
@@ -392,6 +397,7 @@ def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: i
     if loop.scaler is not None and "scaler" in state:
         loop.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
+    loop.wall_before = float(state.get("wall_seconds", 0.0))
     result.history = list(state["history"])
     done = int(state.get("done", (state["epoch"] + 1) * steps_per_epoch))
     if done % max(1, steps_per_epoch) == 0:

@@ -37,11 +37,19 @@ class ExperimentOutcome:
 
 
 def is_stale(run: RunDir) -> bool:
-    """A finished run made under other vlpbench or plugin versions (CorruptFile when unreadable)."""
+    """A finished run made under another vlpbench version, or under another version of a plugin that
+    is installed now (CorruptFile when unreadable). Installing or removing other plugins does not
+    make a run stale."""
     from vlpbench.engine.provenance import versions
 
     path = run.file("provenance.json")
-    return path.is_file() and read_json(path, expect=dict).get("versions") != versions()
+    if not path.is_file():
+        return False
+    recorded, now = read_json(path, expect=dict).get("versions") or {}, versions()
+    if not isinstance(recorded, dict) or recorded.get("vlpbench") != now["vlpbench"]:
+        return True
+    then = recorded.get("plugins") or {}
+    return any(name in then and then[name] != version for name, version in now["plugins"].items())
 
 
 EpochHook = Callable[[int, float, Callable[[], dict[str, Any]]], None]
@@ -146,8 +154,8 @@ def _load_final(run: RunDir) -> tuple[dict[str, Any], Any] | None:
     from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
     from vlpbench.engine.pretrain import PretrainResult
 
-    if run.status().get("state") != "pretrained" or not run.final_checkpoint.is_file():
-        return None
+    if not run.final_checkpoint.is_file():  # written (atomically) only once pretraining is complete, so a
+        return None                         # run stopped after it (state interrupted) keeps its pretraining
     try:
         final = load_checkpoint(run.final_checkpoint)
         return final["model"], PretrainResult(**final["result"])

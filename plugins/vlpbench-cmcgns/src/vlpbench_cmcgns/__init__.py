@@ -1,3 +1,3 @@
 """CM-CGNS (arXiv 2506.11674; official code violet-42/CM-CGNS) as vlpbench components."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
