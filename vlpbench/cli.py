@@ -87,8 +87,15 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     from vlpbench.engine.runner import run_experiment
     from vlpbench.leaderboard import write_leaderboard
 
-    experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant)
+    experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant, settings=_settings(args))
     root = Path(args.results)
+    if args.dry_run:
+        from vlpbench.engine.plan import format_plan, plan_experiment
+
+        if main:
+            print(format_plan(experiment, plan_experiment(experiment, root, rerun_stale=args.rerun_stale,
+                                                          reuse_pretraining=not args.no_reuse)))
+        return 0
     if args.launcher == "slurm":
         from vlpbench.launchers.slurm import submit_runs
 
@@ -123,7 +130,7 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from vlpbench.sweep import load_sweep
 
-    plan = load_sweep(args.file, args.variant)
+    plan = load_sweep(args.file, args.variant, settings=_settings(args))
     root = Path(args.results)
     if args.launcher == "slurm":
         from vlpbench.launchers.slurm import submit_sweep
@@ -165,7 +172,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from vlpbench.config.loader import load_experiment
 
-    experiment = load_experiment(args.file)
+    settings = _settings(args)
+    experiment = load_experiment(args.file, settings=settings)
+    if settings:
+        print("with --set " + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
     print(f"{args.file}: OK — experiment '{experiment.name}', {len(experiment.variants)} variant(s), "
           f"{len(experiment.runs)} run(s): {', '.join(experiment.variants)}")
     if experiment.file.sweep is not None:
@@ -173,7 +183,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         sweep = experiment.file.sweep
         for variant in experiment.variants if len(experiment.variants) > 1 else [None]:
-            load_sweep(args.file, variant)
+            load_sweep(args.file, variant, settings=settings)
         print(f"sweep: OK — {len(sweep.space)} key(s) searched, metric {sweep.metric} ({sweep.mode}, validation "
               f"split), {sweep.num_samples} trial(s)")
     _print_scale_estimates(experiment)
@@ -275,16 +285,46 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_values(pairs: list[str] | None) -> dict[str, object]:
+def _set_values(pairs: list[str] | None, example: str = "valid_size=5000") -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs; values are YAML (``1e-4`` is a number, ``{name: oracle}`` a mapping)."""
+    import re
+
     import yaml
 
     values: dict[str, object] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set takes KEY=VALUE (e.g. --set valid_size=5000), got '{pair}'.")
-        values[key.strip()] = yaml.safe_load(text)
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. --set {example}), got '{pair}'.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair}: the value is not valid YAML ({str(exc).splitlines()[0]}); quote "
+                              f"it for the shell, e.g. --set '{key.strip()}={{name: oracle}}'.") from None
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 as text; on a command line it means the number
+        values[key.strip()] = value
     return values
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """The ``--set`` overrides of ``run``/``validate``/``sweep``, with ``--device`` as ``pretrain.device``."""
+    settings = _set_values(getattr(args, "set", None), example="pretrain.lr=1e-4")
+    if getattr(args, "device", None):
+        if "pretrain.device" in settings and settings["pretrain.device"] != args.device:
+            raise ConfigError(f"--device {args.device} and --set pretrain.device={settings['pretrain.device']} "
+                              "disagree; give one of them.")
+        settings["pretrain.device"] = args.device
+    return settings
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key of every variant by dotted path, as variants do (repeatable), "
+                             "e.g. --set pretrain.lr=1e-4; validated like the file, recorded in each run's "
+                             "config.yaml, part of the runs' identity")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                        help="where pretraining and evaluation run: --set pretrain.device=DEVICE")
 
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
@@ -416,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reuse", action="store_true",
                      help="pretrain even when a finished run differs from this one only in its tasks")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_settings(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="print which runs are finished, stale, to resume or new (with a time estimate from the "
+                          "finished runs) and stop; nothing is run or written")
     run.add_argument("--launcher", choices=["local", "slurm"], default="local",
                      help="local: in this process (default); slurm: one job array through submitit, settings "
                           "from the file's launcher: section; returns at once, see `vlpbench status`")
@@ -434,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="join this running Ray cluster (HOST:PORT, or 'auto' for the one last started "
                                          "here) instead of starting one of the sweep's own (the default, also "
                                          "when RAY_ADDRESS is set)")
+    _add_settings(sweep)
     sweep.set_defaults(handler=cmd_sweep)
 
     status = sub.add_parser("status", help="state of the Slurm jobs submitted from here (runs and sweeps), with "
@@ -456,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check an experiment file (keys, components, parameters) without running it")
     validate.add_argument("file")
+    _add_settings(validate)
     validate.set_defaults(handler=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of experiment files, with every installed component")

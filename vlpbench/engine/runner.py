@@ -134,6 +134,7 @@ def write_run_config(spec: RunSpec, run: RunDir) -> None:
         "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
         "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
         "config": spec.config, **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
+        **({"set": spec.settings} if spec.settings else {}),  # the command line's --set overrides
     })
 
 
