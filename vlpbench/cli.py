@@ -219,9 +219,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from vlpbench.describe import check_kind, listing
     from vlpbench.plugins import get_plugins
 
+    check_kind(args.kind)
     loaded = get_plugins()
+    if args.json:
+        import json
+
+        data = listing(loaded, args.kind)
+        failures = 0
+        if args.check:
+            for component in data["components"]:
+                try:
+                    loaded.registry.get(component["kind"], component["name"]).load()
+                    component["check"] = "ok"
+                except UserError as exc:
+                    failures += 1
+                    component["check"] = str(exc)
+        print(json.dumps(data, indent=2))
+        return 1 if failures else 0
     print("plugins:")
     for plugin in loaded.plugins:
         extra = f"  ({plugin.reason})" if plugin.reason else ""
@@ -229,6 +246,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     failures = 0
     print("components:")
     for entry in loaded.registry.all_entries():
+        if args.kind and entry.kind != args.kind:
+            continue
         state = ""
         if args.check:
             try:
@@ -243,6 +262,21 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.check:
         print(f"check: {failures} component(s) failed to import" if failures else "check: every component imports")
     return 1 if failures else 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from vlpbench.describe import describe_entry, find_entries, format_description
+    from vlpbench.plugins import get_plugins
+
+    loaded = get_plugins()
+    infos = [describe_entry(entry, loaded.versions()) for entry in find_entries(loaded.registry, args.component, args.kind)]
+    if args.json:
+        import json
+
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
+    else:
+        print("\n\n".join(format_description(info) for info in infos))
+    return 0
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -509,7 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list plugins and their components")
     plugins.add_argument("--check", action="store_true", help="import every component and report failures")
+    plugins.add_argument("--kind", help="only components of this kind (image_encoder, positive_miner, task, ...)")
+    plugins.add_argument("--json", action="store_true", help="print plugins and components as JSON")
     plugins.set_defaults(handler=cmd_plugins)
+
+    describe_component = sub.add_parser("describe", help="one component: its parameters (types, defaults, limits), "
+                                                         "documentation, kind and plugin")
+    describe_component.add_argument("component", help="component name, e.g. fane.adaptive_miner or linear_probe")
+    describe_component.add_argument("--kind", help="the kind, when the name exists in several kinds")
+    describe_component.add_argument("--json", action="store_true", help="print it as JSON")
+    describe_component.set_defaults(handler=cmd_describe)
 
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
