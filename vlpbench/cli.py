@@ -264,6 +264,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from vlpbench.export import export_run
+
+    for folder in export_run(Path(args.run), args.format, Path(args.out) if args.out else None):
+        print(f"wrote {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
+    return 0
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from vlpbench.describe import describe_entry, find_entries, format_description
     from vlpbench.plugins import get_plugins
@@ -532,6 +540,16 @@ def build_parser() -> argparse.ArgumentParser:
                                "'<label> [eval]' instead of being refused (it is never pooled with the variant's seeds)")
     evaluate.add_argument("--results", default="results", help="results root (default: results/)")
     evaluate.set_defaults(handler=cmd_eval)
+
+    export = sub.add_parser("export", help="write a finished run's encoders for others: the image encoder for timm "
+                                           "(safetensors + config), the text encoder as a Hugging Face folder, "
+                                           "each with a model card")
+    export.add_argument("run", help="run directory (results/<experiment>/runs/<id>)")
+    export.add_argument("--format", choices=["timm", "hf", "all"], default="all",
+                        help="timm: the image encoder; hf: the text encoder; all (default): both")
+    export.add_argument("--out", help="folder to write image_encoder/ and text_encoder/ into "
+                                      "(default: ./export-<run id>)")
+    export.set_defaults(handler=cmd_export)
 
     validate = sub.add_parser("validate", help="check an experiment file (keys, components, parameters) without running it")
     validate.add_argument("file")
