@@ -160,8 +160,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vlpbench.leaderboard import write_leaderboard
 
     root = _results_root(args.results)
+    key_map = {k: v for k, v in {"format": args.format, "prefix": args.prefix, "strip": args.strip}.items() if v}
     run = evaluate_checkpoint(Path(args.checkpoint), Path(args.experiment), root, args.label,
-                              variant=args.variant, arch=args.arch, separate_row=args.separate_row)
+                              variant=args.variant, arch=args.arch, separate_row=args.separate_row,
+                              key_map=key_map or None)
     print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
     folder = run.path.parent.parent
     print()
@@ -535,6 +537,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--variant", help="variant of the experiment to take the tasks from (default: the first)")
     evaluate.add_argument("--arch", help="timm architecture of a weights file (e.g. resnet50)")
     evaluate.add_argument("--label", required=True, help="row name on the leaderboard")
+    evaluate.add_argument("--format", choices=["mgca", "gloria", "benchx", "timm", "lightning"],
+                          help="layout of a published checkpoint file: where the image backbone's keys are "
+                               "(needs --arch); reports what did not load, refuses a mostly random backbone")
+    evaluate.add_argument("--prefix", help="the image backbone's key prefix in the file (as BenchX's pretrained_prefix), "
+                                           "e.g. img_encoder_q.model.")
+    evaluate.add_argument("--strip", action="append", help="also remove this from the start of keys (repeatable), "
+                                                           "e.g. module.")
     evaluate.add_argument("--separate-row", action="store_true",
                           help="allow a --label that is a variant of the experiment: the result gets its own row "
                                "'<label> [eval]' instead of being refused (it is never pooled with the variant's seeds)")
