@@ -111,8 +111,9 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
 
         for line in superseded_warnings(experiment, experiment_dir(root, experiment.name)):
             print(line)
+    report_to = _report_to(args, experiment)
     outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
-                             reuse_pretraining=not args.no_reuse)
+                             reuse_pretraining=not args.no_reuse, report_to=report_to)
     if not main:
         return 2 if outcome.failed else 0
     board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
@@ -125,6 +126,18 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
               "above says why. The other results are kept.", file=sys.stderr)
         return 2
     return 0
+
+
+def _report_to(args: argparse.Namespace, experiment: Any) -> list[str]:
+    """The trackers of this command: ``--report-to`` (``none`` for none) over the file's ``report_to``."""
+    from vlpbench.engine.tracking import check_backends
+
+    if args.report_to is None:
+        names = list(experiment.file.report_to)
+    else:
+        names = [n.strip() for n in args.report_to.split(",") if n.strip() and n.strip() != "none"]
+    check_backends(names)
+    return names
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -501,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pretrain even when a finished run differs from this one only in its tasks")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_settings(run)
+    run.add_argument("--report-to", metavar="TRACKERS",
+                     help="log every run to these trackers while it trains: tensorboard, mlflow, wandb (comma-"
+                          "separated; 'none' for none); overrides the file's report_to")
     run.add_argument("--dry-run", action="store_true",
                      help="print which runs are finished, stale, to resume or new (with a time estimate from the "
                           "finished runs) and stop; nothing is run or written")
