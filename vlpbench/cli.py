@@ -87,7 +87,8 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     from vlpbench.engine.runner import run_experiment
     from vlpbench.leaderboard import write_leaderboard
 
-    experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant, settings=_settings(args))
+    experiment = load_experiment(_experiment_file(args.file), seeds=args.seeds, variants=args.variant,
+                                 settings=_settings(args))
     root = Path(args.results)
     if args.dry_run:
         from vlpbench.engine.plan import format_plan, plan_experiment
@@ -128,6 +129,29 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     return 0
 
 
+def _experiment_file(text: str) -> Path:
+    """An experiment argument: a file, or the name of an experiment vlpbench ships (``quickstart``)."""
+    from vlpbench.shipped import resolve_experiment
+
+    return resolve_experiment(text)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from vlpbench.shipped import init_experiment, shipped_experiments
+
+    if args.list or not args.name:
+        import yaml
+
+        for name, path in shipped_experiments().items():
+            data = yaml.safe_load(path.read_text())
+            about = str(data.get("description", "")) if isinstance(data, dict) else ""
+            print(f"  {name:<20} {about[:110] + ('…' if len(about) > 110 else '')}")
+        return 0
+    target = init_experiment(args.name, Path(args.out) if args.out else None, force=args.force)
+    print(f"wrote {target}: edit it, check it with `vlpbench validate {target}`, run it with `vlpbench run {target}`.")
+    return 0
+
+
 def _report_to(args: argparse.Namespace, experiment: Any) -> list[str]:
     """The trackers of this command: ``--report-to`` (``none`` for none) over the file's ``report_to``."""
     from vlpbench.engine.tracking import check_backends
@@ -143,6 +167,7 @@ def _report_to(args: argparse.Namespace, experiment: Any) -> list[str]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from vlpbench.sweep import load_sweep
 
+    args.file = _experiment_file(args.file)
     plan = load_sweep(args.file, args.variant, settings=_settings(args))
     root = Path(args.results)
     if args.launcher == "slurm":
@@ -174,7 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     root = _results_root(args.results)
     key_map = {k: v for k, v in {"format": args.format, "prefix": args.prefix, "strip": args.strip}.items() if v}
-    run = evaluate_checkpoint(Path(args.checkpoint), Path(args.experiment), root, args.label,
+    run = evaluate_checkpoint(Path(args.checkpoint), _experiment_file(args.experiment), root, args.label,
                               variant=args.variant, arch=args.arch, separate_row=args.separate_row,
                               key_map=key_map or None)
     print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
@@ -188,6 +213,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from vlpbench.config.loader import load_experiment
 
     settings = _settings(args)
+    args.file = _experiment_file(args.file)
     experiment = load_experiment(args.file, settings=settings)
     if settings:
         print("with --set " + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
@@ -505,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="pretrain and evaluate every run of an experiment, then print the leaderboard")
-    run.add_argument("file", help="experiment YAML file")
+    run.add_argument("file", help="experiment YAML file, or the name of a shipped one (quickstart, ablation, ...; "
+                                  "`vlpbench init --list`)")
     run.add_argument("--variant", action="append", help="only this variant (repeatable)")
     run.add_argument("--seeds", type=_seeds, help="override the file's seeds, e.g. '0' or '0,1,2'")
     run.add_argument("--results", default="results", help="results root (default: results/)")
@@ -527,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="search hyperparameters with Ray Tune (the file's sweep: section); "
                                          "trials score the validation split")
-    sweep.add_argument("file", help="experiment YAML file with a sweep: section")
+    sweep.add_argument("file", help="experiment YAML file with a sweep: section (or a shipped experiment's name)")
     sweep.add_argument("--variant", help="the variant to search around (needed when the file has several)")
     sweep.add_argument("--results", default="results", help="results root (default: results/); trials land in "
                                                              "<results>/<experiment>-sweep/")
@@ -540,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
                                          "when RAY_ADDRESS is set)")
     _add_settings(sweep)
     sweep.set_defaults(handler=cmd_sweep)
+
+    init = sub.add_parser("init", help="copy an experiment vlpbench ships (quickstart, ablation, ...) here to edit")
+    init.add_argument("name", nargs="?", help="shipped experiment to copy (see --list)")
+    init.add_argument("--out", help="file to write (default: ./NAME.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--list", action="store_true", help="list the shipped experiments")
+    init.set_defaults(handler=cmd_init)
 
     status = sub.add_parser("status", help="state of the Slurm jobs submitted from here (runs and sweeps), with "
                                            "log paths of failed ones; rebuilds boards of finished submissions")
@@ -577,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     validate = sub.add_parser("validate", help="check an experiment file (keys, components, parameters) without running it")
-    validate.add_argument("file")
+    validate.add_argument("file", help="experiment YAML file or shipped experiment name")
     _add_settings(validate)
     validate.set_defaults(handler=cmd_validate)
 
