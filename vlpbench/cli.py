@@ -335,11 +335,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for path in folders:
         if not (path / "runs").is_dir():
             raise ConfigError(f"'{path}' holds no runs/ folder; give an experiment's results folder such as results/ablation.")
+    if args.baseline is not None:
+        _check_baseline(args.baseline, folders)
     out = Path(args.out) if args.out else folders[0]
     out.mkdir(parents=True, exist_ok=True)
     print(write_leaderboard(out, baseline=args.baseline, roots=folders))
     print(f"written: {out}/leaderboard.md, leaderboard_full.md, leaderboard.csv, leaderboard.tex")
     return 0
+
+
+def _check_baseline(baseline: str, folders: list[Path]) -> None:
+    """``--baseline`` must name a variant present in the folders: otherwise the comparison would be
+    silently dropped from the board."""
+    from vlpbench.board.collect import collect
+    from vlpbench.errors import did_you_mean
+
+    variants = sorted({str(v) for v in collect(folders).runs.get("variant", [])})
+    if baseline not in variants:
+        raise ConfigError(f"--baseline '{baseline}' is not a variant of these runs{did_you_mean(baseline, variants) or '.'} "
+                          f"Variants: {', '.join(variants) or 'none'}. Without a valid baseline the board would have no "
+                          "comparison columns.")
 
 
 def cmd_data_describe(args: argparse.Namespace) -> int:
@@ -504,8 +519,18 @@ def cmd_mining_quality(args: argparse.Namespace) -> int:
     print(f"|{'-' * (width + 2)}|---------------|-----------|--------|")
     for spec, label in zip(specs, labels):
         quality = evaluate_miner(spec, source, args.batches, args.batch_size, args.seed, args.laterality)
-        print(f"| {label:<{width}} | {quality.flagged_pairs:>13} | {100 * quality.precision:>8.1f}% | {100 * quality.recall:>5.1f}% |")
+        print(f"| {label:<{width}} | {quality.flagged_pairs:>13} | {_percent(quality.precision):>9} | "
+              f"{_percent(quality.recall):>6} |")
+    print("precision '—': the miner flagged no pair (identity flags none by design); recall '—': no pair in these "
+          "batches shares a finding set.")
     return 0
+
+
+def _percent(value: float) -> str:
+    """A share as ``12.3%``, or ``—`` where it is undefined (nothing to divide by), never ``nan%``."""
+    import math
+
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:

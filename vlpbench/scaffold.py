@@ -255,6 +255,23 @@ each run's `provenance.json`.
 """
 
 
+def _refuse_taken_name(name: str) -> None:
+    """A plugin name that an installed plugin already uses (or the built-in ``vlpbench``) would lose its
+    components to the registry's ownership rule (``fane`` owns ``fane.*``): refuse it at once."""
+    from importlib import metadata
+
+    from vlpbench.hookspecs import ENTRY_POINT_GROUP
+    from vlpbench.plugins import get_plugins
+
+    taken = {p.name: p.distribution or p.name for p in get_plugins().plugins}
+    taken.update({ep.name: getattr(ep.dist, "name", ep.name) for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
+    taken["vlpbench"] = "vlpbench"
+    if name in taken:
+        raise ConfigError(f"plugin name '{name}' is taken: the installed distribution '{taken[name]}' registers it, so "
+                          f"'{name}.*' components belong to it. Choose another name (e.g. '{name}2' or your lab's "
+                          "prefix).")
+
+
 def new_plugin(name: str, destination: Path, kinds: list[str] | None = None) -> Path:
     """Write ``destination/vlpbench-<name>``; refuse to overwrite an existing folder."""
     if not _NAME.match(name):
@@ -264,6 +281,7 @@ def new_plugin(name: str, destination: Path, kinds: list[str] | None = None) -> 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ConfigError(f"new-plugin --kind {unknown[0]}: scaffolds exist for {', '.join(KINDS)}.")
+    _refuse_taken_name(name)
     root = destination / f"vlpbench-{name}"
     if root.exists():
         raise ConfigError(f"'{root}' already exists; new-plugin never overwrites. Choose another name or folder.")
