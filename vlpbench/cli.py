@@ -82,20 +82,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_experiment(args: argparse.Namespace, main: bool) -> int:
-    from vlpbench.config.loader import load_experiment
+    from vlpbench import api
     from vlpbench.engine.rundir import experiment_dir
-    from vlpbench.engine.runner import run_experiment
-    from vlpbench.leaderboard import write_leaderboard
 
-    experiment = load_experiment(_experiment_file(args.file), seeds=args.seeds, variants=args.variant,
-                                 settings=_settings(args))
+    experiment = api.load(args.file, seeds=args.seeds, variants=args.variant, settings=_settings(args))
     root = Path(args.results)
     if args.dry_run:
-        from vlpbench.engine.plan import format_plan, plan_experiment
+        from vlpbench.engine.plan import format_plan
 
         if main:
-            print(format_plan(experiment, plan_experiment(experiment, root, rerun_stale=args.rerun_stale,
-                                                          reuse_pretraining=not args.no_reuse)))
+            print(format_plan(experiment, api.plan(experiment, root, rerun_stale=args.rerun_stale,
+                                                   reuse_pretraining=not args.no_reuse)))
         return 0
     if args.launcher == "slurm":
         from vlpbench.launchers.slurm import submit_runs
@@ -113,14 +110,13 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
         for line in superseded_warnings(experiment, experiment_dir(root, experiment.name)):
             print(line)
     report_to = _report_to(args, experiment)
-    outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
-                             reuse_pretraining=not args.no_reuse, report_to=report_to)
+    result = api.run(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
+                     reuse_pretraining=not args.no_reuse, report_to=report_to)
+    outcome = result.outcome
     if not main:
         return 2 if outcome.failed else 0
-    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
-                              planned=[(r.variant, r.seed, r.config_hash) for r in experiment.runs])
     print()
-    print(board)
+    print(result.board)
     print(f"written: {experiment_dir(root, experiment.name)}/leaderboard.{{md,csv,tex,html}} and leaderboard_full.md")
     if outcome.failed:
         print(f"{len(outcome.failed)} run(s) failed or are corrupt; their status.json (and run.log) or the message "
@@ -193,15 +189,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from vlpbench.engine.evaluate import evaluate_checkpoint
+    from vlpbench import api
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.leaderboard import write_leaderboard
 
     root = _results_root(args.results)
+
     key_map = {k: v for k, v in {"format": args.format, "prefix": args.prefix, "strip": args.strip}.items() if v}
-    run = evaluate_checkpoint(Path(args.checkpoint), _experiment_file(args.experiment), root, args.label,
-                              variant=args.variant, arch=args.arch, separate_row=args.separate_row,
-                              key_map=key_map or None)
+    run = api.evaluate(args.checkpoint, args.experiment, args.label, root, arch=args.arch, variant=args.variant,
+                       key_map=key_map or None, separate_row=args.separate_row)
     print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
     folder = run.path.parent.parent
     print()
@@ -306,19 +302,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vlpbench.export import export_run
+    from vlpbench import api
 
-    for folder in export_run(Path(args.run), args.format, Path(args.out) if args.out else None):
+    for folder in api.export(args.run, args.format, args.out):
         print(f"wrote {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
     return 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from vlpbench.describe import describe_entry, find_entries, format_description
-    from vlpbench.plugins import get_plugins
+    from vlpbench import api
+    from vlpbench.describe import format_description
 
-    loaded = get_plugins()
-    infos = [describe_entry(entry, loaded.versions()) for entry in find_entries(loaded.registry, args.component, args.kind)]
+    infos = api.describe(args.component, args.kind)
     if args.json:
         import json
 
