@@ -600,8 +600,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--results", default="results", help="results root (default: results/)")
     status.set_defaults(handler=cmd_status)
 
-    evaluate = sub.add_parser("eval", help="score a checkpoint (a run directory or a timm image encoder file) "
-                                           "with an experiment's tasks, without pretraining")
+    evaluate = sub.add_parser("eval", help="score a checkpoint (a run directory, a timm image encoder file, or a "
+                                           "published checkpoint with --format) with an experiment's tasks, "
+                                           "without pretraining")
     evaluate.add_argument("checkpoint", help="run directory (results/<exp>/runs/<id>) or timm weights file")
     evaluate.add_argument("--experiment", required=True, help="experiment file whose data and tasks define the protocol")
     evaluate.add_argument("--variant", help="variant of the experiment to take the tasks from (default: the first)")
