@@ -45,7 +45,7 @@ def test_scaffolded_plugin_installs_passes_its_tests_and_the_checks_and_runs(ins
     assert tests.returncode == 0, tests.stdout + tests.stderr
     from vlpbench.scaffold import KINDS
 
-    assert f"{len(KINDS)} passed" in tests.stdout
+    assert f"{len(KINDS)} passed" in tests.stdout  # one test per scaffolded kind
     code, out, err = cli("run", str(root / "experiments" / "demo.yaml"), "--results", str(tmp_path / "results"), "--quiet")
     assert code == 0, err
     assert "| demo " in out and "| clip " in out and "| demo-encoder " in out

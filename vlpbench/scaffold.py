@@ -16,7 +16,8 @@ from pathlib import Path
 from vlpbench import __version__
 from vlpbench.errors import ConfigError
 
-KINDS = ("positive_miner", "negative_weighting", "local_head", "auxiliary", "global_loss", "task", "image_encoder")
+KINDS = ("positive_miner", "negative_weighting", "local_head", "auxiliary", "global_loss", "task", "image_encoder",
+         "dataset")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 DOCSTRING = '''"""{summary}
@@ -288,6 +289,64 @@ class SmallConvEncoder(nn.Module):
 """),
 })
 
+MODULES["dataset"] = ("dataset", "CsvFolderDataset", "a labelled image folder read from your local copy: labels.csv (filename, split, one 0/1 column per finding) and images/", """
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from vlpbench.data.real.base import RealDataset, RealParams
+from vlpbench.data.real.common import Record
+from vlpbench.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+class CsvFolderDataset(RealDataset):
+    {docstring}
+
+    name = "{plugin}.dataset"  # the registered name: messages and the image store use it
+    protocol_version = "{plugin}-csv-1"  # raise it whenever the recipe (splits, labels) changes
+    label_names = ("finding_a", "finding_b")  # your findings: the table's 0/1 columns, in this order
+    label_type = "multilabel"
+
+    class Params(RealParams):
+        table: str = Field("labels.csv", description="the table, relative to root")
+
+    def layout(self) -> list[tuple[str, str]]:
+        return [(self.params.table, "one row per image: filename, split (train/val/test), one 0/1 column per "
+                                    "finding, optional patient"), ("images", "the images the table names")]
+
+    def recipe(self) -> dict[str, Any]:
+        return {{"name": "table", "splits": f"the 'split' column of {{self.params.table}}"}}
+
+    def read_records(self) -> dict[str, list[Record]]:
+        path = self.root / self.params.table
+        if not path.is_file():
+            raise DataError(f"dataset '{{self.name}}': {{path}} is missing; it lists the images (see layout()).")
+        records: dict[str, list[Record]] = {{split: [] for split in SPLITS}}
+        with path.open(newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=2):  # line 1 is the header
+                split = (row.get("split") or "").strip()
+                if split not in records:
+                    raise DataError(f"dataset '{{self.name}}': {{path}}, line {{number}}: split '{{split}}' is not one of "
+                                    f"{{', '.join(SPLITS)}}.")
+                try:
+                    labels = np.array([int(row[finding]) for finding in self.label_names], np.uint8)
+                except (KeyError, TypeError, ValueError):
+                    raise DataError(f"dataset '{{self.name}}': {{path}}, line {{number}}: every finding column "
+                                    f"({{', '.join(self.label_names)}}) needs 0 or 1.") from None
+                filename = row["filename"]
+                records[split].append(Record(id=filename, image=self.root / "images" / filename,
+                                             source=self.params.table, lines=(number,), labels=labels,
+                                             patient=row.get("patient") or filename))
+        self.table_counts = {{f"{{self.params.table}} rows": sum(map(len, records.values()))}}
+        return records
+""")
+
 
 def _files(name: str, kinds: list[str]) -> dict[str, str]:
     package = f"vlpbench_{name}"
@@ -338,7 +397,8 @@ def vlpbench_register(registrar) -> None:
     for kind in kinds:
         module, cls, summary, body = MODULES[kind]
         doc = textwrap.indent(DOCSTRING.format(summary=summary[0].upper() + summary[1:] + "."), "    ").lstrip()
-        files[f"src/{package}/{module}.py"] = body.replace("{docstring}", doc).replace("{{", "{").replace("}}", "}").lstrip()
+        files[f"src/{package}/{module}.py"] = (body.replace("{docstring}", doc).replace("{plugin}", name)
+                                               .replace("{{", "{").replace("}}", "}").lstrip())
     return files
 
 
@@ -383,7 +443,7 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "    aux.predictor[2].weight.data[:, 2:] = 0",
                   "    aux.predictor[1] = torch.nn.Identity()",
                   "    v = torch.tensor([[1.0, 0.0], [0.0, 2.0]])",
-                  "    loss = aux(feature_inputs(image_global=v, text_global=v.clone()))['regression']",
+                  "    loss = aux(feature_inputs(image_global=v, text_global=v.clone()))['regression'].detach()",
                   "    assert float(loss) < 1e-12", ""]
     if "global_loss" in kinds:
         lines += [f"from {package}.loss import FixedTemperatureInfoNCE",
@@ -426,6 +486,25 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "    assert out.grid == (4, 4) and out.patch_emb.shape == (2, 16, 16) and out.global_emb.shape == (2, 16)",
                   "    assert encoder.global_features(torch.rand(2, 1, 32, 32)).shape == (2, 16)",
                   "    assert [m.shape[-1] for m in encoder.feature_maps(torch.rand(2, 1, 32, 32), min_stride=4)] == [8, 4]", ""]
+    if "dataset" in kinds:
+        lines += [f"from {package}.dataset import CsvFolderDataset", "", "",
+                  "def test_dataset_reads_the_table_and_the_images(tmp_path) -> None:",
+                  "    import numpy as np",
+                  "    from PIL import Image",
+                  "",
+                  "    (tmp_path / 'images').mkdir()",
+                  "    rows = ['filename,split,finding_a,finding_b']",
+                  "    for i, split in enumerate(['train', 'train', 'val', 'test', 'test']):",
+                  "        Image.fromarray(np.full((20, 20), 40 * i, np.uint8)).save(tmp_path / 'images' / f'{i}.png')",
+                  "        rows.append(f'{i}.png,{split},{i % 2},{int(i > 2)}')",
+                  "    (tmp_path / 'labels.csv').write_text('\\n'.join(rows) + '\\n')",
+                  "    source = CsvFolderDataset(CsvFolderDataset.Params(root=str(tmp_path), image_size=16,",
+                  "                                                      cache_dir=str(tmp_path / 'store'), workers=1))",
+                  "    train, test = source.split('train'), source.split('test')",
+                  "    assert len(train) == 2 and len(test) == 2",
+                  "    assert np.asarray(test.labels).tolist() == [[1, 1], [0, 1]]",
+                  "    assert np.asarray(train.images).shape == (2, 16, 16)",
+                  "    assert np.asarray(test.images)[1].mean() > np.asarray(test.images)[0].mean()  # image 4 is brighter", ""]
     return "\n".join(lines)
 
 
@@ -445,7 +524,10 @@ def _experiment(name: str, kinds: list[str]) -> str:
     task = f"\n  - {{name: {name}.task}}" if "task" in kinds else ""
     encoder = (f"\n  {name}-encoder: {{model.image_encoder: {{name: {name}.encoder}}}}"
                if "image_encoder" in kinds else "")
+    data_hint = (f"# Score on your own labelled folder: add to tasks\n#   - {{name: linear_probe, dataset: {{name: {name}.dataset, "
+                 "root: /path/to/copy}}\n" if "dataset" in kinds else "")
     return f"""# The {name} components against CLIP on a small SynthCXR (minutes on a CPU).
+{data_hint}
 name: {name}
 seeds: [0]
 baseline: clip
