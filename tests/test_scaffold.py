@@ -43,10 +43,14 @@ def test_scaffolded_plugin_installs_passes_its_tests_and_the_checks_and_runs(ins
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
                            capture_output=True, text=True, env=env, cwd=root)
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "3 passed" in tests.stdout
+    from vlpbench.scaffold import KINDS
+
+    assert f"{len(KINDS)} passed" in tests.stdout  # one test per scaffolded kind
     code, out, err = cli("run", str(root / "experiments" / "demo.yaml"), "--results", str(tmp_path / "results"), "--quiet")
     assert code == 0, err
-    assert "| demo " in out and "| clip " in out
+    assert "| demo " in out and "| clip " in out and "| demo-encoder " in out
+    metrics = next((tmp_path / "results" / "demo" / "runs").glob("demo__*/metrics.json")).read_text()
+    assert '"demo.task"' in metrics  # the scaffolded task scored the run
     provenance = next((tmp_path / "results" / "demo" / "runs").glob("demo__*/provenance.json")).read_text()
     assert '"demo": "0.1.0"' in provenance  # the third-party plugin's version travels with its results
 

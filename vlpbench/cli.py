@@ -82,13 +82,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_experiment(args: argparse.Namespace, main: bool) -> int:
-    from vlpbench.config.loader import load_experiment
+    from vlpbench import api
     from vlpbench.engine.rundir import experiment_dir
-    from vlpbench.engine.runner import run_experiment
-    from vlpbench.leaderboard import write_leaderboard
 
-    experiment = load_experiment(args.file, seeds=args.seeds, variants=args.variant)
+    experiment = api.load(args.file, seeds=args.seeds, variants=args.variant, settings=_settings(args))
     root = Path(args.results)
+    if args.dry_run:
+        from vlpbench.engine.plan import format_plan
+
+        if main:
+            print(format_plan(experiment, api.plan(experiment, root, rerun_stale=args.rerun_stale,
+                                                   reuse_pretraining=not args.no_reuse)))
+        return 0
     if args.launcher == "slurm":
         from vlpbench.launchers.slurm import submit_runs
 
@@ -104,14 +109,14 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
 
         for line in superseded_warnings(experiment, experiment_dir(root, experiment.name)):
             print(line)
-    outcome = run_experiment(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
-                             reuse_pretraining=not args.no_reuse)
+    report_to = _report_to(args, experiment)
+    result = api.run(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
+                     reuse_pretraining=not args.no_reuse, report_to=report_to)
+    outcome = result.outcome
     if not main:
         return 2 if outcome.failed else 0
-    board = write_leaderboard(experiment_dir(root, experiment.name), experiment.variants, experiment.file.baseline,
-                              planned=[(r.variant, r.seed, r.config_hash) for r in experiment.runs])
     print()
-    print(board)
+    print(result.board)
     print(f"written: {experiment_dir(root, experiment.name)}/leaderboard.{{md,csv,tex,html}} and leaderboard_full.md")
     if outcome.failed:
         print(f"{len(outcome.failed)} run(s) failed or are corrupt; their status.json (and run.log) or the message "
@@ -120,10 +125,46 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     return 0
 
 
+def _experiment_file(text: str) -> Path:
+    """An experiment argument: a file, or the name of an experiment vlpbench ships (``quickstart``)."""
+    from vlpbench.shipped import resolve_experiment
+
+    return resolve_experiment(text)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from vlpbench.shipped import init_experiment, shipped_experiments
+
+    if args.list or not args.name:
+        import yaml
+
+        for name, path in shipped_experiments().items():
+            data = yaml.safe_load(path.read_text())
+            about = str(data.get("description", "")) if isinstance(data, dict) else ""
+            print(f"  {name:<20} {about[:110] + ('…' if len(about) > 110 else '')}")
+        return 0
+    target = init_experiment(args.name, Path(args.out) if args.out else None, force=args.force)
+    print(f"wrote {target}: edit it, check it with `vlpbench validate {target}`, run it with `vlpbench run {target}`.")
+    return 0
+
+
+def _report_to(args: argparse.Namespace, experiment: Any) -> list[str]:
+    """The trackers of this command: ``--report-to`` (``none`` for none) over the file's ``report_to``."""
+    from vlpbench.engine.tracking import check_backends
+
+    if args.report_to is None:
+        names = list(experiment.file.report_to)
+    else:
+        names = [n.strip() for n in args.report_to.split(",") if n.strip() and n.strip() != "none"]
+    check_backends(names)
+    return names
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from vlpbench.sweep import load_sweep
 
-    plan = load_sweep(args.file, args.variant)
+    args.file = _experiment_file(args.file)
+    plan = load_sweep(args.file, args.variant, settings=_settings(args))
     root = Path(args.results)
     if args.launcher == "slurm":
         from vlpbench.launchers.slurm import submit_sweep
@@ -148,13 +189,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from vlpbench.engine.evaluate import evaluate_checkpoint
+    from vlpbench import api
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.leaderboard import write_leaderboard
 
     root = _results_root(args.results)
-    run = evaluate_checkpoint(Path(args.checkpoint), Path(args.experiment), root, args.label,
-                              variant=args.variant, arch=args.arch, separate_row=args.separate_row)
+
+    key_map = {k: v for k, v in {"format": args.format, "prefix": args.prefix, "strip": args.strip}.items() if v}
+    run = api.evaluate(args.checkpoint, args.experiment, args.label, root, arch=args.arch, variant=args.variant,
+                       key_map=key_map or None, separate_row=args.separate_row)
     print(f"evaluated '{args.checkpoint}' as '{args.label}' -> {run.path}")
     folder = run.path.parent.parent
     print()
@@ -165,7 +208,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from vlpbench.config.loader import load_experiment
 
-    experiment = load_experiment(args.file)
+    settings = _settings(args)
+    args.file = _experiment_file(args.file)
+    experiment = load_experiment(args.file, settings=settings)
+    if settings:
+        print("with --set " + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
     print(f"{args.file}: OK — experiment '{experiment.name}', {len(experiment.variants)} variant(s), "
           f"{len(experiment.runs)} run(s): {', '.join(experiment.variants)}")
     if experiment.file.sweep is not None:
@@ -173,7 +220,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         sweep = experiment.file.sweep
         for variant in experiment.variants if len(experiment.variants) > 1 else [None]:
-            load_sweep(args.file, variant)
+            load_sweep(args.file, variant, settings=settings)
         print(f"sweep: OK — {len(sweep.space)} key(s) searched, metric {sweep.metric} ({sweep.mode}, validation "
               f"split), {sweep.num_samples} trial(s)")
     _print_scale_estimates(experiment)
@@ -209,9 +256,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from vlpbench.describe import check_kind, listing
     from vlpbench.plugins import get_plugins
 
+    check_kind(args.kind)
     loaded = get_plugins()
+    if args.json:
+        import json
+
+        data = listing(loaded, args.kind)
+        failures = 0
+        if args.check:
+            for component in data["components"]:
+                try:
+                    loaded.registry.get(component["kind"], component["name"]).load()
+                    component["check"] = "ok"
+                except UserError as exc:
+                    failures += 1
+                    component["check"] = str(exc)
+        print(json.dumps(data, indent=2))
+        return 1 if failures else 0
     print("plugins:")
     for plugin in loaded.plugins:
         extra = f"  ({plugin.reason})" if plugin.reason else ""
@@ -219,6 +283,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     failures = 0
     print("components:")
     for entry in loaded.registry.all_entries():
+        if args.kind and entry.kind != args.kind:
+            continue
         state = ""
         if args.check:
             try:
@@ -235,6 +301,28 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from vlpbench import api
+
+    for folder in api.export(args.run, args.format, args.out):
+        print(f"wrote {folder}/ ({', '.join(sorted(p.name for p in folder.iterdir()))})")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from vlpbench import api
+    from vlpbench.describe import format_description
+
+    infos = api.describe(args.component, args.kind)
+    if args.json:
+        import json
+
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
+    else:
+        print("\n\n".join(format_description(info) for info in infos))
+    return 0
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from vlpbench.leaderboard import write_leaderboard
 
@@ -242,11 +330,26 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for path in folders:
         if not (path / "runs").is_dir():
             raise ConfigError(f"'{path}' holds no runs/ folder; give an experiment's results folder such as results/ablation.")
+    if args.baseline is not None:
+        _check_baseline(args.baseline, folders)
     out = Path(args.out) if args.out else folders[0]
     out.mkdir(parents=True, exist_ok=True)
     print(write_leaderboard(out, baseline=args.baseline, roots=folders))
     print(f"written: {out}/leaderboard.md, leaderboard_full.md, leaderboard.csv, leaderboard.tex")
     return 0
+
+
+def _check_baseline(baseline: str, folders: list[Path]) -> None:
+    """``--baseline`` must name a variant present in the folders: otherwise the comparison would be
+    silently dropped from the board."""
+    from vlpbench.board.collect import collect
+    from vlpbench.errors import did_you_mean
+
+    variants = sorted({str(v) for v in collect(folders).runs.get("variant", [])})
+    if baseline not in variants:
+        raise ConfigError(f"--baseline '{baseline}' is not a variant of these runs{did_you_mean(baseline, variants) or '.'} "
+                          f"Variants: {', '.join(variants) or 'none'}. Without a valid baseline the board would have no "
+                          "comparison columns.")
 
 
 def cmd_data_describe(args: argparse.Namespace) -> int:
@@ -275,16 +378,46 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _set_values(pairs: list[str] | None) -> dict[str, object]:
+def _set_values(pairs: list[str] | None, example: str = "valid_size=5000") -> dict[str, object]:
+    """``--set KEY=VALUE`` pairs; values are YAML (``1e-4`` is a number, ``{name: oracle}`` a mapping)."""
+    import re
+
     import yaml
 
     values: dict[str, object] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set takes KEY=VALUE (e.g. --set valid_size=5000), got '{pair}'.")
-        values[key.strip()] = yaml.safe_load(text)
+            raise ConfigError(f"--set takes KEY=VALUE (e.g. --set {example}), got '{pair}'.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair}: the value is not valid YAML ({str(exc).splitlines()[0]}); quote "
+                              f"it for the shell, e.g. --set '{key.strip()}={{name: oracle}}'.") from None
+        if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 as text; on a command line it means the number
+        values[key.strip()] = value
     return values
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """The ``--set`` overrides of ``run``/``validate``/``sweep``, with ``--device`` as ``pretrain.device``."""
+    settings = _set_values(getattr(args, "set", None), example="pretrain.lr=1e-4")
+    if getattr(args, "device", None):
+        if "pretrain.device" in settings and settings["pretrain.device"] != args.device:
+            raise ConfigError(f"--device {args.device} and --set pretrain.device={settings['pretrain.device']} "
+                              "disagree; give one of them.")
+        settings["pretrain.device"] = args.device
+    return settings
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key of every variant by dotted path, as variants do (repeatable), "
+                             "e.g. --set pretrain.lr=1e-4; validated like the file, recorded in each run's "
+                             "config.yaml, part of the runs' identity")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                        help="where pretraining and evaluation run: --set pretrain.device=DEVICE")
 
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
@@ -381,8 +514,18 @@ def cmd_mining_quality(args: argparse.Namespace) -> int:
     print(f"|{'-' * (width + 2)}|---------------|-----------|--------|")
     for spec, label in zip(specs, labels):
         quality = evaluate_miner(spec, source, args.batches, args.batch_size, args.seed, args.laterality)
-        print(f"| {label:<{width}} | {quality.flagged_pairs:>13} | {100 * quality.precision:>8.1f}% | {100 * quality.recall:>5.1f}% |")
+        print(f"| {label:<{width}} | {quality.flagged_pairs:>13} | {_percent(quality.precision):>9} | "
+              f"{_percent(quality.recall):>6} |")
+    print("precision '—': the miner flagged no pair (identity flags none by design); recall '—': no pair in these "
+          "batches shares a finding set.")
     return 0
+
+
+def _percent(value: float) -> str:
+    """A share as ``12.3%``, or ``—`` where it is undefined (nothing to divide by), never ``nan%``."""
+    import math
+
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
@@ -408,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="pretrain and evaluate every run of an experiment, then print the leaderboard")
-    run.add_argument("file", help="experiment YAML file")
+    run.add_argument("file", help="experiment YAML file, or the name of a shipped one (quickstart, ablation, ...; "
+                                  "`vlpbench init --list`)")
     run.add_argument("--variant", action="append", help="only this variant (repeatable)")
     run.add_argument("--seeds", type=_seeds, help="override the file's seeds, e.g. '0' or '0,1,2'")
     run.add_argument("--results", default="results", help="results root (default: results/)")
@@ -416,6 +560,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reuse", action="store_true",
                      help="pretrain even when a finished run differs from this one only in its tasks")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_settings(run)
+    run.add_argument("--report-to", metavar="TRACKERS",
+                     help="log every run to these trackers while it trains: tensorboard, mlflow, wandb (comma-"
+                          "separated; 'none' for none); overrides the file's report_to")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print which runs are finished, stale, to resume or new (with a time estimate from the "
+                          "finished runs) and stop; nothing is run or written")
     run.add_argument("--launcher", choices=["local", "slurm"], default="local",
                      help="local: in this process (default); slurm: one job array through submitit, settings "
                           "from the file's launcher: section; returns at once, see `vlpbench status`")
@@ -423,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="search hyperparameters with Ray Tune (the file's sweep: section); "
                                          "trials score the validation split")
-    sweep.add_argument("file", help="experiment YAML file with a sweep: section")
+    sweep.add_argument("file", help="experiment YAML file with a sweep: section (or a shipped experiment's name)")
     sweep.add_argument("--variant", help="the variant to search around (needed when the file has several)")
     sweep.add_argument("--results", default="results", help="results root (default: results/); trials land in "
                                                              "<results>/<experiment>-sweep/")
@@ -434,28 +585,55 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="join this running Ray cluster (HOST:PORT, or 'auto' for the one last started "
                                          "here) instead of starting one of the sweep's own (the default, also "
                                          "when RAY_ADDRESS is set)")
+    _add_settings(sweep)
     sweep.set_defaults(handler=cmd_sweep)
+
+    init = sub.add_parser("init", help="copy an experiment vlpbench ships (quickstart, ablation, ...) here to edit")
+    init.add_argument("name", nargs="?", help="shipped experiment to copy (see --list)")
+    init.add_argument("--out", help="file to write (default: ./NAME.yaml)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--list", action="store_true", help="list the shipped experiments")
+    init.set_defaults(handler=cmd_init)
 
     status = sub.add_parser("status", help="state of the Slurm jobs submitted from here (runs and sweeps), with "
                                            "log paths of failed ones; rebuilds boards of finished submissions")
     status.add_argument("--results", default="results", help="results root (default: results/)")
     status.set_defaults(handler=cmd_status)
 
-    evaluate = sub.add_parser("eval", help="score a checkpoint (a run directory or a timm image encoder file) "
-                                           "with an experiment's tasks, without pretraining")
+    evaluate = sub.add_parser("eval", help="score a checkpoint (a run directory, a timm image encoder file, or a "
+                                           "published checkpoint with --format) with an experiment's tasks, "
+                                           "without pretraining")
     evaluate.add_argument("checkpoint", help="run directory (results/<exp>/runs/<id>) or timm weights file")
     evaluate.add_argument("--experiment", required=True, help="experiment file whose data and tasks define the protocol")
     evaluate.add_argument("--variant", help="variant of the experiment to take the tasks from (default: the first)")
     evaluate.add_argument("--arch", help="timm architecture of a weights file (e.g. resnet50)")
     evaluate.add_argument("--label", required=True, help="row name on the leaderboard")
+    evaluate.add_argument("--format", choices=["mgca", "gloria", "benchx", "timm", "lightning"],
+                          help="layout of a published checkpoint file: where the image backbone's keys are "
+                               "(needs --arch); reports what did not load, refuses a mostly random backbone")
+    evaluate.add_argument("--prefix", help="the image backbone's key prefix in the file (as BenchX's pretrained_prefix), "
+                                           "e.g. img_encoder_q.model.")
+    evaluate.add_argument("--strip", action="append", help="also remove this from the start of keys (repeatable), "
+                                                           "e.g. module.")
     evaluate.add_argument("--separate-row", action="store_true",
                           help="allow a --label that is a variant of the experiment: the result gets its own row "
                                "'<label> [eval]' instead of being refused (it is never pooled with the variant's seeds)")
     evaluate.add_argument("--results", default="results", help="results root (default: results/)")
     evaluate.set_defaults(handler=cmd_eval)
 
+    export = sub.add_parser("export", help="write a finished run's encoders for others: the image encoder for timm "
+                                           "(safetensors + config), the text encoder as a Hugging Face folder, "
+                                           "each with a model card")
+    export.add_argument("run", help="run directory (results/<experiment>/runs/<id>)")
+    export.add_argument("--format", choices=["timm", "hf", "all"], default="all",
+                        help="timm: the image encoder; hf: the text encoder; all (default): both")
+    export.add_argument("--out", help="folder to write image_encoder/ and text_encoder/ into "
+                                      "(default: ./export-<run id>)")
+    export.set_defaults(handler=cmd_export)
+
     validate = sub.add_parser("validate", help="check an experiment file (keys, components, parameters) without running it")
-    validate.add_argument("file")
+    validate.add_argument("file", help="experiment YAML file or shipped experiment name")
+    _add_settings(validate)
     validate.set_defaults(handler=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of experiment files, with every installed component")
@@ -463,7 +641,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list plugins and their components")
     plugins.add_argument("--check", action="store_true", help="import every component and report failures")
+    plugins.add_argument("--kind", help="only components of this kind (image_encoder, positive_miner, task, ...)")
+    plugins.add_argument("--json", action="store_true", help="print plugins and components as JSON")
     plugins.set_defaults(handler=cmd_plugins)
+
+    describe_component = sub.add_parser("describe", help="one component: its parameters (types, defaults, limits), "
+                                                         "documentation, kind and plugin")
+    describe_component.add_argument("component", help="component name, e.g. fane.adaptive_miner or linear_probe")
+    describe_component.add_argument("--kind", help="the kind, when the name exists in several kinds")
+    describe_component.add_argument("--json", action="store_true", help="print it as JSON")
+    describe_component.set_defaults(handler=cmd_describe)
 
     data = sub.add_parser("data", help="inspect datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
@@ -513,7 +700,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     scaffold = sub.add_parser("new-plugin", help="write a ready-to-install plugin distribution with example components")
     scaffold.add_argument("name", help="plugin name: lowercase, e.g. mymethod (components become mymethod.*)")
-    scaffold.add_argument("--kind", action="append", choices=["positive_miner", "negative_weighting", "local_head"],
+    scaffold.add_argument("--kind", action="append", choices=["positive_miner", "negative_weighting", "local_head", "auxiliary",
+                                                                "global_loss", "task", "image_encoder", "dataset"],
                           help="component kinds to scaffold (repeatable; default: all)")
     scaffold.add_argument("--dest", default=".", help="folder to write vlpbench-NAME into (default: here)")
     scaffold.set_defaults(handler=cmd_new_plugin)

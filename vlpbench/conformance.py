@@ -7,7 +7,11 @@ Components of the objective (miners, weightings, global losses, local heads, aux
 then put into a tiny real run — SynthCXR batch, a CNN and a ViT image encoder — and must give
 finite losses and finite gradients (a miner must give targets that carry no gradient, so nothing
 flows into what it reads), the same loss for a permuted batch, and the same loss in float64 as in
-float32. Encoders and datasets are built from their defaults.
+float32. Encoders and datasets are built from their defaults; an image encoder must then give every
+feature the tasks read (``forward`` → ``ImageFeatures`` with consistent shapes, ``global_features``
+for the probes, ``feature_maps`` for segmentation and detection), a text encoder must tokenize
+reports and give ``TextFeatures``; a task must evaluate a tiny pretrained-shape model on SynthCXR and
+give finite scores with their protocols.
 
 Finally every objective component runs on two CPU processes (gloo, one spawn for the whole plugin,
 see :mod:`vlpbench.distributed_check`) in both negative scopes: ``local`` must equal one process
@@ -167,6 +171,126 @@ def _build_check(kind: str, name: str) -> str:
     return ""
 
 
+def _image_interface_check(name: str) -> str:
+    """Every feature the built-in tasks read from an image encoder, finite and consistently shaped."""
+    import torch
+
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.features import ImageFeatures
+    from vlpbench.plugins import get_registry
+
+    encoder = build_component(get_registry(), "image_encoder", {"name": name},
+                              BuildContext(embed_dim=32, image_size=32)).eval()
+    images = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        out = encoder(images)
+        if not isinstance(out, ImageFeatures):
+            raise AssertionError(f"forward returned {type(out).__name__}, not ImageFeatures")
+        h, w = out.grid
+        _shape(out.global_emb, (2, 32), "forward().global_emb")
+        _shape(out.patch_emb, (2, h * w, 32), "forward().patch_emb (grid h·w tokens)")
+        for label, method in (("global_features", "linear probes"), ("feature_maps", "segmentation and detection")):
+            if not callable(getattr(encoder, label, None)):
+                raise AssertionError(f"no {label}() method, which {method} call")
+        pooled = encoder.global_features(images)
+        if pooled.ndim != 2 or pooled.shape[0] != 2:
+            raise AssertionError(f"global_features gave shape {tuple(pooled.shape)}, not [B, C]")
+        maps = encoder.feature_maps(images, min_stride=4)
+        if not isinstance(maps, (list, tuple)) or not maps:
+            raise AssertionError("feature_maps gave no maps (a non-empty list of [B, C, h, w] is expected)")
+        for index, item in enumerate(maps):
+            if item.ndim != 4 or item.shape[0] != 2:
+                raise AssertionError(f"feature_maps()[{index}] has shape {tuple(item.shape)}, not [B, C, h, w]")
+        for label, tensor in (("global_emb", out.global_emb), ("patch_emb", out.patch_emb),
+                              ("global_features", pooled), *((f"feature_maps[{i}]", m) for i, m in enumerate(maps))):
+            if not torch.isfinite(tensor).all():
+                raise AssertionError(f"{label} is not finite")
+    return f"grid {h}×{w}, {len(maps)} feature map(s)"
+
+
+def _shape(tensor: Any, expected: tuple[int, ...], label: str) -> None:
+    if tuple(tensor.shape) != expected:
+        raise AssertionError(f"{label} has shape {tuple(tensor.shape)}, expected {expected}")
+
+
+def _text_interface_check(name: str) -> str:
+    """A text encoder tokenizes reports and gives finite global, word and sentence features."""
+    import torch
+
+    from vlpbench.build import build_component
+    from vlpbench.context import BuildContext
+    from vlpbench.features import TextFeatures
+    from vlpbench.plugins import get_registry
+
+    reports = [["No acute cardiopulmonary process."], ["Small left pleural effusion.", "Heart size is normal."]]
+    corpus = [sentence for report in reports for sentence in report] * 4
+    encoder = build_component(get_registry(), "text_encoder", {"name": name},
+                              BuildContext(embed_dim=32, image_size=32, corpus=corpus)).eval()
+    tokens = encoder.tokenize(reports)
+    with torch.no_grad():
+        out = encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index)
+    if not isinstance(out, TextFeatures):
+        raise AssertionError(f"forward returned {type(out).__name__}, not TextFeatures")
+    _shape(out.global_emb, (2, 32), "forward().global_emb")
+    if out.word_emb.shape[0] != 2 or out.sentence_emb.shape[0] != 2:
+        raise AssertionError("word_emb / sentence_emb do not have one row per report")
+    for label in ("global_emb", "word_emb", "sentence_emb"):
+        if not torch.isfinite(getattr(out, label)).all():
+            raise AssertionError(f"{label} is not finite")
+    return ""
+
+
+def _task_check(name: str) -> str:
+    """The task evaluates a tiny model on SynthCXR (every kind of label, mask, box and report) with
+    finite scores, each with a protocol."""
+    import math
+
+    import torch
+
+    from vlpbench.config.schema import RunConfig
+    from vlpbench.engine.model import build_run
+    from vlpbench.engine.runner import evaluate_tasks
+    from vlpbench.plugins import get_registry
+    from vlpbench.tasks.base import Encoders
+
+    fields = getattr(get_registry().get("task", name).load(), "Params", None)
+    fields = fields.model_fields if fields is not None else {}
+    spec = {"name": name, **{k: v for k, v in SMALL_TASK.items() if k in fields}}  # the defaults, trained briefly
+    config = RunConfig.model_validate({**TINY, "model": {**TINY["model"], "image_encoder": ENCODERS["CNN"]},
+                                       "tasks": [spec]})
+    built = build_run(config, get_registry(), 0)
+    built.model.eval()
+    metrics, _ = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
+                                built.data_source, built.context, torch.device("cpu"))
+    result = metrics.get(name)
+    if result is None:
+        raise AssertionError("gave no result (skipped)")
+    if result.get("error"):
+        raise AssertionError(result["error"])
+    scores = result["scores"]
+    if not scores:
+        raise AssertionError("gave no scores")
+    bad = [c for c, v in scores.items() if not isinstance(v, (int, float)) or not math.isfinite(v)]
+    if bad:
+        raise AssertionError(f"non-finite score(s): {', '.join(bad)}")
+    unprotocolled = [c for c in scores if c not in (result.get("protocols") or {})]
+    if unprotocolled:
+        raise AssertionError(f"score(s) without a protocol: {', '.join(unprotocolled)}")
+    return ", ".join(f"{c} {v:.3g}" for c, v in list(scores.items())[:3])
+
+
+#: Task parameters that only shorten the training a task does (set when the task has them).
+SMALL_TASK = {"fractions": [1.0], "max_epochs": 2, "min_steps_per_epoch": 1, "max_steps_per_epoch": 2,
+              "probe_seeds": [0]}
+
+INTERFACE_CHECKS = {
+    "image_encoder": ("gives every feature the tasks use", _image_interface_check),
+    "text_encoder": ("tokenizes and gives text features", _text_interface_check),
+    "task": ("evaluates on SynthCXR with finite scores", _task_check),
+}
+
+
 def check_plugin(plugin: str) -> list[Check]:
     """Run the conformance suite on every component of ``plugin`` (entry-point or distribution name)."""
     from vlpbench.plugins import get_plugins
@@ -197,6 +321,8 @@ def check_plugin(plugin: str) -> list[Check]:
                 "defaults valid against own JSON Schema", "parameters round-trip through JSON")]
             if kind in ("image_encoder", "text_encoder", "dataset"):
                 results.append(Check(name, kind, "builds from defaults", "skip", reason))
+            if kind in INTERFACE_CHECKS:
+                results.append(Check(name, kind, INTERFACE_CHECKS[kind][0], "skip", reason))
             continue
         if params_model is not None:
             results.append(_run(name, kind, "defaults valid against own JSON Schema", lambda: _defaults_check(params_model)))
@@ -210,6 +336,9 @@ def check_plugin(plugin: str) -> list[Check]:
             scoped.append((kind, name))
         elif kind in ("image_encoder", "text_encoder", "dataset"):
             results.append(_run(name, kind, "builds from defaults", lambda: _build_check(kind, name)))
+        if kind in INTERFACE_CHECKS and results[-1].status != "FAIL":
+            label, check = INTERFACE_CHECKS[kind]
+            results.append(_run(name, kind, label, lambda c=check: c(name)))
     return results + _two_process_checks(scoped)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from vlpbench import __version__
 from vlpbench.errors import ConfigError
 
-KINDS = ("positive_miner", "negative_weighting", "local_head")
+KINDS = ("positive_miner", "negative_weighting", "local_head", "auxiliary", "global_loss", "task", "image_encoder",
+         "dataset")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 DOCSTRING = '''"""{summary}
@@ -118,6 +119,234 @@ class MaxSimilarityHead(nn.Module):
 '''),
 }
 
+MODULES.update({
+    "auxiliary": ("auxiliary", "CrossModalRegression", "predicts each image's global embedding from its report's (per-sample, no negatives)", """
+from __future__ import annotations
+
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.features import AlignmentInputs
+
+
+class CrossModalRegression(nn.Module):
+    {docstring}
+
+    requires = frozenset()
+    batch_negatives = False  # a per-sample term: it compares nothing across the batch
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        hidden: int = Field(64, ge=1, description="width of the predictor's hidden layer")
+
+    def __init__(self, params: "CrossModalRegression.Params", context=None) -> None:
+        super().__init__()
+        self.params = params
+        dim = context.embed_dim if context is not None else 32
+        self.predictor = nn.Sequential(nn.Linear(dim, params.hidden), nn.GELU(), nn.Linear(params.hidden, dim))
+
+    def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
+        target = F.normalize(inputs.image.global_emb.detach(), dim=-1)  # stop-gradient target
+        predicted = F.normalize(self.predictor(inputs.text.global_emb), dim=-1)
+        return {{"regression": (predicted - target).square().sum(-1).mean()}}
+"""),
+    "global_loss": ("loss", "FixedTemperatureInfoNCE", "symmetric InfoNCE with a fixed temperature and label smoothing towards the positives", """
+from __future__ import annotations
+
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.objective.contracts import DirectionAdjustment, Positives
+from vlpbench.objective.global_losses import soft_infonce_direction
+
+
+class FixedTemperatureInfoNCE(nn.Module):
+    {docstring}
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        temperature: float = Field(0.1, gt=0, description="fixed temperature τ")
+
+    def __init__(self, params: "FixedTemperatureInfoNCE.Params", context=None) -> None:
+        super().__init__()
+        self.params = params
+
+    def forward(self, image: Tensor, text: Tensor, positives: Positives,
+                i2t: DirectionAdjustment, t2i: DirectionAdjustment) -> Tensor:
+        # soft_infonce_direction applies the miner's positives and the weightings' adjustments
+        logits = F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t() / self.params.temperature
+        return 0.5 * (soft_infonce_direction(logits, positives, i2t)
+                      + soft_infonce_direction(logits.t(), positives.transposed(), t2i))
+"""),
+    "task": ("task", "PrototypeProbe", "nearest-prototype probe: per finding, cosine to the mean positive minus the mean negative training embedding; macro AUROC", """
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torchmetrics.functional.classification import binary_auroc
+
+from vlpbench.data.pipeline import to_model_images
+from vlpbench.tasks.base import Column, Encoders, TaskParams, TaskResult, frozen_global_features, with_hash
+
+
+class PrototypeProbe:
+    {docstring}
+
+    requires = frozenset({{"data:labels"}})
+    metric_version = "1"
+
+    class Params(TaskParams):
+        train_split: str = Field("train", description="split the prototypes are averaged over")
+        test_split: str = Field("test", description="split scored")
+
+    def __init__(self, params: "PrototypeProbe.Params", context: Any = None) -> None:
+        self.params = params
+
+    def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
+        train, test = source.split(self.params.train_split), source.split(self.params.test_split)
+        features = {{}}
+        for name, split in (("train", train), ("test", test)):
+            features[name] = F.normalize(frozen_global_features(encoders.image, to_model_images(split.images), device), dim=-1)
+        train_labels = torch.from_numpy(np.asarray(train.labels)).bool()
+        test_labels = torch.from_numpy(np.asarray(test.labels)).long()
+        per_finding = {{}}
+        for k, finding in enumerate(source.label_names):
+            positive, negative = train_labels[:, k], ~train_labels[:, k]
+            if not positive.any() or not negative.any() or test_labels[:, k].min() == test_labels[:, k].max():
+                continue  # no prototype, or nothing to rank: not scorable
+            prototypes = F.normalize(torch.stack([features["train"][positive].mean(0),
+                                                  features["train"][negative].mean(0)]), dim=-1)
+            score = features["test"] @ prototypes[0] - features["test"] @ prototypes[1]
+            per_finding[finding] = float(binary_auroc(score, test_labels[:, k]))
+        scores = {{"auroc": float(np.mean(list(per_finding.values()))) if per_finding else float("nan")}}
+        protocol = with_hash({{"task": "prototype_probe", "dataset": source.protocol(),
+                              "train_split": self.params.train_split, "test_split": self.params.test_split,
+                              "metric": "macro AUROC over scorable findings (torchmetrics binary_auroc)"}})
+        return TaskResult(scores, {{"auroc": protocol}}, {{"per_finding": per_finding}},
+                          {{"auroc": Column(headline=True, chance=0.5)}})
+"""),
+    "image_encoder": ("encoder", "SmallConvEncoder", "a small three-stage CNN (strides 2, 4, 8) with every feature the tasks read", """
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vlpbench.features import ImageFeatures
+
+
+class SmallConvEncoder(nn.Module):
+    {docstring}
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        channels: int = Field(32, ge=4, description="channels of the first stage (doubled per stage)")
+
+    def __init__(self, params: "SmallConvEncoder.Params", context) -> None:
+        super().__init__()
+        self.params = params
+        widths = [params.channels, 2 * params.channels, 4 * params.channels]
+        stages, previous = [], 1  # vlpbench feeds one grey channel
+        for width in widths:
+            stages.append(nn.Sequential(nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.BatchNorm2d(width),
+                                        nn.ReLU(inplace=True)))
+            previous = width
+        self.stages = nn.ModuleList(stages)
+        self.stage_strides = (2, 4, 8)
+        self.global_dim = self.patch_dim = widths[-1]
+        self.global_proj = nn.Linear(widths[-1], context.embed_dim)
+        self.local_proj = nn.Linear(widths[-1], context.embed_dim)
+
+    def _maps(self, images: Tensor) -> list[Tensor]:
+        maps, x = [], images
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, images: Tensor) -> ImageFeatures:
+        last = self._maps(images)[-1]  # [B,C,h,w], stride 8: the patch tokens and the pooled global vector
+        global_feat = last.mean((-2, -1))
+        patch_feat = last.flatten(2).transpose(1, 2)
+        return ImageFeatures(global_emb=self.global_proj(global_feat), patch_emb=self.local_proj(patch_feat),
+                             grid=(last.shape[-2], last.shape[-1]), global_feat=global_feat, patch_feat=patch_feat)
+
+    def global_features(self, images: Tensor) -> Tensor:
+        \"\"\"Pre-projection global features [B,C] (linear probes).\"\"\"
+        return self._maps(images)[-1].mean((-2, -1))
+
+    def feature_maps(self, images: Tensor, min_stride: int = 4) -> list[Tensor]:
+        \"\"\"Feature maps [B,C,h,w] from fine to coarse with stride >= min_stride (segmentation, detection).\"\"\"
+        maps = self._maps(images)
+        kept = [m for m, stride in zip(maps, self.stage_strides) if stride >= min_stride]
+        return kept or [maps[-1]]
+"""),
+})
+
+MODULES["dataset"] = ("dataset", "CsvFolderDataset", "a labelled image folder read from your local copy: labels.csv (filename, split, one 0/1 column per finding) and images/", """
+from __future__ import annotations
+
+import csv
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from vlpbench.data.real.base import RealDataset, RealParams
+from vlpbench.data.real.common import Record
+from vlpbench.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+class CsvFolderDataset(RealDataset):
+    {docstring}
+
+    name = "{plugin}.dataset"  # the registered name: messages and the image store use it
+    protocol_version = "{plugin}-csv-1"  # raise it whenever the recipe (splits, labels) changes
+    label_names = ("finding_a", "finding_b")  # your findings: the table's 0/1 columns, in this order
+    label_type = "multilabel"
+
+    class Params(RealParams):
+        table: str = Field("labels.csv", description="the table, relative to root")
+
+    def layout(self) -> list[tuple[str, str]]:
+        return [(self.params.table, "one row per image: filename, split (train/val/test), one 0/1 column per "
+                                    "finding, optional patient"), ("images", "the images the table names")]
+
+    def recipe(self) -> dict[str, Any]:
+        return {{"name": "table", "splits": f"the 'split' column of {{self.params.table}}"}}
+
+    def read_records(self) -> dict[str, list[Record]]:
+        path = self.root / self.params.table
+        if not path.is_file():
+            raise DataError(f"dataset '{{self.name}}': {{path}} is missing; it lists the images (see layout()).")
+        records: dict[str, list[Record]] = {{split: [] for split in SPLITS}}
+        with path.open(newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=2):  # line 1 is the header
+                split = (row.get("split") or "").strip()
+                if split not in records:
+                    raise DataError(f"dataset '{{self.name}}': {{path}}, line {{number}}: split '{{split}}' is not one of "
+                                    f"{{', '.join(SPLITS)}}.")
+                try:
+                    labels = np.array([int(row[finding]) for finding in self.label_names], np.uint8)
+                except (KeyError, TypeError, ValueError):
+                    raise DataError(f"dataset '{{self.name}}': {{path}}, line {{number}}: every finding column "
+                                    f"({{', '.join(self.label_names)}}) needs 0 or 1.") from None
+                filename = row["filename"]
+                records[split].append(Record(id=filename, image=self.root / "images" / filename,
+                                             source=self.params.table, lines=(number,), labels=labels,
+                                             patient=row.get("patient") or filename))
+        self.table_counts = {{f"{{self.params.table}} rows": sum(map(len, records.values()))}}
+        return records
+""")
+
 
 def _files(name: str, kinds: list[str]) -> dict[str, str]:
     package = f"vlpbench_{name}"
@@ -168,7 +397,8 @@ def vlpbench_register(registrar) -> None:
     for kind in kinds:
         module, cls, summary, body = MODULES[kind]
         doc = textwrap.indent(DOCSTRING.format(summary=summary[0].upper() + summary[1:] + "."), "    ").lstrip()
-        files[f"src/{package}/{module}.py"] = body.replace("{docstring}", doc).replace("{{", "{").replace("}}", "}").lstrip()
+        files[f"src/{package}/{module}.py"] = (body.replace("{docstring}", doc).replace("{plugin}", name)
+                                               .replace("{{", "{").replace("}}", "}").lstrip())
     return files
 
 
@@ -199,6 +429,82 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "    out = head(inputs)['maxsim']",
                   "    again = head(permute_inputs(inputs, torch.tensor([2, 0, 3, 1])))['maxsim']",
                   "    assert torch.isfinite(out) and torch.allclose(out, again)", ""]
+    if "auxiliary" in kinds:
+        lines += [f"from {package}.auxiliary import CrossModalRegression", "", "",
+                  "def test_regression_is_zero_when_the_predictor_hits_the_target() -> None:",
+                  "    from types import SimpleNamespace",
+                  "    aux = CrossModalRegression(CrossModalRegression.Params(hidden=4), SimpleNamespace(embed_dim=2))",
+                  "    for layer in aux.predictor:  # make the predictor the identity on these inputs",
+                  "        if isinstance(layer, torch.nn.Linear):",
+                  "            torch.nn.init.zeros_(layer.bias)",
+                  "    torch.nn.init.eye_(aux.predictor[0].weight[:2])",
+                  "    torch.nn.init.eye_(aux.predictor[2].weight[:, :2])",
+                  "    aux.predictor[0].weight.data[2:] = 0",
+                  "    aux.predictor[2].weight.data[:, 2:] = 0",
+                  "    aux.predictor[1] = torch.nn.Identity()",
+                  "    v = torch.tensor([[1.0, 0.0], [0.0, 2.0]])",
+                  "    loss = aux(feature_inputs(image_global=v, text_global=v.clone()))['regression'].detach()",
+                  "    assert float(loss) < 1e-12", ""]
+    if "global_loss" in kinds:
+        lines += [f"from {package}.loss import FixedTemperatureInfoNCE",
+                  "from vlpbench.objective.contracts import DirectionAdjustment", "", "",
+                  "def test_aligned_pairs_give_a_lower_loss_than_swapped_ones() -> None:",
+                  "    loss = FixedTemperatureInfoNCE(FixedTemperatureInfoNCE.Params(temperature=0.1))",
+                  "    v = torch.eye(3)",
+                  "    none = DirectionAdjustment()",
+                  "    aligned = loss(v, v, Positives(torch.eye(3)), none, none)",
+                  "    swapped = loss(v, v[[1, 2, 0]], Positives(torch.eye(3)), none, none)",
+                  "    assert float(aligned) < 0.01 < float(swapped)", ""]
+    if "task" in kinds:
+        lines += [f"from {package}.task import PrototypeProbe", "", "",
+                  "def test_probe_scores_a_perfectly_separating_encoder_auroc_1() -> None:",
+                  "    import numpy as np",
+                  "    from types import SimpleNamespace",
+                  "    from vlpbench.tasks.base import Encoders",
+                  "",
+                  "    class Split(SimpleNamespace):",
+                  "        pass",
+                  "",
+                  "    labels = np.array([[1], [0], [1], [0]])",
+                  "    images = np.stack([np.full((8, 8), 200 if y else 20, np.uint8) for y in labels[:, 0]])",
+                  "    source = SimpleNamespace(label_names=['finding'], protocol=lambda: {'name': 'toy'},",
+                  "                             split=lambda name: Split(images=images, labels=labels))",
+                  "",
+                  "    class Brightness(torch.nn.Module):  # feature: [mean brightness, 1 - it]",
+                  "        def global_features(self, x):",
+                  "            m = x.mean((1, 2, 3)).unsqueeze(1)",
+                  "            return torch.cat([m, -m], 1)",
+                  "",
+                  "    result = PrototypeProbe(PrototypeProbe.Params()).evaluate(Encoders(Brightness(), None), source, torch.device('cpu'))",
+                  "    assert result.scores['auroc'] == 1.0 and result.protocols['auroc']['hash']", ""]
+    if "image_encoder" in kinds:
+        lines += [f"from {package}.encoder import SmallConvEncoder", "", "",
+                  "def test_encoder_gives_every_feature_the_tasks_read() -> None:",
+                  "    from types import SimpleNamespace",
+                  "    encoder = SmallConvEncoder(SmallConvEncoder.Params(channels=4), SimpleNamespace(embed_dim=16))",
+                  "    out = encoder(torch.rand(2, 1, 32, 32))",
+                  "    assert out.grid == (4, 4) and out.patch_emb.shape == (2, 16, 16) and out.global_emb.shape == (2, 16)",
+                  "    assert encoder.global_features(torch.rand(2, 1, 32, 32)).shape == (2, 16)",
+                  "    assert [m.shape[-1] for m in encoder.feature_maps(torch.rand(2, 1, 32, 32), min_stride=4)] == [8, 4]", ""]
+    if "dataset" in kinds:
+        lines += [f"from {package}.dataset import CsvFolderDataset", "", "",
+                  "def test_dataset_reads_the_table_and_the_images(tmp_path) -> None:",
+                  "    import numpy as np",
+                  "    from PIL import Image",
+                  "",
+                  "    (tmp_path / 'images').mkdir()",
+                  "    rows = ['filename,split,finding_a,finding_b']",
+                  "    for i, split in enumerate(['train', 'train', 'val', 'test', 'test']):",
+                  "        Image.fromarray(np.full((20, 20), 40 * i, np.uint8)).save(tmp_path / 'images' / f'{i}.png')",
+                  "        rows.append(f'{i}.png,{split},{i % 2},{int(i > 2)}')",
+                  "    (tmp_path / 'labels.csv').write_text('\\n'.join(rows) + '\\n')",
+                  "    source = CsvFolderDataset(CsvFolderDataset.Params(root=str(tmp_path), image_size=16,",
+                  "                                                      cache_dir=str(tmp_path / 'store'), workers=1))",
+                  "    train, test = source.split('train'), source.split('test')",
+                  "    assert len(train) == 2 and len(test) == 2",
+                  "    assert np.asarray(test.labels).tolist() == [[1, 1], [0, 1]]",
+                  "    assert np.asarray(train.images).shape == (2, 16, 16)",
+                  "    assert np.asarray(test.images)[1].mean() > np.asarray(test.images)[0].mean()  # image 4 is brighter", ""]
     return "\n".join(lines)
 
 
@@ -210,8 +516,18 @@ def _experiment(name: str, kinds: list[str]) -> str:
         variant.append(f"objective.negative_weighting: [{{name: {name}.weighting}}]")
     if "local_head" in kinds:
         variant.append(f"objective.local_heads: [{{name: {name}.head}}]")
-    overrides = "\n".join(f"    {line}" for line in variant)
+    if "auxiliary" in kinds:
+        variant.append(f"objective.auxiliaries: [{{name: {name}.auxiliary, weight: 0.5}}]")
+    if "global_loss" in kinds:
+        variant.append(f"objective.global: {{name: {name}.loss}}")
+    overrides = "\n".join(f"    {line}" for line in variant) or "    {}"
+    task = f"\n  - {{name: {name}.task}}" if "task" in kinds else ""
+    encoder = (f"\n  {name}-encoder: {{model.image_encoder: {{name: {name}.encoder}}}}"
+               if "image_encoder" in kinds else "")
+    data_hint = (f"# Score on your own labelled folder: add to tasks\n#   - {{name: linear_probe, dataset: {{name: {name}.dataset, "
+                 "root: /path/to/copy}}\n" if "dataset" in kinds else "")
     return f"""# The {name} components against CLIP on a small SynthCXR (minutes on a CPU).
+{data_hint}
 name: {name}
 seeds: [0]
 baseline: clip
@@ -221,11 +537,11 @@ model:
   embed_dim: 64
 pretrain: {{epochs: 1, batch_size: 32}}
 tasks:
-  - {{name: linear_probe, fractions: [0.1, 1.0], max_epochs: 10}}
+  - {{name: linear_probe, fractions: [0.1, 1.0], max_epochs: 10}}{task}
 variants:
   clip: {{}}
   {name}:
-{overrides}
+{overrides}{encoder}
 """
 
 
@@ -255,6 +571,23 @@ each run's `provenance.json`.
 """
 
 
+def _refuse_taken_name(name: str) -> None:
+    """A plugin name that an installed plugin already uses (or the built-in ``vlpbench``) would lose its
+    components to the registry's ownership rule (``fane`` owns ``fane.*``): refuse it at once."""
+    from importlib import metadata
+
+    from vlpbench.hookspecs import ENTRY_POINT_GROUP
+    from vlpbench.plugins import get_plugins
+
+    taken = {p.name: p.distribution or p.name for p in get_plugins().plugins}
+    taken.update({ep.name: getattr(ep.dist, "name", ep.name) for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
+    taken["vlpbench"] = "vlpbench"
+    if name in taken:
+        raise ConfigError(f"plugin name '{name}' is taken: the installed distribution '{taken[name]}' registers it, so "
+                          f"'{name}.*' components belong to it. Choose another name (e.g. '{name}2' or your lab's "
+                          "prefix).")
+
+
 def new_plugin(name: str, destination: Path, kinds: list[str] | None = None) -> Path:
     """Write ``destination/vlpbench-<name>``; refuse to overwrite an existing folder."""
     if not _NAME.match(name):
@@ -264,6 +597,7 @@ def new_plugin(name: str, destination: Path, kinds: list[str] | None = None) -> 
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ConfigError(f"new-plugin --kind {unknown[0]}: scaffolds exist for {', '.join(KINDS)}.")
+    _refuse_taken_name(name)
     root = destination / f"vlpbench-{name}"
     if root.exists():
         raise ConfigError(f"'{root}' already exists; new-plugin never overwrites. Choose another name or folder.")

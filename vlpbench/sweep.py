@@ -32,7 +32,7 @@ import yaml
 
 from vlpbench.config.loader import (BASE_VARIANT, RUN_KEYS, Experiment, RunSpec, _Locator, _validate_model,
                                     canonical_hash, load_experiment, resolve_variant, validate_components)
-from vlpbench.config.overrides import split_path
+from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import RunConfig, SweepConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines
 from vlpbench.errors import ConfigError, UserError, did_you_mean
@@ -52,6 +52,7 @@ class SweepPlan:
     base: dict[str, Any]  # the base config (raw) of the file
     overrides: dict[str, Any]  # the variant's overrides
     lines: dict[Any, int] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # the command line's --set overrides
 
     @property
     def path(self) -> Path:
@@ -68,15 +69,23 @@ class SweepPlan:
 
     def trial_spec(self, values: dict[str, Any], label: str) -> RunSpec:
         """The run of one trial: the variant with the sampled ``values`` applied, in validation mode."""
+        from vlpbench.config.loader import apply_settings
+
         overrides = {**self.overrides, **values}
-        where = _Locator(self.path, self.lines, self.variant, self.overrides)
-        raw = resolve_variant(self.base, overrides, self.path, self.variant)
+        where = _Locator(self.path, self.lines, self.variant, self.overrides, self.settings)
+        if not self.settings:
+            raw = resolve_variant(self.base, overrides, self.path, self.variant)
+        else:  # --set after the variant's overrides, the sampled values last
+            raw = resolve_variant(self.base, self.overrides, self.path, self.variant)
+            apply_settings(raw, self.settings)
+            for key, value in values.items():
+                apply_override(raw, key, value, f"{self.path}, sweep.space")
         config = _validate_model(RunConfig, raw, where)
         resolved, versions = validate_components(config, where)
         run_hash = canonical_hash({"config": resolved, "seed": self.seed, "data_versions": versions,
                                    "evaluation": "validation"})
         return RunSpec(self.name, label, self.seed, resolved, overrides, versions, run_hash, 0, None,
-                       evaluation="validation")
+                       evaluation="validation", settings=dict(self.settings))
 
 
 def _where(path: Path, lines: dict[Any, int], *loc: Any) -> str:
@@ -86,10 +95,11 @@ def _where(path: Path, lines: dict[Any, int], *loc: Any) -> str:
     return f"{path}, line {line}" if line else str(path)
 
 
-def load_sweep(path: str | Path, variant: str | None = None) -> SweepPlan:
-    """Load an experiment file with a ``sweep:`` section and check the section against the config."""
+def load_sweep(path: str | Path, variant: str | None = None, settings: dict[str, Any] | None = None) -> SweepPlan:
+    """Load an experiment file with a ``sweep:`` section and check the section against the config
+    (``settings``: the command line's ``--set`` overrides, applied to every trial)."""
     path = Path(path)
-    experiment = load_experiment(path, variants=[variant] if variant else None)
+    experiment = load_experiment(path, variants=[variant] if variant else None, settings=settings)
     sweep = experiment.file.sweep
     data, lines = load_yaml_with_lines(path)
     if sweep is None:
@@ -102,7 +112,7 @@ def load_sweep(path: str | Path, variant: str | None = None) -> SweepPlan:
     overrides = dict((experiment.file.variants or {BASE_VARIANT: {}})[chosen])
     seed = sweep.seed if sweep.seed is not None else experiment.file.seeds[0]
     base = {k: v for k, v in data.items() if k in RUN_KEYS}
-    plan = SweepPlan(experiment, chosen, sweep, seed, base, overrides, lines)
+    plan = SweepPlan(experiment, chosen, sweep, seed, base, overrides, lines, dict(settings or {}))
     _check_space(plan)
     _check_metric(plan)
     return plan
@@ -162,7 +172,8 @@ def trial_label(trial_id: str) -> str:
     return f"trial-{int(tail):03d}" if tail.isdigit() else f"trial-{tail}"
 
 
-def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results: str) -> None:
+def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results: str,
+              settings: dict[str, Any] | None = None) -> None:
     """Ray Tune's trainable: one trial = one run directory; reports the metric after every epoch."""
     from ray import tune
 
@@ -170,7 +181,7 @@ def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results
     from vlpbench.engine.rundir import run_dir
     from vlpbench.engine.runner import execute_run
 
-    plan = load_sweep(file, variant)
+    plan = load_sweep(file, variant, settings)
     spec = plan.trial_spec(values, trial_label(tune.get_context().get_trial_id()))
     run = run_dir(Path(results), plan.name, spec.run_id)
     epochs = spec.run_config().pretrain.epochs
@@ -252,7 +263,8 @@ def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpu
     state = check_sweep_state(plan, results_root, resume)
     sweep = plan.sweep
     trainable = tune.with_resources(
-        functools.partial(run_trial, file=str(plan.path.resolve()), variant=plan.variant, results=str(results_root.resolve())),
+        functools.partial(run_trial, file=str(plan.path.resolve()), variant=plan.variant, results=str(results_root.resolve()),
+                          settings=plan.settings),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
     from vlpbench.launchers.raycluster import joined_cluster, local_cluster
 
@@ -349,7 +361,10 @@ def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
                            "description": f"best configuration of the sweep of {plan.path.name} "
                                           f"({plan.sweep.metric}, {plan.sweep.mode}, validation split)"}
     out["seeds"] = data.get("seeds", [0])
+    from vlpbench.config.loader import apply_settings
+
     config = resolve_variant(plan.base, plan.overrides, plan.path, plan.variant)
+    apply_settings(config, plan.settings)
     for key, value in values.items():
         apply_override(config, key, value, f"{plan.path}, sweep.space")
     out.update(copy.deepcopy(config))

@@ -46,6 +46,9 @@ class RunSpec:
     #: "test" (the benchmark) or "validation" (sweep trials: tasks score the validation split,
     #: model selection uses a held-out slice of train). Enters the hash only when not "test".
     evaluation: str = "test"
+    #: The command line's ``--set KEY=VALUE`` overrides, applied after the variant's (their values are
+    #: in ``config``, so they enter the identity; kept apart to be recorded in ``config.yaml``).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -68,6 +71,8 @@ class Experiment:
     path: Path
     file: ExperimentFile
     runs: list[RunSpec] = field(default_factory=list)
+    #: ``--set`` overrides the runs were expanded with (a reload, e.g. for Slurm, applies them again).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -86,11 +91,17 @@ def canonical_hash(payload: Any) -> str:
 class _Locator:
     """Maps a key path of a resolved variant config to 'file, line N (variant X)'."""
 
-    def __init__(self, source: Path, lines: dict[Loc, int], variant: str | None, overrides: dict[str, Any]):
+    def __init__(self, source: Path, lines: dict[Loc, int], variant: str | None, overrides: dict[str, Any],
+                 settings: dict[str, Any] | None = None):
         self.source, self.lines, self.variant = source, lines, variant
         self.override_paths = {split_path(p): p for p in overrides}
+        self.setting_paths = {split_path(p): p for p in settings or {}}
 
     def __call__(self, loc: Loc) -> str:
+        for cut in range(len(loc), 0, -1):
+            if loc[:cut] in self.setting_paths:
+                suffix = f" (variant '{self.variant}')" if self.variant not in (None, BASE_VARIANT) else ""
+                return f"command line, --set {self.setting_paths[loc[:cut]]}{suffix}"
         if self.variant is not None and self.variant != BASE_VARIANT:
             for cut in range(len(loc), 0, -1):
                 if loc[:cut] in self.override_paths:
@@ -229,13 +240,38 @@ def resolve_variant(
     return config
 
 
+def check_settings(settings: dict[str, Any]) -> None:
+    """``--set`` keys are dotted config keys as in variants (``pretrain.lr``); anything else is refused."""
+    for key in settings:
+        parts = split_path(key) if key else ()
+        if not parts or parts[0] not in RUN_KEYS or any(p == "" for p in parts):
+            raise ConfigError(
+                f"--set {key}: the key does not start with one of {', '.join(RUN_KEYS)}. --set takes a dotted "
+                "config key as variants do, e.g. --set pretrain.lr=1e-4 or --set objective.global.temperature=0.1 "
+                "(presets are chosen by variants, not by --set).")
+
+
+def apply_settings(config: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Apply ``--set`` overrides to a resolved variant's raw config (after its preset and overrides)."""
+    for path, value in settings.items():
+        _materialise_default_encoder(config, path)
+        apply_override(config, path, value, f"command line, --set {path}")
+
+
 def load_experiment(
     path: str | Path,
     seeds: list[int] | None = None,
     variants: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Experiment:
-    """Parse, validate and expand an experiment file into run specs."""
+    """Parse, validate and expand an experiment file into run specs.
+
+    ``settings`` are the command line's ``--set`` overrides (dotted key → value): applied to every
+    variant after its own overrides, validated like them, and recorded with each run.
+    """
     path = Path(path)
+    settings = dict(settings or {})
+    check_settings(settings)
     from vlpbench.config.schema import MAX_SEED
 
     bad_seeds = [seed for seed in seeds or [] if not 0 <= seed <= MAX_SEED]
@@ -260,13 +296,14 @@ def load_experiment(
     if file.baseline is not None and file.variants and file.baseline not in file.variants:
         raise ConfigError(f"{path}, line {lines.get(('baseline',))}: baseline '{file.baseline}' is not one of the variants ({', '.join(file.variants)}).")
 
-    experiment = Experiment(path=path, file=file)
+    experiment = Experiment(path=path, file=file, settings=settings)
     world_size = world_size_from_environment()
     for variant_index, (variant, overrides) in enumerate(declared.items()):
         if not isinstance(overrides, dict):
             raise ConfigError(f"{path}, line {lines.get(('variants', variant))}: variant '{variant}' must be a mapping of overrides (use {{}} for none).")
-        where = _Locator(path, lines, variant, overrides)
+        where = _Locator(path, lines, variant, overrides, settings)
         raw = resolve_variant(base, overrides, path, variant)
+        apply_settings(raw, settings)
         run_config = _validate_model(RunConfig, raw, where)
         resolved, versions = validate_components(run_config, where)
         for seed in seeds if seeds is not None else file.seeds:
@@ -275,5 +312,5 @@ def load_experiment(
             experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, run_hash,
                                            list(file.variants or {BASE_VARIANT: {}}).index(variant)
                                            if variant in (file.variants or {BASE_VARIANT: {}}) else variant_index,
-                                           file.baseline, world_size))
+                                           file.baseline, world_size, settings=dict(settings)))
     return experiment

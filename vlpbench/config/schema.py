@@ -279,6 +279,9 @@ class ExperimentFile(RunConfig):
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     launcher: SlurmConfig | None = Field(None, description="settings of --launcher slurm (run and sweep)")
     sweep: SweepConfig | None = Field(None, description="search space and metric of `vlpbench sweep`")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers every run logs to while it trains (not part of "
+                                          "a run's identity); `vlpbench run --report-to` overrides it")
 
     @field_validator("variants")
     @classmethod

@@ -46,12 +46,25 @@ def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
     return Encoders(built.model.image_encoder, built.model.text_encoder), source
 
 
-def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any) -> tuple[Any, dict[str, Any]]:
+def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any, key_map: dict[str, Any] | None = None,
+                       echo: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
     from vlpbench.context import BuildContext
     from vlpbench.models.image_timm import TimmImageEncoder
     from vlpbench.tasks.base import Encoders
 
     image_size = int(config.data.params().get("image_size", 64))
+    if key_map:  # a published layout: vlpbench maps the keys, reports what loaded, refuses a mostly random load
+        from vlpbench.engine.importing import load_backbone
+
+        params = TimmImageEncoder.Params(arch=arch)
+        encoder = TimmImageEncoder(params, BuildContext(embed_dim=config.model.embed_dim, image_size=image_size))
+        report = load_backbone(encoder.backbone, path, key_map.get("format"), key_map.get("prefix"), key_map.get("strip"))
+        for line in report.lines():
+            echo(line)
+        source = {"kind": "imported", "path": str(path), "arch": arch, "sha256": file_sha256(path),
+                  "format": key_map.get("format"), **({"strip": key_map["strip"]} if key_map.get("strip") else {}),
+                  **report.record()}
+        return Encoders(encoder.to(device).eval(), None), source
     params = TimmImageEncoder.Params(arch=arch, pretrained_path=str(path))
     encoder = TimmImageEncoder(params, BuildContext(embed_dim=config.model.embed_dim, image_size=image_size)).to(device).eval()
     return Encoders(encoder, None), {"kind": "timm-file", "path": str(path), "arch": arch, "sha256": file_sha256(path)}
@@ -87,8 +100,12 @@ def eval_label(label: str, experiment_file: Path, separate_row: bool) -> str:
 
 def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: Path, label: str,
                         variant: str | None = None, arch: str | None = None,
-                        echo: Callable[[str], None] = print, separate_row: bool = False) -> RunDir:
-    """Evaluate ``checkpoint`` with the tasks of ``experiment_file``; return the run directory written."""
+                        echo: Callable[[str], None] = print, separate_row: bool = False,
+                        key_map: dict[str, Any] | None = None) -> RunDir:
+    """Evaluate ``checkpoint`` with the tasks of ``experiment_file``; return the run directory written.
+
+    ``key_map`` (``{"format": ..., "prefix": ..., "strip": [...]}``, any of them) imports a published
+    checkpoint's image backbone through :mod:`vlpbench.engine.importing`."""
     from vlpbench.build import build_component
     from vlpbench.context import BuildContext
     from vlpbench.engine.pretrain import resolve_device
@@ -103,13 +120,15 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     config = spec.run_config()
     device = resolve_device(config.pretrain.device)
     checkpoint = Path(checkpoint)
+    if key_map and not checkpoint.is_file():
+        raise ConfigError(f"--format/--prefix/--strip import a checkpoint file; '{checkpoint}' is not one.")
     if checkpoint.is_dir() and (checkpoint / "config.yaml").is_file():
         encoders, source = _load_run_encoders(checkpoint, device)
     elif checkpoint.is_file():
         if not arch:
             raise ConfigError(f"'{checkpoint}' is an image encoder file: give its timm architecture with --arch "
                               "(e.g. --arch resnet50).")
-        encoders, source = _load_timm_encoder(checkpoint, arch, config, device)
+        encoders, source = _load_timm_encoder(checkpoint, arch, config, device, key_map, echo)
     else:
         raise DataError(f"'{checkpoint}' is neither a vlpbench run directory (with config.yaml) nor a checkpoint file.")
 

@@ -295,13 +295,15 @@ def pretrain(
     stop_after_epoch: int | None = None,
     on_epoch_end: Callable[[int, float], None] | None = None,
     stop_after_step: int | None = None,
+    on_log: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> PretrainResult:
     """Train ``model`` on ``data``; resume from the run's most advanced checkpoint if there is one.
 
     ``on_epoch_end(epoch, mean loss of the epoch)`` is called after each epoch's checkpoint is
     written (sweeps report to Ray Tune from it); it must leave the model and the RNGs as it found
     them. ``stop_after_epoch`` / ``stop_after_step`` raise :class:`Interrupt` after that epoch's
-    checkpoint or after that (global) step's checkpoint (tests of resume).
+    checkpoint or after that (global) step's checkpoint (tests of resume). ``on_log(records)``
+    receives each window of history records as it is read from the device (experiment trackers).
     """
     from vlpbench.engine.distributed import barrier, collectives_on, is_main
     from vlpbench.objective.scope import current_world
@@ -353,17 +355,17 @@ def pretrain(
                 if bar is not None:
                     bar.update(1)
                 if len(window) >= config.log_every:
-                    result.history.extend(window.flush())
+                    _flush(window, result, on_log)
                     if bar is not None:
                         bar.set_postfix(loss=f"{result.history[-1]['total']:.3f}",
                                         sps=f"{samples / (time.perf_counter() - started):.0f}")
                 if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and \
                         step_in_epoch + 1 < steps_per_epoch:
-                    result.history.extend(window.flush())
+                    _flush(window, result, on_log)
                     _save(loop, run, "step", step + 1, epoch, result.history)
                     if stop_after_step is not None and step + 1 >= stop_after_step:
                         raise Interrupt(f"stopped after step {step + 1}")
-            result.history.extend(window.flush())
+            _flush(window, result, on_log)
             _save(loop, run, "epoch", (epoch + 1) * steps_per_epoch, epoch, result.history)
             barrier()
             if on_epoch_end is not None:
@@ -405,6 +407,14 @@ def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: i
     else:
         result.resumed_from_epoch, result.resumed_from_step = int(state["epoch"]), done
     return done
+
+
+def _flush(window: Any, result: PretrainResult, on_log: Callable[[list[dict[str, Any]]], None] | None) -> None:
+    """Move the window's records into the history (and hand them to ``on_log``)."""
+    records = window.flush()
+    result.history.extend(records)
+    if on_log is not None and records:
+        on_log(records)
 
 
 def _save(loop: _Loop, run: RunDir, kind: str, done: int, epoch: int, history: list[dict[str, float]]) -> None:

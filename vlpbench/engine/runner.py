@@ -56,7 +56,8 @@ EpochHook = Callable[[int, float, Callable[[], dict[str, Any]]], None]
 
 
 def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None,
-                reuse_pretraining: bool = True, on_epoch_end: EpochHook | None = None) -> None:
+                reuse_pretraining: bool = True, on_epoch_end: EpochHook | None = None,
+                report_to: list[str] | tuple[str, ...] = ()) -> None:
     """Pretrain (or resume) one run and evaluate its tasks; write every result file.
 
     With ``reuse_pretraining``, a finished sibling run that differs only in its tasks lends its
@@ -67,8 +68,31 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     validation split (see :mod:`vlpbench.engine.validation`); its protocols say so.
     ``on_epoch_end(epoch, mean epoch loss, evaluate)`` is called after every epoch's checkpoint;
     ``evaluate()`` scores the tasks on the current model (in the run's evaluation mode) and leaves
-    the model and the RNG states as they were.
+    the model and the RNG states as they were. ``report_to`` names experiment trackers
+    (:mod:`vlpbench.engine.tracking`) that rank 0 logs the run to while it trains.
     """
+    if report_to and is_main_process():
+        from vlpbench.engine.tracking import Tracking
+
+        tracking = Tracking(report_to, spec, run.path.parent.parent)
+        state = "failed"
+        try:
+            _execute_run(spec, run, progress, stop_after_epoch, reuse_pretraining, on_epoch_end, tracking)
+            state = "finished"
+        finally:
+            tracking.finish(state)
+    else:
+        _execute_run(spec, run, progress, stop_after_epoch, reuse_pretraining, on_epoch_end, None)
+
+
+def is_main_process() -> bool:
+    from vlpbench.engine.distributed import is_main
+
+    return is_main()
+
+
+def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: int | None, reuse_pretraining: bool,
+                 on_epoch_end: EpochHook | None, tracking: Any) -> None:
     import torch
 
     from vlpbench.engine.checkpoint import save_checkpoint
@@ -122,7 +146,8 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         if main:
             run.set_status("running", started=started)
         result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
-                          progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook)
+                          progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook,
+                          on_log=tracking.log_history if tracking is not None else None)
         if main:
             write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
                                                   "total_steps": result.steps})
@@ -131,6 +156,9 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     try:
         if main:
             evaluate_and_record(spec, run, built, result, device)
+            if tracking is not None:
+                tracking.log_results(read_json(run.file("metrics.json")),
+                                     read_json(run.file("provenance.json")).get("timings", {}))
     finally:
         barrier()  # the other ranks wait for rank 0's evaluation (also when it fails)
 
@@ -142,6 +170,7 @@ def write_run_config(spec: RunSpec, run: RunDir) -> None:
         "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
         "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
         "config": spec.config, **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
+        **({"set": spec.settings} if spec.settings else {}),  # the command line's --set overrides
     })
 
 
@@ -328,6 +357,7 @@ def run_experiment(
     progress: bool = True,
     reuse_pretraining: bool = True,
     echo: Callable[[str], None] = print,
+    report_to: list[str] | tuple[str, ...] = (),
 ) -> ExperimentOutcome:
     """Run every run of ``experiment`` that is not finished; one run's failure never stops the others.
 
@@ -364,7 +394,7 @@ def run_experiment(
                          f"{lock.stale.get('pid')}) is gone; taking over")
                 _clean_leftovers(run)
             outcome.runs.append(_one_run(spec, run, label, rerun_stale, progress, reuse_pretraining, echo,
-                                         main, distributed))
+                                         main, distributed, report_to))
         finally:
             if lock is not None:
                 lock.release()
@@ -400,7 +430,8 @@ def _replace(run: RunDir, fresh: RunDir) -> None:
 
 
 def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress: bool,
-             reuse_pretraining: bool, echo: Callable[[str], None], main: bool, distributed: bool) -> RunOutcome:
+             reuse_pretraining: bool, echo: Callable[[str], None], main: bool, distributed: bool,
+             report_to: list[str] | tuple[str, ...] = ()) -> RunOutcome:
     from vlpbench.engine.distributed import barrier
     from vlpbench.engine.files import CorruptFile
     from vlpbench.errors import EnvironmentProblem, environment_message
@@ -423,7 +454,7 @@ def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress
     resuming = target.latest_epoch_checkpoint() is not None or target.status().get("state") == "pretrained"
     echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
     try:
-        execute_run(spec, target, progress=progress, reuse_pretraining=reuse_pretraining)
+        execute_run(spec, target, progress=progress, reuse_pretraining=reuse_pretraining, report_to=report_to)
         if main and target is not run:
             _replace(run, target)
         barrier()

@@ -191,7 +191,8 @@ def _on_processes(experiment: Experiment, world: int) -> Experiment:
     os.environ["WORLD_SIZE"] = str(world)
     try:
         return load_experiment(experiment.path, seeds=sorted({r.seed for r in experiment.runs}),
-                               variants=experiment.variants if experiment.file.variants else None)
+                               variants=experiment.variants if experiment.file.variants else None,
+                               settings=experiment.settings)
     finally:
         if previous is None:
             os.environ.pop("WORLD_SIZE", None)
@@ -274,11 +275,12 @@ class SweepDriver(Checkpointable):
     """The Ray Tune driver inside a Slurm allocation (one Slurm task on the first node, so that it
     receives the requeue signal). Requeued, it resumes the sweep."""
 
-    def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False) -> str:
+    def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False,
+                 settings: dict[str, Any] | None = None) -> str:
         from vlpbench.launchers.raycluster import multinode_cluster
         from vlpbench.sweep import TUNE_NAME, load_sweep, run_sweep
 
-        plan = load_sweep(file, variant)
+        plan = load_sweep(file, variant, settings)
         root = Path(results_root)
         resume = resume or (root / plan.name / TUNE_NAME / plan.name).is_dir()
         cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or len(os.sched_getaffinity(0))
@@ -311,7 +313,8 @@ def submit_sweep(plan: Any, results_root: Path, resume: bool = False, echo: Call
     # the other nodes through srun.
     executor = _executor(folder, config, f"vlpbench-{plan.name}", nodes=config.nodes,
                          srun_args=["--nodes=1", "--ntasks=1"])
-    job = executor.submit(SweepDriver(), str(plan.path.resolve()), plan.variant, str(results_root.resolve()), resume)
+    job = executor.submit(SweepDriver(), str(plan.path.resolve()), plan.variant, str(results_root.resolve()), resume,
+                           plan.settings)
     write_record(folder, {
         "kind": "sweep", "experiment": plan.name, "file": str(plan.path.resolve()),
         "submitted": time.strftime("%Y-%m-%d %H:%M:%S"), "board_dir": str(experiment_dir(results_root.resolve(), plan.name)),

@@ -1,0 +1,71 @@
+"""check-plugin covers every kind's whole interface: encoders give every feature the tasks use,
+text encoders tokenize, tasks evaluate on SynthCXR with finite scores (issue 21)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+import vlpbench.plugins as plugins_module
+from vlpbench.conformance import check_plugin
+from vlpbench.plugins import load_plugins
+
+PARTIAL = """
+from vlpbench.hookspecs import hookimpl
+from vlpbench.models.image_timm import TimmImageEncoder
+from vlpbench.tasks.zero_shot import ZeroShot
+
+
+class NoMapsEncoder(TimmImageEncoder):
+    feature_maps = None  # pretrains fine, then segmentation and detection have nothing to read
+
+
+class NanTask(ZeroShot):
+    def evaluate(self, encoders, source, device):
+        outcome = super().evaluate(encoders, source, device)
+        outcome.scores = {column: float("nan") for column in outcome.scores}
+        return outcome
+
+
+@hookimpl
+def vlpbench_register(registrar):
+    registrar.add("image_encoder", "partial.no_maps", "partialkit:NoMapsEncoder")
+    registrar.add("image_encoder", "partial.timm", "vlpbench.models.image_timm:TimmImageEncoder")
+    registrar.add("task", "partial.nan_task", "partialkit:NanTask")
+    registrar.add("task", "partial.zero_shot", "vlpbench.tasks.zero_shot:ZeroShot")
+"""
+
+
+@pytest.fixture
+def partial_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    (tmp_path / "partialkit.py").write_text(textwrap.dedent(PARTIAL))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    entry_points = list(metadata.entry_points(group="vlpbench"))
+    entry_points.append(metadata.EntryPoint(name="partial", value="partialkit", group="vlpbench"))
+    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
+    yield
+    sys.modules.pop("partialkit", None)
+
+
+def test_an_encoder_without_feature_maps_and_a_task_with_nan_scores_fail(partial_plugin) -> None:
+    results = {(r.component, r.check): r for r in check_plugin("partial")}
+    no_maps = results[("partial.no_maps", "gives every feature the tasks use")]
+    assert no_maps.status == "FAIL" and "feature_maps" in no_maps.message and "segmentation" in no_maps.message
+    assert results[("partial.no_maps", "builds from defaults")].status == "pass"  # the old checks let it through
+    assert results[("partial.timm", "gives every feature the tasks use")].status == "pass"
+    nan_task = results[("partial.nan_task", "evaluates on SynthCXR with finite scores")]
+    assert nan_task.status == "FAIL" and "non-finite" in nan_task.message
+    assert results[("partial.zero_shot", "evaluates on SynthCXR with finite scores")].status == "pass"
+
+
+def test_the_builtin_encoders_and_tasks_pass_the_interface_checks() -> None:
+    from vlpbench.conformance import _image_interface_check, _task_check, _text_interface_check
+
+    assert "feature map" in _image_interface_check("timm")
+    _text_interface_check("bert")
+    for task in ("linear_probe", "retrieval", "segmentation"):
+        assert _task_check(task)
