@@ -68,26 +68,30 @@ def pack_reports(
     pad_id: int,
     max_tokens: int,
     max_sentences: int,
+    chunk: int = 1024,
 ) -> TokenizedReports:
-    """Tokenise every sentence once (one batched call), then pack reports into padded rows."""
-    flat = [s for report in sentences for s in report[:max_sentences]]
-    encoded = encode(flat) if flat else []
+    """Tokenise every sentence once (batched calls of ``chunk`` reports, so that the tokenizer's
+    per-sentence objects never exist for the whole corpus at once), then pack reports into padded rows."""
     n = len(sentences)
     ids = np.full((n, max_tokens), pad_id, dtype=np.int64)
     sent = np.full((n, max_tokens), -1, dtype=np.int64)
-    cursor = 0
-    for row, report in enumerate(sentences):
-        pieces = encoded[cursor: cursor + min(len(report), max_sentences)]
-        cursor += len(pieces)
-        ids[row, 0] = cls_id
-        pos = 1
-        for s_idx, tokens in enumerate(pieces):
-            if pos + len(tokens) > max_tokens - 1:
-                break
-            ids[row, pos: pos + len(tokens)] = tokens
-            sent[row, pos: pos + len(tokens)] = s_idx
-            pos += len(tokens)
-        ids[row, pos] = sep_id
+    for start in range(0, n, chunk):
+        part = sentences[start:start + chunk]
+        flat = [s for report in part for s in report[:max_sentences]]
+        encoded = encode(flat) if flat else []
+        cursor = 0
+        for row, report in enumerate(part, start=start):
+            pieces = encoded[cursor: cursor + min(len(report), max_sentences)]
+            cursor += len(pieces)
+            ids[row, 0] = cls_id
+            pos = 1
+            for s_idx, tokens in enumerate(pieces):
+                if pos + len(tokens) > max_tokens - 1:
+                    break
+                ids[row, pos: pos + len(tokens)] = tokens
+                sent[row, pos: pos + len(tokens)] = s_idx
+                pos += len(tokens)
+            ids[row, pos] = sep_id
     attention = (ids != pad_id).astype(np.int64)
     attention[:, 0] = 1
     return TokenizedReports(torch.from_numpy(ids), torch.from_numpy(attention), torch.from_numpy(sent))
