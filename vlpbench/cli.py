@@ -231,13 +231,15 @@ def _print_scale_estimates(experiment: Any) -> None:
     """Each distinct image encoder's size and token grid, the store's disk size, the run's memory."""
     from vlpbench.data.prepare import encoder_summary, store_estimate
 
+    import json
+
     seen: set[str] = set()
-    for spec in experiment.runs:
+    for spec in experiment.runs:  # each distinct pair of encoders at its image size, built once
         config = spec.run_config()
-        line = encoder_summary(config)
-        if line not in seen:
-            seen.add(line)
-            print(line)
+        key = json.dumps([spec.config["model"], spec.config["data"].get("image_size")], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            print(encoder_summary(config))
     first = experiment.runs[0].run_config()
     print(store_estimate(first))
 
