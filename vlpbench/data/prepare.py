@@ -37,23 +37,21 @@ class PreparedSplit:
 
 def prepare(source: Any, splits: list[str], verify: bool = False) -> list[PreparedSplit]:
     """Build (or open) the store of each split of ``source`` (a built ``dataset`` component)."""
+    import json
     from pathlib import Path
+
+    from vlpbench.data.store import ImageStore
 
     out = []
     for name in splits:
         started = time.perf_counter()
         split = source.split(name)
         seconds = time.perf_counter() - started
-        images = split.images
-        folder = Path(getattr(images, "filename", "") or ".").parent
+        folder = Path(split.images.filename).parent  # the store's memory map
+        store = ImageStore(folder, json.loads((folder / "meta.json").read_text())["key"])
         if verify:
-            from vlpbench.data.store import ImageStore
-            import json
-
-            meta = json.loads((folder / "meta.json").read_text())
-            ImageStore(folder, meta["key"]).verify()
-        disk = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.name else 0
-        out.append(PreparedSplit(name, len(split), str(folder), disk, seconds))
+            store.verify()
+        out.append(PreparedSplit(name, len(split), str(folder), store.disk_bytes(), seconds))
     return out
 
 
