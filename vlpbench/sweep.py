@@ -131,6 +131,12 @@ def _check_space(plan: SweepPlan) -> None:
             except ConfigError as exc:
                 raise ConfigError(f"{where}: sweep.space '{key}' = {value!r} ({domain.kind}) does not give a valid "
                                   f"config: {exc}") from None
+    for i, point in enumerate(plan.sweep.start_points):
+        try:
+            plan.trial_spec(point, "check")
+        except ConfigError as exc:
+            raise ConfigError(f"{_where(plan.path, plan.lines, 'start_points', i)}: sweep.start_points[{i}] = "
+                              f"{point!r} does not give a valid config: {exc}") from None
 
 
 def _check_metric(plan: SweepPlan) -> None:
@@ -303,8 +309,10 @@ def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpu
 def _searcher(sweep: SweepConfig) -> Any:
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
+    points = [dict(point) for point in sweep.start_points] or None
     if sweep.searcher.name == "random":
-        return BasicVariantGenerator(random_state=sweep.searcher.seed, max_concurrent=sweep.max_concurrent or 0)
+        return BasicVariantGenerator(random_state=sweep.searcher.seed, max_concurrent=sweep.max_concurrent or 0,
+                                     points_to_evaluate=points)
     try:
         from ray.tune.search.optuna import OptunaSearch
 
@@ -312,7 +320,7 @@ def _searcher(sweep: SweepConfig) -> Any:
     except ImportError:
         raise UserError("sweep.searcher 'optuna' needs Optuna: pip install 'vlpbench[optuna]', or use "
                         "searcher: {name: random}.") from None
-    searcher = OptunaSearch(seed=sweep.searcher.seed)
+    searcher = OptunaSearch(seed=sweep.searcher.seed, points_to_evaluate=points)
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.max_concurrent) if sweep.max_concurrent else searcher
 
 

@@ -267,6 +267,22 @@ class SweepConfig(Strict):
     searcher: SweepSearcher = SweepSearcher()
     resources: SweepResources = SweepResources()
     seed: int | None = Field(None, description="training seed of every trial (default: the file's first seed)")
+    start_points: list[dict[str, Any]] = Field(
+        default_factory=list, description="configurations tried first, in order, before the searcher samples "
+                                          "(Ray Tune's points_to_evaluate; they count towards num_samples): a "
+                                          "known-good setting to beat, or the published one")
+
+    @model_validator(mode="after")
+    def _start_points_fit(self) -> "SweepConfig":
+        for i, point in enumerate(self.start_points):
+            unknown = sorted(set(point) - set(self.space))
+            if unknown:
+                raise ValueError(f"start_points[{i}] sets {', '.join(unknown)}, which sweep.space does not search; "
+                                 f"use keys of the space ({', '.join(self.space)})")
+        if len(self.start_points) > self.num_samples:
+            raise ValueError(f"{len(self.start_points)} start_points but num_samples is {self.num_samples}; "
+                             "raise num_samples to at least the number of start points")
+        return self
 
 
 class ExperimentFile(RunConfig):
