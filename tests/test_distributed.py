@@ -156,3 +156,27 @@ def test_vlpbench_run_on_two_processes(tmp_path: Path) -> None:
     assert (runs[0] / "metrics.json").read_text() == (runs[1] / "metrics.json").read_text()
     board = (tmp_path / "results0" / "tiny" / "leaderboard.md").read_text()
     assert re.search(r"\|\s+gathered\s+\|\s+2\s+\|", board)  # the ablation view: scope and processes
+
+
+def test_a_two_process_run_skips_a_run_another_process_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 takes the run's lock and broadcasts the answer: both ranks skip the busy run together
+    (neither trains it, neither hangs in a collective the other never joins)."""
+    from tests.conftest import TINY_EXPERIMENT
+    from vlpbench.config.loader import load_experiment
+    from vlpbench.engine.lock import RunLock
+
+    experiment = tmp_path / "tiny.yaml"
+    experiment.write_text(TINY_EXPERIMENT)
+    with monkeypatch.context() as patch:
+        patch.setenv("WORLD_SIZE", "2")  # the run's identity on two processes
+        spec = load_experiment(experiment).runs[0]
+    folder = tmp_path / "results" / "tiny" / "runs" / spec.run_id
+    lock = RunLock(folder)
+    assert lock.acquire()
+    try:
+        done = _torchrun(tmp_path, experiment, tmp_path / "results")
+    finally:
+        lock.release()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("in progress in another process") == 1  # rank 0 reports, once
+    assert not (folder / "checkpoints").exists() and not (folder / "status.json").exists()

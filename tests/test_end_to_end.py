@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,11 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_exp
     with pytest.raises(Interrupt):
         execute_run(spec, cut, progress=False, stop_after_epoch=0)
     assert not cut.finished and cut.latest_epoch_checkpoint() is not None
+    partial = json.loads(cut.file("history.json").read_text())  # watchable while it trains
+    assert partial["complete"] is False and partial["epochs_done"] == 1 and partial["epochs"] == 2
+    assert {s["epoch"] for s in partial["steps"]} == {0} and len(partial["steps"]) == partial["total_steps"] // 2
     execute_run(spec, cut, progress=False)
+    assert json.loads(cut.file("history.json").read_text())["complete"] is True
     a = torch.load(whole.final_checkpoint, weights_only=False)["model"]
     b = torch.load(cut.final_checkpoint, weights_only=False)["model"]
     for key, value in a.items():
@@ -224,3 +229,23 @@ def test_pretrain_identity_ignores_tasks_and_downstream_split_sizes() -> None:
         assert pretrain_identity(other, 0, {"synthcxr": "1"}) != identity
     assert pretrain_identity(config, 1, {"synthcxr": "1"}) != identity
     assert pretrain_identity(config, 0, {"synthcxr": "2"}) != identity
+
+
+def test_progress_a_bar_per_task_a_line_per_run_and_the_time_left(tmp_path: Path, cli) -> None:
+    """Without --quiet: each task's bar (stderr), each finished run's times and headline scores, and
+    from the second run on the experiment's remaining time; --quiet silences all of it."""
+    from tests.conftest import write_tiny_run
+
+    experiment = write_tiny_run(tmp_path, "watch", seeds="[0, 1]", pretrain_size=32, epochs=1)
+    code, out, err = cli("run", str(experiment), "--results", str(tmp_path / "loud"))
+    assert code == 0, err
+    finished = [line for line in out.splitlines() if ": finished in " in line]
+    assert [line.split(":")[0] for line in finished] == ["[1/2] base seed 0", "[2/2] base seed 1"]
+    for line, seed in zip(finished, (0, 1)):
+        run = next((tmp_path / "loud" / "watch" / "runs").glob(f"base__seed{seed}__*"))
+        score = json.loads((run / "metrics.json").read_text())["linear_probe"]["scores"]["auroc@100%"]
+        assert f"linear_probe auroc@100% {100 * score:.1f}" in line and "(pretrain " in line
+    assert re.search(r"\[2/2\] base seed 1: running -> .* \(about \d+s left\)", out)
+    assert "eval linear_probe" in err and "fraction 100%" in err  # the task's bar and its phase
+    code, out, err = cli("run", str(experiment), "--results", str(tmp_path / "quiet"), "--quiet")
+    assert code == 0 and "finished in" not in out and "left)" not in out and "eval linear_probe" not in err

@@ -368,6 +368,44 @@ def test_rerun_stale_keeps_the_old_run_until_the_new_one_finishes(results, cli, 
     assert [p.name for p in (root / "hostile" / "runs").iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_slurm_task_reruns_a_stale_run_beside_it_and_skips_a_busy_one(results, monkeypatch) -> None:
+    """The Slurm array task goes through the same path as `vlpbench run`: the finished stale run
+    stays whole (and 'finished') until its rerun has finished, and a locked run is left alone."""
+    pytest.importorskip("submitit")
+    import vlpbench.engine.pretrain as pretrain_module
+    from vlpbench.config.loader import load_experiment
+    from vlpbench.engine.lock import RunLock
+    from vlpbench.errors import UserError
+    from vlpbench.launchers.slurm import RunTask
+
+    experiment, root = results
+    folder = run_folder(root, "a")
+    spec = next(r for r in load_experiment(experiment).runs if r.variant == "a")
+    _make_stale(folder)
+    metrics = (folder / "metrics.json").read_text()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a component failed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain_module, "pretrain", broken)
+        with pytest.raises(UserError, match="a seed 0 failed"):
+            RunTask()(spec, str(root), True)
+    assert (folder / "metrics.json").read_text() == metrics and status(folder)["state"] == "finished"
+    assert "slurm_job" not in status(folder)  # the failed attempt wrote to its own folder, not the old run's
+    lock = RunLock(folder)
+    assert lock.acquire()
+    try:
+        assert RunTask()(spec, str(root), True) == "busy"
+    finally:
+        lock.release()
+    assert RunTask()(spec, str(root), True) == "finished"
+    assert json.loads((folder / "provenance.json").read_text())["versions"]["vlpbench"] != "0.0.1-old"
+    assert status(folder)["slurm_job"] == "4242_0"
+    assert RunTask()(spec, str(root), True) == "skipped"
+
+
 def test_leftover_temporary_files_are_removed(results, cli) -> None:
     experiment, root = results
     folder = run_folder(root, "a")

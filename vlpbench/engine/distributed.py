@@ -65,6 +65,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_flag(value: bool) -> bool:
+    """Rank 0's ``value`` on every rank (one small broadcast on the collective device); ``value``
+    itself on one process. It is also a synchronisation point: no rank returns before rank 0 called it."""
+    world = current_world()
+    if not world.distributed:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if value else 0], dtype=torch.int32, device=collective_device())
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 

@@ -367,6 +367,7 @@ def pretrain(
                         raise Interrupt(f"stopped after step {step + 1}")
             _flush(window, result, on_log)
             _save(loop, run, "epoch", (epoch + 1) * steps_per_epoch, epoch, result.history)
+            _write_partial_history(run, result.history, epoch + 1, config.epochs, total)
             barrier()
             if on_epoch_end is not None:
                 losses = [r["total"] for r in result.history if r["epoch"] == epoch]
@@ -430,6 +431,18 @@ def _save(loop: _Loop, run: RunDir, kind: str, done: int, epoch: int, history: l
         for stale in run.checkpoints.glob("step-*.pt"):
             if int(stale.stem.split("-")[1]) <= done:
                 stale.unlink(missing_ok=True)
+
+
+def _write_partial_history(run: RunDir, history: list[dict[str, float]], epochs_done: int, epochs: int,
+                           total: int) -> None:
+    """``history.json`` as of this epoch's end (rank 0), so a run can be watched (or plotted) while it
+    trains; ``complete: false`` until the runner writes the finished run's history over it."""
+    from vlpbench.engine.distributed import is_main
+    from vlpbench.engine.files import write_json
+
+    if is_main():
+        write_json(run.file("history.json"), {"steps": history, "epochs_done": epochs_done, "epochs": epochs,
+                                              "total_steps": total, "complete": False})
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:

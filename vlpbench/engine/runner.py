@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from vlpbench.config.loader import Experiment, RunSpec
 from vlpbench.engine.files import read_json, write_json, write_yaml
+from vlpbench.engine.progress import RunClock
 from vlpbench.engine.rundir import RunDir, run_dir
 from vlpbench.errors import UserError
 
@@ -150,12 +151,13 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
                           on_log=tracking.log_history if tracking is not None else None)
         if main:
             write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
-                                                  "total_steps": result.steps})
+                                                  "total_steps": result.steps, "epochs": config.pretrain.epochs,
+                                                  "epochs_done": config.pretrain.epochs, "complete": True})
             save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
             run.set_status("pretrained")
     try:
         if main:
-            evaluate_and_record(spec, run, built, result, device)
+            evaluate_and_record(spec, run, built, result, device, progress=progress)
             if tracking is not None:
                 tracking.log_results(read_json(run.file("metrics.json")),
                                      read_json(run.file("provenance.json")).get("timings", {}))
@@ -225,7 +227,8 @@ class TaskFailed(UserError):
     """A task produced no valid score (non-finite); the run is marked failed."""
 
 
-def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any) -> None:
+def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any,
+                        progress: bool = False) -> None:
     """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
     from vlpbench.engine.provenance import hardware, record
     from vlpbench.tasks.base import Encoders
@@ -237,7 +240,7 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
     samples: dict[str, Any] = {}
     metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
                                            built.data_source, built.context, device, task_data=task_data,
-                                           samples=samples)
+                                           samples=samples, progress=progress)
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("provenance.json"), {
         **record(), "seed": spec.seed, "run_hash": spec.run_hash,
@@ -292,7 +295,8 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
 def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
                    echo: Callable[[str], None] | None = None,
                    task_data: dict[str, Any] | None = None,
-                   samples: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+                   samples: dict[str, Any] | None = None,
+                   progress: bool = False) -> tuple[dict[str, Any], dict[str, float]]:
     """Every task of a run on the frozen encoders: ``{task key: {scores, protocols, details}}`` and
     the seconds each task took.
 
@@ -303,8 +307,10 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     A task with a non-finite score keeps no scores and gets an ``error`` (see :func:`record_metrics`).
 
     A task that compares images with text is skipped (and said so) when there is no text encoder.
+    With ``progress``, each task shows a bar (:mod:`vlpbench.engine.progress`) while it runs.
     """
     from vlpbench.build import build_component
+    from vlpbench.engine.progress import task_bar
     from vlpbench.plugins import get_registry
 
     registry = get_registry()
@@ -324,7 +330,8 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
 
             source = ValidationSource(source)
         started = time.perf_counter()
-        outcome = task.evaluate(encoders, source, device)
+        with task_bar(key, progress):
+            outcome = task.evaluate(encoders, source, device)
         metrics[key] = task_metrics(task, outcome)
         if samples is not None and not metrics[key].get("error"):
             samples[key] = outcome.samples
@@ -361,8 +368,8 @@ def run_experiment(
 ) -> ExperimentOutcome:
     """Run every run of ``experiment`` that is not finished; one run's failure never stops the others.
 
-    On one process each run directory is locked first (:mod:`vlpbench.engine.lock`): a run another
-    ``vlpbench run`` is working on is skipped (state ``busy``). A run whose files are unreadable is
+    Each run directory is locked first (:mod:`vlpbench.engine.lock`; by rank 0 on several processes):
+    a run another ``vlpbench run`` or Slurm job is working on is skipped (state ``busy``). A run whose files are unreadable is
     reported ``corrupt`` and left as it is. A failure inside a run — a user error, an exception in a
     component, running out of memory — marks that run ``failed`` (the traceback goes to its
     ``run.log``) and the next run starts. Only errors of the environment that every run would hit
@@ -370,35 +377,74 @@ def run_experiment(
     the experiment; an interrupted run is marked ``interrupted``.
     """
     from vlpbench.engine.distributed import is_main
-    from vlpbench.engine.lock import RunLock
-    from vlpbench.objective.scope import current_world
 
     main = is_main()
     if not main:
         echo = lambda message: None  # noqa: E731  (rank 0 reports for every process)
-    distributed = current_world().distributed
     outcome = ExperimentOutcome()
     total = len(experiment.runs)
+    clock = RunClock(total)
     for number, spec in enumerate(experiment.runs, 1):
         run = run_dir(results_root, experiment.name, spec.run_id)
         label = f"[{number}/{total}] {spec.variant} seed {spec.seed}"
-        lock = None if distributed else RunLock(run.path)  # ranks agree on what runs without a lock
-        if lock is not None and not lock.acquire():
-            echo(f"{label}: in progress in another process ({lock.holder()}), skipped")
-            outcome.runs.append(RunOutcome(spec, "busy", f"locked by {lock.holder()}"))
-            continue
-        try:
-            if lock is not None:
-                if lock.stale:
-                    echo(f"{label}: the process that was running it (host {lock.stale.get('host')}, pid "
-                         f"{lock.stale.get('pid')}) is gone; taking over")
-                _clean_leftovers(run)
-            outcome.runs.append(_one_run(spec, run, label, rerun_stale, progress, reuse_pretraining, echo,
-                                         main, distributed, report_to))
-        finally:
-            if lock is not None:
-                lock.release()
+        started = time.perf_counter()
+        outcome.runs.append(run_one(spec, run, label, rerun_stale=rerun_stale, progress=progress,
+                                    reuse_pretraining=reuse_pretraining, echo=echo, report_to=report_to,
+                                    eta=clock.suffix() if progress else ""))
+        clock.record(time.perf_counter() - started, did_work=outcome.runs[-1].state in ("finished", "failed"))
     return outcome
+
+
+def run_one(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool = False, progress: bool = True,
+            reuse_pretraining: bool = True, echo: Callable[[str], None] = print,
+            report_to: list[str] | tuple[str, ...] = (), status: dict[str, Any] | None = None,
+            eta: str = "") -> RunOutcome:
+    """One run, under its lock: skip it when another process has it, clean what a killed writer left,
+    then train and evaluate it (or skip, or rerun it when stale) with its failures contained.
+
+    Every process of a multi-process run calls this; rank 0 alone takes the lock and the others learn
+    its answer from a broadcast (:func:`claim_run`), so all of them skip a busy run together.
+    ``status``: fields recorded in ``status.json`` when the run starts (e.g. the Slurm job); ``eta``:
+    appended to the line that says the run starts (the experiment's remaining time).
+    """
+    from vlpbench.engine.distributed import is_main
+    from vlpbench.objective.scope import current_world
+
+    main, distributed = is_main(), current_world().distributed
+    lock, holder = claim_run(run)
+    if holder is not None:
+        echo(f"{label}: in progress in another process ({holder}), skipped")
+        return RunOutcome(spec, "busy", f"locked by {holder}")
+    try:
+        if lock is not None and lock.stale:
+            echo(f"{label}: the process that was running it (host {lock.stale.get('host')}, pid "
+                 f"{lock.stale.get('pid')}) is gone; taking over")
+        return _one_run(spec, run, label, rerun_stale, progress, reuse_pretraining, echo, main, distributed,
+                        report_to, status or {}, eta)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def claim_run(run: RunDir) -> tuple[Any, str | None]:
+    """Take ``run``'s lock and clean its leftovers: ``(lock, None)``, or ``(None, holder)`` when another
+    process is working on it. On several processes rank 0 takes the lock (``None`` elsewhere) and
+    broadcasts whether it got it; the broadcast also keeps the other ranks from reading the run
+    folder before rank 0 has finished cleaning it."""
+    from vlpbench.engine.distributed import broadcast_flag, is_main
+    from vlpbench.engine.lock import RunLock
+
+    lock: RunLock | None = None
+    holder: str | None = None
+    if is_main():
+        lock = RunLock(run.path)
+        if lock.acquire():
+            _clean_leftovers(run)
+        else:
+            holder, lock = lock.holder(), None
+    if not broadcast_flag(holder is None):
+        return None, holder or "rank 0 found it locked by another process"
+    return lock, None
 
 
 def _clean_leftovers(run: RunDir) -> None:
@@ -431,7 +477,7 @@ def _replace(run: RunDir, fresh: RunDir) -> None:
 
 def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress: bool,
              reuse_pretraining: bool, echo: Callable[[str], None], main: bool, distributed: bool,
-             report_to: list[str] | tuple[str, ...] = ()) -> RunOutcome:
+             report_to: list[str] | tuple[str, ...], status: dict[str, Any], eta: str) -> RunOutcome:
     from vlpbench.engine.distributed import barrier
     from vlpbench.engine.files import CorruptFile
     from vlpbench.errors import EnvironmentProblem, environment_message
@@ -452,14 +498,18 @@ def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress
         echo(f"{label}: CORRUPT, left as it is: {exc}")
         return RunOutcome(spec, "corrupt", str(exc))
     resuming = target.latest_epoch_checkpoint() is not None or target.status().get("state") == "pretrained"
-    echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}")
+    echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}{eta}")
     try:
+        if main and status:
+            target.set_status(target.status().get("state") or "pending", **status)
         execute_run(spec, target, progress=progress, reuse_pretraining=reuse_pretraining, report_to=report_to)
         if main and target is not run:
             _replace(run, target)
         barrier()
         if run.status().get("pretraining_reused_from"):
             echo(f"{label}: pretraining reused from {run.status()['pretraining_reused_from']} (only the tasks differ)")
+        if progress and main:
+            echo(f"{label}: {finished_line(run)}")
     except EnvironmentProblem as exc:
         _mark(target, main, "failed", error=str(exc))
         raise
@@ -487,6 +537,25 @@ def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress
         _mark(target, main, "interrupted", error=_one_line(f"{type(exc).__name__}: {exc}") or type(exc).__name__)
         raise
     return RunOutcome(spec, "finished")
+
+
+def finished_line(run: RunDir) -> str:
+    """``finished in 5m40s (pretrain 2m40s, eval 3m00s): linear_probe auroc@1% 61.2 …``: a finished
+    run's times and headline scores (×100, as on the board)."""
+    from vlpbench.engine.progress import duration
+
+    timings = read_json(run.file("provenance.json"), expect=dict).get("timings") or {}
+    pretrain, evaluation = float(timings.get("pretrain_seconds") or 0), float(timings.get("eval_seconds") or 0)
+    scores = []
+    for task, result in read_json(run.file("metrics.json"), expect=dict).items():
+        columns = result.get("columns") or {}
+        for column, value in (result.get("scores") or {}).items():
+            if (columns.get(column) or {}).get("headline", True):
+                scores.append(f"{task} {column} {100 * float(value):.1f}")
+        if result.get("error"):
+            scores.append(f"{task}: no result")
+    return (f"finished in {duration(pretrain + evaluation)} (pretrain {duration(pretrain)}, eval "
+            f"{duration(evaluation)}): " + ", ".join(scores))
 
 
 def _mark(run: RunDir, main: bool, state: str, **extra: Any) -> None:

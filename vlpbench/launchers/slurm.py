@@ -154,33 +154,27 @@ class RunTask(Checkpointable):
     DistributedDataParallel; rank 0 writes."""
 
     def __call__(self, spec: RunSpec, results_root: str, rerun_stale: bool = False) -> str:
+        """Run ``spec`` exactly as ``vlpbench run`` runs each of its runs (:func:`run_one`: the run's
+        lock, leftovers cleaned, a stale run replaced only once its rerun has finished, failures
+        recorded in ``status.json``); return its state. A failed run raises, so Slurm reports the
+        array task as failed."""
         from vlpbench.engine.distributed import process_group
         from vlpbench.engine.rundir import run_dir
-        from vlpbench.engine.runner import execute_run, is_stale
+        from vlpbench.engine.runner import run_one
 
         run = run_dir(Path(results_root), spec.experiment, spec.run_id)
-        if run.finished and not (rerun_stale and is_stale(run)):
-            return "skipped"
-        extra: dict[str, Any] = {}
+        status: dict[str, Any] = {}
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-            extra["rendezvous"] = export_rendezvous()
-        main = os.environ.get("RANK", "0") == "0"
+            status["rendezvous"] = export_rendezvous()
         job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "?"))
-        if main:
-            run.set_status("running", slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}",
-                           restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0")), **extra)
-        try:
-            with process_group():
-                execute_run(spec, run, progress=False)
-        except UserError as exc:
-            if main:
-                run.set_status("failed", error=str(exc))
-            raise
-        except Exception as exc:
-            if main:
-                run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-            raise
-        return "finished"
+        status.update(slurm_job=f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}",
+                      restarts=int(os.environ.get("SLURM_RESTART_COUNT", "0")))
+        with process_group():
+            outcome = run_one(spec, run, f"{spec.variant} seed {spec.seed}", rerun_stale=rerun_stale,
+                              progress=False, status=status)
+        if outcome.state in ("failed", "corrupt"):
+            raise UserError(f"{spec.variant} seed {spec.seed} {outcome.state}: {outcome.message}")
+        return outcome.state
 
 
 def _on_processes(experiment: Experiment, world: int) -> Experiment:

@@ -28,6 +28,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 
+from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
 
@@ -268,7 +269,8 @@ class Detection:
         has_box = targets["train"][2].any(1).numpy()
         subsets = positives_first_fractions(has_box, p.fractions, p.sampling_seed)
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
-        for fraction, subset in subsets.items():
+        for done, (fraction, subset) in enumerate(subsets.items()):
+            report(f"fraction {fraction_label(fraction)}", done, len(subsets))
             torch.manual_seed(p.train_seed)
             head = FCOSHead(maps["train"].channels, p.channels, classes).to(device)
             subset_t = torch.from_numpy(subset)

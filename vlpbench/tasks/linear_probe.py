@@ -27,6 +27,7 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_accu
 
 from vlpbench.context import BuildContext
 from vlpbench.data.pipeline import to_model_images
+from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
                                  frozen_global_features, nested_stratified_fractions, protocol_hash)
 
@@ -76,7 +77,8 @@ class LinearProbe:
         columns, samples = {}, {}
         # an uninformed predictor: AUROC 0.5; accuracy of always answering the most frequent test class
         chance = float(labels["test"].mean(0).max()) if multiclass else 0.5
-        for fraction, subset in subsets.items():
+        for done, (fraction, subset) in enumerate(subsets.items()):
+            report(f"fraction {fraction_label(fraction)}", done, len(subsets))
             values, outputs = [], []
             for probe_seed in self.params.probe_seeds:
                 logits = self._fit_and_predict(features, labels, subset, probe_seed, multiclass)

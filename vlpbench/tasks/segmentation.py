@@ -21,6 +21,7 @@ from monai.losses import FocalLoss
 from monai.metrics import compute_dice
 from pydantic import Field
 
+from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.decoders import build_decoder
 from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
@@ -68,7 +69,8 @@ class Segmentation:
         image_size = splits["train"].images.shape[-1]
         subsets = positives_first_fractions(masks["train"].flatten(1).any(1).numpy(), p.fractions, p.sampling_seed)
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
-        for fraction, subset in subsets.items():
+        for done, (fraction, subset) in enumerate(subsets.items()):
+            report(f"fraction {fraction_label(fraction)}", done, len(subsets))
             torch.manual_seed(p.train_seed)
             decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
                                     p.channels, output_stride=p.output_stride).to(device)
