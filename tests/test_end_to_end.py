@@ -249,3 +249,48 @@ def test_progress_a_bar_per_task_a_line_per_run_and_the_time_left(tmp_path: Path
     assert "eval linear_probe" in err and "fraction 100%" in err  # the task's bar and its phase
     code, out, err = cli("run", str(experiment), "--results", str(tmp_path / "quiet"), "--quiet")
     assert code == 0 and "finished in" not in out and "left)" not in out and "eval linear_probe" not in err
+
+
+def test_a_task_failure_keeps_the_pretraining_for_the_next_attempt(tmp_path: Path, cli, monkeypatch) -> None:
+    """A task that fails after pretraining fails the run; the next attempt evaluates the finished
+    pretraining instead of pretraining again."""
+    import vlpbench.engine.pretrain as pretrain_module
+    from tests.conftest import write_tiny_run
+    from vlpbench.tasks.linear_probe import LinearProbe
+
+    experiment = write_tiny_run(tmp_path, "again", pretrain_size=32, epochs=1)
+    results = tmp_path / "results"
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the probe broke")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LinearProbe, "evaluate", broken)
+        code, out, _ = cli("run", str(experiment), "--results", str(results), "--quiet")
+    run = next((results / "again" / "runs").iterdir())
+    assert code == 2 and "FAILED" in out and "the probe broke" in json.loads((run / "status.json").read_text())["error"]
+    assert (run / "checkpoints" / "final.pt").is_file()
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("pretrained again")
+
+    monkeypatch.setattr(pretrain_module, "pretrain", no_pretraining)
+    code, out, _ = cli("run", str(experiment), "--results", str(results), "--quiet")
+    assert code == 0 and json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+def test_a_task_that_cannot_be_built_stops_the_run_before_pretraining(tmp_path: Path, cli, monkeypatch) -> None:
+    from tests.conftest import write_tiny_run
+    from vlpbench.errors import ConfigError
+    from vlpbench.tasks.linear_probe import LinearProbe
+
+    experiment = write_tiny_run(tmp_path, "early", pretrain_size=32, epochs=1)
+
+    def refuses(self, *args, **kwargs):
+        raise ConfigError("linear_probe: this task refuses the data source")
+
+    monkeypatch.setattr(LinearProbe, "__init__", refuses)
+    code, out, _ = cli("run", str(experiment), "--results", str(tmp_path / "results"), "--quiet")
+    run = next((tmp_path / "results" / "early" / "runs").iterdir())
+    assert code == 2 and "refuses the data source" in out
+    assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())

@@ -278,13 +278,15 @@ def reuse_finished_pretraining(spec: RunSpec, run: RunDir) -> None:
 
 
 def prepare_task_data(tasks: list[Any], context: Any) -> None:
-    """Load the tasks' own datasets that can be prepared (real datasets read their images) before
-    pretraining, so that a missing file or a bad sample stops the run at its start, not after it."""
+    """Build every task and prepare the tasks' own datasets that can be prepared (real datasets
+    check their files and build their image store) before pretraining, so that a bad task parameter,
+    a missing file or a bad sample stops the run at its start, not after hours of pretraining."""
     from vlpbench.build import build_component
     from vlpbench.plugins import get_registry
 
     registry = get_registry()
     for task_spec in tasks:
+        build_component(registry, "task", task_spec, context)
         dataset_spec = task_spec.params().get("dataset")
         if isinstance(dataset_spec, dict):
             source = build_component(registry, "dataset", dataset_spec, context)
