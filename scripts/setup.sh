@@ -13,5 +13,5 @@ for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && plugins+=(-e "$plugin")
 done
 # The extras CI tests too: Ray Tune sweeps with Optuna, and Slurm through submitit.
-.venv/bin/python -m pip install --quiet -e ".[test,sweep,optuna,slurm,tensorboard,mlflow]" "${plugins[@]}"
+.venv/bin/python -m pip install --quiet -e ".[test,sweep,optuna,slurm,tensorboard,mlflow,wandb]" "${plugins[@]}"
 echo "vlpbench installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -87,37 +85,60 @@ def test_mlflow_file_store_from_the_environment_and_tracking_leaves_identities_a
     assert code == 0 and "runs: 1 finished" in out
 
 
-def test_wandb_is_called_offline_with_config_steps_and_scores(tmp_path: Path, cli, monkeypatch) -> None:
-    calls: dict[str, list] = {"init": [], "log": [], "finish": []}
+def wandb_records(path: Path) -> list:
+    """The records of a W&B offline run file (``run-<id>.wandb``), read without W&B's own reader
+    (which moved out of Python): a 7-byte file header, then LevelDB-log records (CRC, length, type;
+    full, or first/middle/last pieces) in 32 KiB blocks, each a ``wandb_internal_pb2.Record``."""
+    import struct
 
-    class Run:
-        def log(self, values, step):
-            calls["log"].append((step, dict(values)))
+    from wandb.proto import wandb_internal_pb2 as pb
 
-        def finish(self, exit_code=0):
-            calls["finish"].append(exit_code)
+    data, block, records, pending = path.read_bytes(), 32768, [], b""
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    position = 7
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # a block's tail too short for a header is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        pending += data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = pb.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
 
-    from vlpbench.engine import tracking
 
-    fake = types.ModuleType("wandb")
-    fake.init = lambda **kwargs: calls["init"].append(kwargs) or Run()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.setattr(tracking, "installed", lambda module: module == "wandb")
+@needs("wandb")
+def test_wandb_offline_run_file_holds_config_steps_and_scores(tmp_path: Path, cli, monkeypatch) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
-
+    monkeypatch.setenv("WANDB_SILENT", "true")
     path = write_tiny_run(tmp_path, "wandbed", pretrain_size=48)
+    path.write_text(path.read_text().replace("augment: false}", "augment: false, log_every: 1}"))
     results = tmp_path / "results"
     code, out, err = cli("run", str(path), "--results", str(results), "--quiet", "--report-to", "wandb")
     assert code == 0, err
     run, history, metrics = _finished(results, "wandbed")
-    (init,) = calls["init"]
-    assert init["mode"] == "offline" and init["project"] == "wandbed" and init["name"] == run.name
-    assert init["config"]["pretrain"]["lr"] == 0.001
-    logged_steps = [step for step, values in calls["log"] if "loss/total" in values]
-    assert logged_steps == [r["step"] for r in history]
-    assert calls["log"][-1][1]["score/linear_probe/auroc@100%"] == pytest.approx(
-        metrics["linear_probe"]["scores"]["auroc@100%"])
-    assert calls["finish"] == [0]
+    (run_file,) = (results / "wandbed" / "wandb").glob("offline-run-*/run-*.wandb")  # offline by default
+    records = wandb_records(run_file)
+    of = lambda kind: [r for r in records if r.WhichOneof("record_type") == kind]  # noqa: E731
+    key = lambda item: item.key or "/".join(item.nested_key)  # noqa: E731
+    (started,) = [r.run for r in of("run")]
+    assert (started.display_name, started.project, started.run_group) == (run.name, "wandbed", "base")
+    config = {key(i): json.loads(i.value_json) for i in started.config.update}
+    assert config["pretrain"]["lr"] == 0.001 and config["objective"]["global"]["name"] == "infonce"
+    rows = [{key(i): json.loads(i.value_json) for i in r.history.item} for r in of("history")]
+    assert [(row["_step"], round(row["loss/total"], 5)) for row in rows] == \
+        [(r["step"], round(r["total"], 5)) for r in history]
+    assert all(row["lr"] == pytest.approx(r["lr"]) for row, r in zip(rows, history))
+    assert rows[-1]["score/linear_probe/auroc@100%"] == pytest.approx(metrics["linear_probe"]["scores"]["auroc@100%"])
+    assert rows[-1]["time/pretrain_seconds"] > 0 and any("throughput/samples_per_second" in row for row in rows)
+    assert [r.exit.exit_code for r in of("exit")] == [0]
+    from vlpbench.engine import tracking
+
     assert tracking.mlflow_key("auroc@100%") == "auroc_at_100pct"
 
 

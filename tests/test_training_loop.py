@@ -125,6 +125,17 @@ def test_memory_options_keep_the_computation(tmp_path: Path, option: dict) -> No
         assert a["total"] == pytest.approx(b["total"], abs=1e-4)
 
 
+@pytest.mark.integration  # inductor compiles C++ kernels with the system compiler: a minute or two on 2 cores
+def test_compile_keeps_the_computation_and_the_checkpoint_keys(tmp_path: Path) -> None:
+    plain_model, plain = train(tmp_path, "plain", epochs=1)
+    compiled_model, compiled = train(tmp_path, "compiled", epochs=1, compile=True)
+    assert len(plain.history) == len(compiled.history) == 6
+    for a, b in zip(plain.history, compiled.history):
+        assert a["total"] == pytest.approx(b["total"], abs=1e-4)
+    # Module.compile() compiles in place: checkpoints keep their keys and resume into either model
+    assert list(plain_model.state_dict()) == list(compiled_model.state_dict())
+
+
 def test_bf16_trains_on_the_cpu(tmp_path: Path) -> None:
     _, result = train(tmp_path, "bf16", epochs=1, precision="bf16")
     assert len(result.history) == 6 and all(r["total"] == r["total"] for r in result.history)
