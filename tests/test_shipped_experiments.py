@@ -78,3 +78,14 @@ def test_the_built_wheel_runs_shipped_experiments_from_an_empty_folder(tmp_path:
     copied = vlpbench("init", "quickstart")
     assert copied.returncode == 0 and (empty / "quickstart.yaml").is_file()
     assert "name: quickstart" in (empty / "quickstart.yaml").read_text()
+
+
+def test_the_readme_has_no_relative_links_that_break_on_pypi() -> None:
+    """The README is the package's long description on PyPI, where a link to a repository path has
+    nothing to point at: files are named as paths, links are absolute or in-page anchors."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    relative = [target for target in re.findall(r"\]\(([^)\s]+)\)", text)
+                if not target.startswith(("http://", "https://", "#", "mailto:"))]
+    assert relative == []
