@@ -297,7 +297,8 @@ class RecomputedMaps:
 
     def __init__(self, encoder: nn.Module, images: Any, min_stride: int, precision: str,
                  shapes: list[tuple[int, int, int]]) -> None:
-        self.encoder, self.images, self.min_stride, self.precision, self.shapes = encoder, images, min_stride, precision, shapes
+        self.encoder, self.images, self.min_stride = encoder, images, min_stride
+        self.precision, self.shapes = precision, shapes
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

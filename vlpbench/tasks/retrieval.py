@@ -60,7 +60,8 @@ class Retrieval:
         text_encoder = encoders.require_text("retrieval")
         split = source.split(self.params.split)
         images = encoders.memo("image_embeddings", split.images, (str(device),),
-                               lambda: image_embeddings(encoders.image, split.images, device, precision=encoders.precision))
+                               lambda: image_embeddings(encoders.image, split.images, device,
+                                                        precision=encoders.precision))
         reports = text_embeddings(text_encoder, [list(s) for s in split.sentences], device)
         similarity = images @ reports.t()  # [n, n]
         labels = torch.from_numpy(np.asarray(split.labels))

@@ -37,7 +37,8 @@ class ZeroShot:
         split = source.split(self.params.split)
         labels = torch.from_numpy(np.asarray(split.labels)).long()
         images = encoders.memo("image_embeddings", split.images, (str(device),),
-                               lambda: image_embeddings(encoders.image, split.images, device, precision=encoders.precision))
+                               lambda: image_embeddings(encoders.image, split.images, device,
+                                                        precision=encoders.precision))
         prompts = source.prompts()
         scores, details = {}, {"per_finding": {}, "findings_not_scorable": []}
         per_finding, probabilities, scored = [], [], []
