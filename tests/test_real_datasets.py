@@ -359,3 +359,18 @@ tasks: [{{name: linear_probe, fractions: [1.0], max_epochs: 2, dataset: {spec_te
     assert provenance["data"] is None
     assert provenance["task_data"]["linear_probe"]["protocol"]["manifest_sha256"] == \
         dataset("chexpert", roots["chexpert"]).manifest_sha256()
+
+
+def test_prepare_builds_the_stores_but_holds_no_split(roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before pretraining the runner prepares a task's dataset: files checked and image stores built,
+    but no split kept in memory through pretraining (the tasks map them from the store later)."""
+    from vlpbench.data.real import base
+
+    monkeypatch.setenv("VLPBENCH_STORE_DIR", str(tmp_path / "store"))
+    source = dataset("rsna_pneumonia", copy_root(roots, "rsna_pneumonia", tmp_path))
+    held = set(base._SPLITS)
+    source.prepare()
+    assert set(base._SPLITS) == held  # nothing new held
+    stores = [p for p in (tmp_path / "store").glob("rsna_pneumonia-*px-*") if p.is_dir()]
+    assert len(stores) == 3  # but every split's store is built
+    assert len(source.split("test")) > 0  # and opened from it when a task asks

@@ -191,7 +191,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
-from vlpbench.data.pipeline import to_model_images
 from vlpbench.tasks.base import Column, Encoders, TaskParams, TaskResult, frozen_global_features, with_hash
 
 
@@ -212,7 +211,9 @@ class PrototypeProbe:
         train, test = source.split(self.params.train_split), source.split(self.params.test_split)
         features = {{}}
         for name, split in (("train", train), ("test", test)):
-            features[name] = F.normalize(frozen_global_features(encoders.image, to_model_images(split.images), device), dim=-1)
+            # read from the image store a batch at a time (never the whole split as floats)
+            features[name] = F.normalize(frozen_global_features(encoders.image, split.images, device,
+                                                                precision=encoders.precision), dim=-1)
         train_labels = torch.from_numpy(np.asarray(train.labels)).bool()
         test_labels = torch.from_numpy(np.asarray(test.labels)).long()
         per_finding = {{}}

@@ -43,7 +43,7 @@ def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
     built.model.to(device).eval()
     source = {"kind": "vlpbench-run", "path": str(folder), "run_hash": saved.get("run_hash"),
               "experiment": saved.get("experiment"), "variant": saved.get("variant"), "seed": saved.get("seed")}
-    return Encoders(built.model.image_encoder, built.model.text_encoder), source
+    return Encoders(built.model.image_encoder, built.model.text_encoder, precision=config.pretrain.precision), source
 
 
 def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any, key_map: dict[str, Any] | None = None,

@@ -132,7 +132,8 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
 
             saved = rng_state()
             try:  # fresh Encoders: features shared between tasks must not outlive this epoch's weights
-                encoders = Encoders(built.model.image_encoder, built.model.text_encoder)
+                encoders = Encoders(built.model.image_encoder, built.model.text_encoder,
+                                    precision=config.pretrain.precision)
                 return evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device)[0]
             finally:
                 set_rng_state(saved)
@@ -238,9 +239,12 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
     eval_started = time.perf_counter()
     task_data: dict[str, Any] = {}
     samples: dict[str, Any] = {}
-    metrics, task_seconds = evaluate_tasks(config.tasks, Encoders(built.model.image_encoder, built.model.text_encoder),
-                                           built.data_source, built.context, device, task_data=task_data,
-                                           samples=samples, progress=progress)
+    encoders = Encoders(built.model.image_encoder, built.model.text_encoder, precision=config.pretrain.precision)
+    try:
+        metrics, task_seconds = evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device,
+                                               task_data=task_data, samples=samples, progress=progress)
+    finally:
+        encoders.close()  # removes the evaluation's on-disk feature cache, if it made one
     eval_seconds = time.perf_counter() - eval_started
     write_json(run.file("provenance.json"), {
         **record(), "seed": spec.seed, "run_hash": spec.run_hash,

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.config.schema import ComponentSpec
+
+if TYPE_CHECKING:
+    from vlpbench.tasks.features import FeatureCache
 
 T = TypeVar("T")
 
@@ -22,6 +25,10 @@ class Encoders:
 
     image: torch.nn.Module
     text: torch.nn.Module | None = None
+    #: the run's autocast precision: frozen features are computed under bf16 autocast when it is bf16
+    precision: str = "fp32"
+    #: where dense feature maps go (memory within a budget, disk, recomputation): :mod:`vlpbench.tasks.features`
+    cache: "FeatureCache" = field(default_factory=lambda: _feature_cache())
     #: Frozen features already computed in this evaluation, shared between tasks (see :meth:`memo`).
     _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
@@ -39,6 +46,11 @@ class Encoders:
         value = compute()
         self._memo[key] = (images, value)
         return value
+
+    def close(self) -> None:
+        """Forget the shared features and remove the disk cache of dense maps (the evaluation is over)."""
+        self._memo.clear()
+        self.cache.close()
 
     def require_text(self, task: str) -> torch.nn.Module:
         if self.text is None:
@@ -108,28 +120,33 @@ def fraction_label(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-@torch.no_grad()
-def frozen_global_features(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device,
-                           batch_size: int = 256) -> torch.Tensor:
-    """Pre-projection global features of ``images`` [n,1,H,W], in eval mode, on the CPU."""
-    was_training = encoder.training
-    encoder.eval()
-    chunks = [encoder.global_features(images[i:i + batch_size].to(device)).float().cpu()
-              for i in range(0, len(images), batch_size)]
-    encoder.train(was_training)
-    return torch.cat(chunks)
+def _feature_cache() -> "FeatureCache":
+    from vlpbench.tasks.features import FeatureCache
+
+    return FeatureCache()
 
 
 @torch.no_grad()
-def image_embeddings(encoder: torch.nn.Module, images: torch.Tensor, device: torch.device,
-                     batch_size: int = 256) -> torch.Tensor:
-    """Projected, L2-normalised global image embeddings v [n,D] of model-ready images, on the CPU."""
-    was_training = encoder.training
-    encoder.eval()
-    chunks = [encoder(images[i:i + batch_size].to(device)).global_emb.float().cpu()
-              for i in range(0, len(images), batch_size)]
-    encoder.train(was_training)
-    return torch.nn.functional.normalize(torch.cat(chunks), dim=-1)
+def frozen_global_features(encoder: torch.nn.Module, images: Any, device: torch.device,
+                           batch_size: int = 256, precision: str = "fp32") -> torch.Tensor:
+    """Pre-projection global features [n,D] of a split's images, in eval mode, on the CPU.
+
+    ``images``: the split's array [n,H,W] (uint8 from the image store, or floats in [0,1]), read and
+    normalised a batch at a time, or model-ready images [n,1,H,W] (the former form)."""
+    from vlpbench.tasks.features import global_batches
+
+    return global_batches(encoder, images, device, batch_size, precision, embed=False)
+
+
+@torch.no_grad()
+def image_embeddings(encoder: torch.nn.Module, images: Any, device: torch.device,
+                     batch_size: int = 256, precision: str = "fp32") -> torch.Tensor:
+    """Projected, L2-normalised global image embeddings v [n,D] of a split's images (or model-ready
+    images [n,1,H,W]), on the CPU."""
+    from vlpbench.tasks.features import global_batches
+
+    return torch.nn.functional.normalize(global_batches(encoder, images, device, batch_size, precision, embed=True),
+                                         dim=-1)
 
 
 @torch.no_grad()

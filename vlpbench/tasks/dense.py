@@ -1,24 +1,25 @@
 """What the dense tasks (segmentation, detection) share: frozen feature maps, fraction subsets,
 and the train-with-early-stopping loop over precomputed features.
 
-Frozen feature maps are computed once per checkpoint and split and reused across label fractions;
-only the decoder or head trains. Model selection uses the validation split only; the test split is
+Frozen feature maps are computed once per checkpoint and split, a batch at a time from the image
+store, and reused across label fractions and between the two tasks; they are held in memory, on
+disk or recomputed per batch under a byte budget (:mod:`vlpbench.tasks.features`). Only the
+decoder or head trains. Model selection uses the validation split only; the test split is
 scored once, with the selected state.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from vlpbench.data.pipeline import to_model_images
-from vlpbench.tasks.base import TaskParams
+from vlpbench.tasks.base import Encoders, TaskParams
+from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps
 
 
 class DenseTaskParams(TaskParams):
@@ -41,40 +42,68 @@ class DenseTaskParams(TaskParams):
                                 "epochs, so that a larger fraction costs no more than this (None: one full pass)")
 
 
-@dataclass
-class FrozenMaps:
-    """Feature maps of one split, fine to coarse: a list of [n, C_i, h_i, w_i] tensors on the CPU."""
+#: The former name of the in-memory maps (third-party code may import it).
+FrozenMaps = MemoryMaps
 
-    maps: list[Tensor]
+
+def frozen_feature_maps(encoder: nn.Module, images: Any, device: torch.device, min_stride: int = 4,
+                        batch_size: int = 128, cache: FeatureCache | None = None, precision: str = "fp32",
+                        what: str = "split") -> MemoryMaps | DiskMaps | RecomputedMaps:
+    """Pre-projection feature maps of ``images`` [n,H,W] (the store's uint8, or floats in [0,1]), in
+    eval mode, computed a batch at a time and placed by ``cache`` (see :mod:`vlpbench.tasks.features`)."""
+    return dense_maps(encoder, images, device, min_stride, batch_size, cache, precision, what)
+
+
+def split_feature_maps(encoders: Encoders, splits: dict[str, Any], device: torch.device,
+                       min_stride: int) -> dict[str, MemoryMaps | DiskMaps | RecomputedMaps]:
+    """The maps of each split, shared with the other tasks of the evaluation (:meth:`Encoders.memo`)."""
+    return {name: encoders.memo("feature_maps", s.images, (str(device), min_stride),
+                                lambda s=s, name=name: frozen_feature_maps(
+                                    encoders.image, s.images, device, min_stride, cache=encoders.cache,
+                                    precision=encoders.precision, what=f"{name} split ({len(s)} images)"))
+            for name, s in splits.items()}
+
+
+class MaskRows:
+    """The union of ``findings``' masks of a split, read a batch of rows at a time (never the whole
+    split as floats): bool [b, H, W] rows of ``split.any_mask(findings)``.
+
+    Splits with ``mask_bits`` (SynthCXR and the real datasets: bit k set where local finding k is;
+    [n, 1, 1] zeros for a dataset without masks) are read row by row from the image store; other
+    splits fall back to their own ``any_mask`` over the whole split.
+    """
+
+    def __init__(self, split: Any, findings: Sequence[str], local_findings: Sequence[str]) -> None:
+        self.split, self.count = split, len(split)
+        self.image_shape = tuple(split.images.shape[1:])
+        local = tuple(getattr(split, "local_findings", None) or local_findings)
+        bits = getattr(split, "mask_bits", None)
+        if bits is None or getattr(bits, "ndim", 0) != 3 or any(f not in local for f in findings):
+            self._bits, self._whole = None, np.asarray(split.any_mask(findings))  # its own errors, as before
+        else:
+            self._bits, self._whole = bits, None
+            self._flag = sum(1 << local.index(f) for f in findings)
 
     def __len__(self) -> int:
-        return self.maps[0].shape[0]
+        return self.count
 
-    def batch(self, index: Tensor, device: torch.device) -> list[Tensor]:
-        return [m[index].to(device) for m in self.maps]
+    def rows(self, rows: np.ndarray | slice) -> np.ndarray:
+        if self._whole is not None:
+            return np.asarray(self._whole[rows])
+        from vlpbench.tasks.features import read_rows
 
-    @property
-    def channels(self) -> list[int]:
-        return [m.shape[1] for m in self.maps]
+        mask = (read_rows(self._bits, rows) & self._flag) != 0
+        return np.broadcast_to(mask, (mask.shape[0], *self.image_shape)) if mask.shape[1:] != self.image_shape else mask
 
-    @property
-    def strides_shapes(self) -> list[tuple[int, int]]:
-        return [tuple(m.shape[-2:]) for m in self.maps]
+    def batch(self, rows: Tensor | np.ndarray, device: torch.device) -> Tensor:
+        """float [b, 1, H, W] targets of ``rows`` on ``device`` (what the losses take)."""
+        rows = rows.cpu().numpy() if isinstance(rows, Tensor) else rows
+        return torch.from_numpy(np.ascontiguousarray(self.rows(rows))).unsqueeze(1).float().to(device)
 
-
-@torch.no_grad()
-def frozen_feature_maps(encoder: nn.Module, images: np.ndarray, device: torch.device, min_stride: int = 4,
-                        batch_size: int = 128) -> FrozenMaps:
-    """Pre-projection feature maps of ``images`` [n,H,W] in [0,1], in eval mode."""
-    was_training = encoder.training
-    encoder.eval()
-    tensors = to_model_images(images)
-    chunks: list[list[Tensor]] = []
-    for start in range(0, len(tensors), batch_size):
-        maps = encoder.feature_maps(tensors[start:start + batch_size].to(device), min_stride=min_stride)
-        chunks.append([m.float().cpu() for m in maps])
-    encoder.train(was_training)
-    return FrozenMaps([torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0]))])
+    def any_per_image(self, chunk: int = 1024) -> np.ndarray:
+        """bool [n]: whether each image has a positive pixel (read in chunks)."""
+        return np.concatenate([self.rows(slice(i, i + chunk)).reshape(min(chunk, self.count - i), -1).any(1)
+                               for i in range(0, self.count, chunk)]) if self.count else np.zeros(0, bool)
 
 
 def fit_with_early_stopping(

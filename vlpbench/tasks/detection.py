@@ -30,7 +30,7 @@ from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigm
 
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
-from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
+from vlpbench.tasks.dense import DenseTaskParams, fit_head, positives_first_fractions, split_feature_maps
 
 IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(8)]  # 0.40 … 0.75
 
@@ -260,9 +260,7 @@ class Detection:
         findings = p.findings or list(getattr(source, "local_findings", ()))
         label_names = tuple(source.label_names)
         splits = {name: source.split(name) for name in ("train", "val", "test")}
-        maps = {name: encoders.memo("feature_maps", s.images, (str(device), p.min_stride),
-                                    lambda s=s: frozen_feature_maps(encoders.image, s.images, device, p.min_stride))
-                for name, s in splits.items()}
+        maps = split_feature_maps(encoders, splits, device, p.min_stride)
         targets = {name: self._targets(s, findings, label_names) for name, s in splits.items()}
         image_size = splits["train"].images.shape[-1]
         classes = 1 if p.classes == "single" else len(findings)

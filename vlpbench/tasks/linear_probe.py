@@ -26,10 +26,13 @@ from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multilabel_auroc
 
 from vlpbench.context import BuildContext
-from vlpbench.data.pipeline import to_model_images
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
                                  frozen_global_features, nested_stratified_fractions, protocol_hash)
+
+
+#: rows of the validation and test features standardised at a time (bounded memory; see _chunked_loss)
+CHUNK = 16384
 
 
 class LinearProbe:
@@ -67,7 +70,8 @@ class LinearProbe:
             single = declared == "multiclass"
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
         features = {name: encoders.memo("global_features", s.images, (str(device),),
-                                        lambda s=s: frozen_global_features(encoder, to_model_images(s.images), device))
+                                        lambda s=s: frozen_global_features(encoder, s.images, device,
+                                                                           precision=encoders.precision))
                     for name, s in splits.items()}
         subsets = nested_stratified_fractions(labels["train"], self.params.fractions, self.params.sampling_seed)
         metric = "accuracy" if multiclass else "auroc"
@@ -112,12 +116,11 @@ class LinearProbe:
     def _fit_and_predict(self, features: dict[str, torch.Tensor], labels: dict[str, np.ndarray],
                          subset: np.ndarray, seed: int, multiclass: bool) -> torch.Tensor:
         p = self.params
-        x_train = features["train"][torch.from_numpy(subset)]
+        x_train = features["train"][torch.from_numpy(subset)]  # a copy (the subset's rows), standardised in place
         y_train = torch.from_numpy(labels["train"][subset]).float()
         mean, std = (x_train.mean(0), x_train.std(0, unbiased=False).clamp_min(1e-6)) if p.standardise else (0.0, 1.0)
-        norm = lambda x: (x - mean) / std  # noqa: E731
-        x_train, x_val, x_test = norm(x_train), norm(features["val"]), norm(features["test"])
-        y_val = torch.from_numpy(labels["val"]).float()
+        x_train.sub_(mean).div_(std)  # the same operations as (x − mean) / std, without a second copy
+        x_val, y_val = features["val"], torch.from_numpy(labels["val"]).float()
         generator = torch.Generator().manual_seed(seed)
         layer = torch.nn.Linear(x_train.shape[1], y_train.shape[1])
         if p.zero_init:
@@ -137,7 +140,7 @@ class LinearProbe:
                 loss_of(x_train[idx], y_train[idx]).backward()
                 optimizer.step()
             with torch.no_grad():
-                val_loss = float(loss_of(x_val, y_val))
+                val_loss = self._chunked_loss(loss_of, x_val, y_val, mean, std)
             if val_loss < best - 1e-6:
                 best, waited = val_loss, 0
                 best_state = {k: v.clone() for k, v in layer.state_dict().items()}
@@ -147,7 +150,19 @@ class LinearProbe:
                     break
         layer.load_state_dict(best_state)
         with torch.no_grad():
-            return layer(x_test)
+            test = features["test"]
+            return torch.cat([layer((test[i:i + CHUNK] - mean) / std) for i in range(0, len(test), CHUNK)])
+
+    @staticmethod
+    def _chunked_loss(loss_of: Any, x: torch.Tensor, y: torch.Tensor, mean: Any, std: Any) -> float:
+        """The mean loss over a split standardised ``CHUNK`` rows at a time (never a standardised copy
+        of the whole split). A split of at most ``CHUNK`` rows is one chunk: the former computation,
+        bit for bit; larger ones average the chunks' mean losses weighted by their rows."""
+        if len(x) <= CHUNK:
+            return float(loss_of((x - mean) / std, y))
+        total = sum(float(loss_of((x[i:i + CHUNK] - mean) / std, y[i:i + CHUNK])) * len(x[i:i + CHUNK])
+                    for i in range(0, len(x), CHUNK))
+        return total / len(x)
 
     @staticmethod
     def _score(logits: torch.Tensor, target: torch.Tensor, present: torch.Tensor, multiclass: bool) -> float:

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from vlpbench.data.pipeline import to_model_images
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
                                  with_hash)
 
@@ -61,7 +60,8 @@ class Retrieval:
         text_encoder = encoders.require_text("retrieval")
         split = source.split(self.params.split)
         images = encoders.memo("image_embeddings", split.images, (str(device),),
-                               lambda: image_embeddings(encoders.image, to_model_images(split.images), device))
+                               lambda: image_embeddings(encoders.image, split.images, device,
+                                                        precision=encoders.precision))
         reports = text_embeddings(text_encoder, [list(s) for s in split.sentences], device)
         similarity = images @ reports.t()  # [n, n]
         labels = torch.from_numpy(np.asarray(split.labels))

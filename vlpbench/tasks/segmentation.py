@@ -24,7 +24,7 @@ from pydantic import Field
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.decoders import build_decoder
-from vlpbench.tasks.dense import DenseTaskParams, fit_head, frozen_feature_maps, positives_first_fractions
+from vlpbench.tasks.dense import DenseTaskParams, MaskRows, fit_head, positives_first_fractions, split_feature_maps
 
 
 def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -62,12 +62,11 @@ class Segmentation:
         p = self.params
         findings = p.findings or list(getattr(source, "local_findings", ()))
         splits = {name: source.split(name) for name in ("train", "val", "test")}
-        maps = {name: encoders.memo("feature_maps", s.images, (str(device), p.min_stride),
-                                    lambda s=s: frozen_feature_maps(encoders.image, s.images, device, p.min_stride))
-                for name, s in splits.items()}
-        masks = {name: torch.from_numpy(s.any_mask(findings)).unsqueeze(1).float() for name, s in splits.items()}
+        maps = split_feature_maps(encoders, splits, device, p.min_stride)
+        local = getattr(source, "local_findings", ())
+        masks = {name: MaskRows(s, findings, local) for name, s in splits.items()}
         image_size = splits["train"].images.shape[-1]
-        subsets = positives_first_fractions(masks["train"].flatten(1).any(1).numpy(), p.fractions, p.sampling_seed)
+        subsets = positives_first_fractions(masks["train"].any_per_image(), p.fractions, p.sampling_seed)
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for done, (fraction, subset) in enumerate(subsets.items()):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
@@ -78,24 +77,21 @@ class Segmentation:
 
             def train_loss(index: torch.Tensor) -> torch.Tensor:
                 rows = subset_t[index]
-                return self.loss(decoder(maps["train"].batch(rows, device)), masks["train"][rows].to(device))
+                return self.loss(decoder(maps["train"].batch(rows, device)), masks["train"].batch(rows, device))
 
             def val_loss() -> float:
                 return self._mean_loss(decoder, maps["val"], masks["val"], device)
 
             fit = fit_head(p, decoder, len(subset), train_loss, val_loss)
-            prediction = self._predict(decoder, maps["test"], device) > p.threshold
-            per_image, pooled = dice_scores(prediction, masks["test"].bool())
+            per_image, numerator, denominator = self._score_test(decoder, maps["test"], masks["test"], device)
+            pooled = float(numerator.sum()) / max(1.0, float(denominator.sum()))
             label = fraction_label(fraction)
             scores[f"dice@{label}"] = float(per_image.mean())
             scores[f"pooled_dice@{label}"] = pooled
-            truth = masks["test"].bool()
             columns[f"dice@{label}"] = Column(headline=True, description="per-image Dice, mean over the test set")
             columns[f"pooled_dice@{label}"] = Column(description="pixel-pooled Dice over the test set")
             samples[f"dice@{label}"] = Samples("mean", {"values": per_image.numpy().astype(np.float32)})
-            samples[f"pooled_dice@{label}"] = Samples("ratio", {
-                "numerator": 2 * (prediction & truth).flatten(1).sum(1).numpy().astype(np.int64),
-                "denominator": (prediction.flatten(1).sum(1) + truth.flatten(1).sum(1)).numpy().astype(np.int64)})
+            samples[f"pooled_dice@{label}"] = Samples("ratio", {"numerator": numerator, "denominator": denominator})
             details[label] = {"train_images": int(len(subset)), **fit}
             protocol = with_hash({
                 "task": "segmentation", "dataset": source.protocol(), "target": sorted(findings),
@@ -108,17 +104,27 @@ class Segmentation:
         return TaskResult(scores, protocols, details, columns, samples)
 
     @torch.no_grad()
-    def _predict(self, decoder: torch.nn.Module, maps: Any, device: torch.device, batch_size: int = 128) -> torch.Tensor:
-        outputs = [torch.sigmoid(decoder(maps.batch(torch.arange(i, min(i + batch_size, len(maps))), device))).cpu()
-                   for i in range(0, len(maps), batch_size)]
-        return torch.cat(outputs)
+    def _score_test(self, decoder: torch.nn.Module, maps: Any, masks: MaskRows, device: torch.device,
+                    batch_size: int = 128) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Per-image Dice [n] and per-image pooled-Dice terms 2·TP [n] and pred + true [n] of the test
+        split, a batch at a time (per-image values do not depend on the batching; the pooled Dice is
+        a ratio of integer sums)."""
+        dice, numerator, denominator = [], [], []
+        for i in range(0, len(maps), batch_size):
+            index = torch.arange(i, min(i + batch_size, len(maps)))
+            prediction = torch.sigmoid(decoder(maps.batch(index, device))).cpu() > self.params.threshold
+            truth = masks.batch(index, torch.device("cpu")).bool()
+            dice.append(dice_scores(prediction, truth)[0])
+            numerator.append(2 * (prediction & truth).flatten(1).sum(1).numpy().astype(np.int64))
+            denominator.append((prediction.flatten(1).sum(1) + truth.flatten(1).sum(1)).numpy().astype(np.int64))
+        return torch.cat(dice), np.concatenate(numerator), np.concatenate(denominator)
 
     @torch.no_grad()
-    def _mean_loss(self, decoder: torch.nn.Module, maps: Any, masks: torch.Tensor, device: torch.device,
+    def _mean_loss(self, decoder: torch.nn.Module, maps: Any, masks: MaskRows, device: torch.device,
                    batch_size: int = 128) -> float:
         total, count = 0.0, 0
         for i in range(0, len(maps), batch_size):
             index = torch.arange(i, min(i + batch_size, len(maps)))
-            total += float(self.loss(decoder(maps.batch(index, device)), masks[index].to(device))) * len(index)
+            total += float(self.loss(decoder(maps.batch(index, device)), masks.batch(index, device))) * len(index)
             count += len(index)
         return total / count

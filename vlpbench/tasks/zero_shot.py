@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
-from vlpbench.data.pipeline import to_model_images
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
                                  with_hash)
 
@@ -38,7 +37,8 @@ class ZeroShot:
         split = source.split(self.params.split)
         labels = torch.from_numpy(np.asarray(split.labels)).long()
         images = encoders.memo("image_embeddings", split.images, (str(device),),
-                               lambda: image_embeddings(encoders.image, to_model_images(split.images), device))
+                               lambda: image_embeddings(encoders.image, split.images, device,
+                                                        precision=encoders.precision))
         prompts = source.prompts()
         scores, details = {}, {"per_finding": {}, "findings_not_scorable": []}
         per_finding, probabilities, scored = [], [], []

@@ -210,9 +210,16 @@ class RealDataset:
         return split
 
     def prepare(self) -> None:
-        """Read every downstream split now (the runner calls this before pretraining)."""
+        """Check every downstream split and build its image store now (the runner calls this before
+        pretraining, so that a missing file or a bad sample stops a run at its start), without keeping
+        the splits: the tasks open them again from the store after pretraining, so the downstream
+        data is not held in memory through pretraining."""
         for name in SPLITS:
+            key = self._key + (self.aliases.get(name, name),)
+            held = key in _SPLITS
             self.split(name)
+            if not held:
+                _SPLITS.pop(key, None)
 
     def store_key(self, split: str) -> dict[str, Any]:
         """What the image store of ``split`` depends on (a change of any of it builds a new store)."""
