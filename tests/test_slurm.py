@@ -375,6 +375,54 @@ def test_a_run_trains_on_two_slurm_tasks_with_ddp(slurm, tmp_path: Path) -> None
     assert "world_size: 2" in (run / "config.yaml").read_text()
 
 
+# --- two nodes: the private Slurm's second slurmd on the same host ---------------------------------
+
+def _two_nodes() -> None:
+    out = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N"], capture_output=True, text=True)
+    if len(set(out.stdout.split())) < 2:
+        pytest.skip("no partition 'multi' with two nodes (scripts/slurm/start.sh makes one)")
+
+
+@pytest.mark.integration
+def test_a_sweep_spans_two_slurm_nodes_with_its_own_ray_cluster(slurm, tmp_path: Path) -> None:
+    """`launcher: {nodes: 2}`: the driver starts the Ray head on the first node and a worker on the
+    second through srun; each trial asks for a whole node's CPUs, so the two run at once, one per node."""
+    from vlpbench.launchers.slurm import submit_sweep
+    from vlpbench.sweep import load_sweep
+
+    _two_nodes()
+    sweep = SWEEP.replace("max_concurrent: 1", "max_concurrent: 2") + "  resources: {cpu: 2}\n"
+    path = tiny_run(tmp_path, name="twonodes", epochs=1, extra=sweep)
+    path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                             "launcher: {time: 10, cpus: 2, nodes: 2, partition: multi}"))
+    job = submit_sweep(load_sweep(path), tmp_path / "results", echo=lambda _: None)
+    wait_for([job], limit=500)
+    log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+    assert job.state == "COMPLETED", log[-3000:]
+    assert "Ray: starting the workers: srun --nodes=1" in log and "Ray: stopped the head" in log
+    trials = sorted((tmp_path / "results" / "twonodes-sweep" / "runs").glob("trial-*"))
+    nodes = {json.loads((t / "provenance.json").read_text())["hardware"]["slurm_node"] for t in trials}
+    assert len(trials) == 2 and len(nodes) == 2  # one trial on each node
+
+
+@pytest.mark.integration
+def test_a_run_trains_with_ddp_across_two_slurm_nodes(slurm, tmp_path: Path) -> None:
+    from vlpbench.launchers.slurm import submit_runs
+
+    _two_nodes()
+    path = tiny_run(tmp_path, name="ddpnodes")
+    path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}",
+                                             "launcher: {time: 10, cpus: 1, nodes: 2, tasks_per_node: 1, "
+                                             "partition: multi}"))
+    jobs = submit_runs(load_experiment(path), tmp_path / "results", echo=lambda _: None)
+    wait_for(jobs)
+    assert jobs[0].state == "COMPLETED", jobs[0].stderr()
+    run = next((tmp_path / "results" / "ddpnodes" / "runs").iterdir())
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["distributed"]["world_size"] == 2 and provenance["hardware"]["slurm_node"]
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
 # --- a shared node: several jobs at once, each preempted ------------------------------------------
 
 def _sacct_times(job_ids: list[str]) -> dict[str, tuple[str, str]]:

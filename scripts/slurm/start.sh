@@ -4,9 +4,14 @@
 #   export SLURM_CONF=<state>/etc/slurm.conf
 # Stop it with scripts/slurm/stop.sh (which kills exactly the PIDs recorded here).
 #
+# Two nodes on this one host, each its own slurmd (Debian's Slurm is built with multiple-slurmd
+# support): <host> in the default partition `debug` (jobs land on the one node), and <host>-n2 with
+# it in the partition `multi`, for multi-node jobs (a Ray cluster across nodes, DDP across nodes).
+#
 # Environment: VLPBENCH_SLURM_DIR (default /tmp/vlpbench-slurm), VLPBENCH_SLURM_PORT_BASE
-# (default 16810: slurmctld +7, slurmd +8, slurmdbd +9, MariaDB +6), VLPBENCH_SLURM_CPUS (default: nproc;
-# more than the host has is allowed, for tests that run several tiny jobs at once on the one node).
+# (default 16810: MariaDB +6, slurmctld +7, slurmd of <host> +8, slurmdbd +9, slurmd of <host>-n2 +10),
+# VLPBENCH_SLURM_CPUS (CPUs of each node, default: nproc; more than the host has is allowed, for
+# tests that run several tiny jobs at once on one node).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 STATE=${VLPBENCH_SLURM_DIR:-/tmp/vlpbench-slurm}
@@ -14,6 +19,7 @@ BASE=${VLPBENCH_SLURM_PORT_BASE:-16810}
 CPUS=${VLPBENCH_SLURM_CPUS:-$(nproc)}
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 HOST=$(hostname -s)
+NODE2="$HOST-n2"
 CLUSTER=vlpbench
 started=$(date +%s.%N)
 
@@ -21,7 +27,7 @@ bash "$here/install.sh"
 # A clean start: stop whatever an earlier run of this script left behind (by its PID files only).
 VLPBENCH_SLURM_DIR="$STATE" bash "$here/stop.sh" >/dev/null 2>&1 || true
 rm -rf "$STATE"
-for port in $((BASE + 6)) $((BASE + 7)) $((BASE + 8)) $((BASE + 9)); do
+for port in $((BASE + 6)) $((BASE + 7)) $((BASE + 8)) $((BASE + 9)) $((BASE + 10)); do
     if ! python3 -c "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" 2>/dev/null; then
         echo "slurm/start.sh: port $port is taken (another Slurm or MariaDB?); choose other ports with VLPBENCH_SLURM_PORT_BASE (now $BASE)." >&2
         exit 1
@@ -92,11 +98,11 @@ $AUTH
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/spool
+SlurmdSpoolDir=$STATE/spool/%n
 SlurmctldPidFile=$STATE/run/slurmctld.pid
-SlurmdPidFile=$STATE/run/slurmd.pid
+SlurmdPidFile=$STATE/run/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -118,8 +124,10 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 # More CPUs declared than the host has (VLPBENCH_SLURM_CPUS): slurmd accepts the declared count.
 $( [ "$CPUS" -gt "$(nproc)" ] && echo "SlurmdParameters=config_overrides" )
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 Port=$((BASE + 8)) CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
+NodeName=$NODE2 NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$((BASE + 10)) CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=multi Nodes=$HOST,$NODE2 MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$STATE/etc/slurm.conf"
 
@@ -128,8 +136,10 @@ wait_for 30 slurmdbd sacctmgr -i -n list cluster
 sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1 || true
 slurmctld -c -f "$SLURM_CONF"
 wait_for 30 slurmctld scontrol ping
+mkdir -p "$STATE/spool/$HOST" "$STATE/spool/$NODE2"
 slurmd -f "$SLURM_CONF" -N "$HOST"
-wait_for 30 "the node" sh -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
+slurmd -f "$SLURM_CONF" -N "$NODE2"
+wait_for 30 "the nodes" sh -c "[ \$(sinfo -h -N -p multi -o %T | grep -cE '^(idle|mixed|allocated)') -eq 2 ]"
 elapsed=$(python3 -c "import time; print(f'{time.time() - $started:.1f}')")
-echo "slurm: up in ${elapsed}s (state $STATE, controller port $((BASE + 7)), $CPUS CPUs on $HOST)" >&2
+echo "slurm: up in ${elapsed}s (state $STATE, controller port $((BASE + 7)), nodes $HOST and $NODE2 with $CPUS CPUs each)" >&2
 echo "export SLURM_CONF=$SLURM_CONF"

@@ -3,9 +3,10 @@
 # newest first, then wait for it to exit (SIGKILL after 15 s). Touches no other process.
 set -uo pipefail
 STATE=${VLPBENCH_SLURM_DIR:-/tmp/vlpbench-slurm}
-for name in slurmd slurmctld slurmdbd mariadbd munged; do
-    file="$STATE/run/$name.pid"
+for file in "$STATE"/run/slurmd-*.pid "$STATE"/run/slurmd.pid "$STATE"/run/{slurmctld,slurmdbd,mariadbd,munged}.pid; do
     [ -f "$file" ] || continue
+    name=$(basename "$file" .pid)
+    name=${name%%-*}
     pid=$(cat "$file")
     # only a live process of that program (a stale PID file may name a reused PID)
     if [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && grep -q "${name:0:15}" "/proc/$pid/comm"; then

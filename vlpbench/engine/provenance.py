@@ -97,6 +97,8 @@ def hardware(device: Any) -> dict[str, Any]:
     }
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
+    if os.environ.get("SLURMD_NODENAME"):  # the Slurm node (several can share a host name)
+        info["slurm_node"] = os.environ["SLURMD_NODENAME"]
     return info
 
 
