@@ -391,7 +391,9 @@ class SmallTransformerTextEncoder(nn.Module):
         # A wrapper of a local Hugging Face model (e.g. a clinical BERT) would load its tokenizer and weights
         # here with local_files_only=True instead (see vlpbench/models/text_bert.py, `pretrained`).
         self._tokenizer = train_wordpiece(context.corpus, params.vocab_size)
-        self.token_emb = nn.Embedding(self._tokenizer.get_vocab_size(), params.hidden)
+        # vocab_size rows whatever the corpus gives, so a checkpoint (vocabulary included) loads into an
+        # encoder built from any corpus; rows past the learnt vocabulary are never read
+        self.token_emb = nn.Embedding(max(params.vocab_size, self._tokenizer.get_vocab_size()), params.hidden)
         self.position_emb = nn.Embedding(params.max_tokens, params.hidden)
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(params.hidden, params.heads, 2 * params.hidden, params.dropout,
@@ -418,7 +420,12 @@ class SmallTransformerTextEncoder(nn.Module):
         if state:
             from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_str(state)
+            tokenizer = Tokenizer.from_str(state)
+            if tokenizer.get_vocab_size() > self.token_emb.num_embeddings:
+                raise ConfigError(f"the checkpoint's vocabulary has {{tokenizer.get_vocab_size()}} tokens, more than this "
+                                  f"encoder's {{self.token_emb.num_embeddings}} embeddings; build it with the "
+                                  "checkpoint's vocab_size.")
+            self._tokenizer = tokenizer
 
     # -- options the engine calls when a config asks for them ---------------------------------------------------
     def freeze_layers(self, layers: int) -> None:
@@ -612,12 +619,20 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "    assert out.sentence_mask.tolist() == [[True, True], [True, False]]  # two sentences, then one",
                   "    first = out.word_emb[0][tokens.sentence_index[0] == 0].mean(0)  # S = mean of the sentence's words",
                   "    assert torch.allclose(out.sentence_emb[0, 0], first, atol=1e-6)",
-                  "    again = SmallTransformerTextEncoder(params, context).eval()",
+                  "    other = BuildContext(embed_dim=16, corpus=['Another corpus entirely.'])",
+                  "    again = SmallTransformerTextEncoder(params, other).eval()",
                   "    again.load_state_dict(encoder.state_dict())  # the vocabulary travels as extra state",
-                  "    assert torch.allclose(again(*vars(again.tokenize(reports)).values()).global_emb, out.global_emb, atol=1e-6)",
-                  "    encoder.train().set_grad_checkpointing(True)",
+                  "    same = again.tokenize(reports)",
+                  "    assert torch.equal(same.input_ids, tokens.input_ids)",
+                  "    assert torch.allclose(again(same.input_ids, same.attention_mask, same.sentence_index).global_emb,",
+                  "                          out.global_emb, atol=1e-6)",
+                  "    plain = encoder.train()(tokens.input_ids, tokens.attention_mask, tokens.sentence_index).global_emb",
+                  "    encoder.set_grad_checkpointing(True)",
                   "    encoder.freeze_layers(1)",
-                  "    encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index).global_emb.sum().backward()",
+                  "    encoder.zero_grad()",
+                  "    checkpointed = encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index).global_emb",
+                  "    assert torch.allclose(checkpointed, plain, atol=1e-6)  # recomputing changes nothing (no dropout)",
+                  "    checkpointed.sum().backward()",
                   "    assert encoder.token_emb.weight.grad is None and encoder.blocks[0].linear1.weight.grad is None",
                   "    assert torch.isfinite(encoder.blocks[1].linear1.weight.grad).all()", ""]
     if "dataset" in kinds:
