@@ -36,9 +36,10 @@ def installed_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli):
 def test_scaffolded_plugin_installs_passes_its_tests_and_the_checks_and_runs(installed_demo, cli, tmp_path: Path) -> None:
     root, site = installed_demo
     code, out, _ = cli("plugins")
-    assert code == 0 and "demo.miner" in out and "demo.head" in out and "[demo]" in out
+    assert code == 0 and "demo.miner" in out and "demo.head" in out and "demo.text_encoder" in out and "[demo]" in out
     code, out, _ = cli("check-plugin", "demo")
     assert code == 0, out
+    assert "demo.text_encoder" in out and "tokenizes and gives text features" in out  # the text template was checked
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
                            capture_output=True, text=True, env=env, cwd=root)
@@ -48,7 +49,7 @@ def test_scaffolded_plugin_installs_passes_its_tests_and_the_checks_and_runs(ins
     assert f"{len(KINDS)} passed" in tests.stdout  # one test per scaffolded kind
     code, out, err = cli("run", str(root / "experiments" / "demo.yaml"), "--results", str(tmp_path / "results"), "--quiet")
     assert code == 0, err
-    assert "| demo " in out and "| clip " in out and "| demo-encoder " in out
+    assert "| demo " in out and "| clip " in out and "| demo-encoder " in out and "| demo-text " in out
     metrics = next((tmp_path / "results" / "demo" / "runs").glob("demo__*/metrics.json")).read_text()
     assert '"demo.task"' in metrics  # the scaffolded task scored the run
     provenance = next((tmp_path / "results" / "demo" / "runs").glob("demo__*/provenance.json")).read_text()

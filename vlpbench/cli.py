@@ -703,7 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     scaffold = sub.add_parser("new-plugin", help="write a ready-to-install plugin distribution with example components")
     scaffold.add_argument("name", help="plugin name: lowercase, e.g. mymethod (components become mymethod.*)")
     scaffold.add_argument("--kind", action="append", choices=["positive_miner", "negative_weighting", "local_head", "auxiliary",
-                                                                "global_loss", "task", "image_encoder", "dataset"],
+                                                                "global_loss", "task", "image_encoder", "text_encoder",
+                                                                "dataset"],
                           help="component kinds to scaffold (repeatable; default: all)")
     scaffold.add_argument("--dest", default=".", help="folder to write vlpbench-NAME into (default: here)")
     scaffold.set_defaults(handler=cmd_new_plugin)

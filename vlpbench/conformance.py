@@ -235,10 +235,22 @@ def _text_interface_check(name: str) -> str:
     _shape(out.global_emb, (2, 32), "forward().global_emb")
     if out.word_emb.shape[0] != 2 or out.sentence_emb.shape[0] != 2:
         raise AssertionError("word_emb / sentence_emb do not have one row per report")
+    words, sentences = out.word_emb.shape[1], out.sentence_emb.shape[1]
+    _shape(out.word_emb, (2, words, 32), "forward().word_emb")
+    _shape(out.word_mask, (2, words), "forward().word_mask (one flag per word token, which local heads read)")
+    _shape(out.word_sentence, (2, words), "forward().word_sentence (the sentence of each word token)")
+    _shape(out.sentence_emb, (2, sentences, 32), "forward().sentence_emb")
+    _shape(out.sentence_mask, (2, sentences), "forward().sentence_mask (one flag per sentence)")
+    if out.word_mask.dtype != torch.bool or out.sentence_mask.dtype != torch.bool:
+        raise AssertionError("word_mask and sentence_mask must be bool tensors")
+    found = out.sentence_mask.sum(1).tolist()
+    if found != [1, 2]:
+        raise AssertionError(f"sentence_mask marks {found} sentences in reports of [1, 2] sentences (sentence "
+                             "miners and heads read one vector per real sentence)")
     for label in ("global_emb", "word_emb", "sentence_emb"):
         if not torch.isfinite(getattr(out, label)).all():
             raise AssertionError(f"{label} is not finite")
-    return ""
+    return f"{words} word tokens, {sentences} sentence slots"
 
 
 def _task_check(name: str) -> str:

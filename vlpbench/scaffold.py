@@ -17,7 +17,7 @@ from vlpbench import __version__
 from vlpbench.errors import ConfigError
 
 KINDS = ("positive_miner", "negative_weighting", "local_head", "auxiliary", "global_loss", "task", "image_encoder",
-         "dataset")
+         "text_encoder", "dataset")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 DOCSTRING = '''"""{summary}
@@ -348,6 +348,121 @@ class CsvFolderDataset(RealDataset):
         return records
 """)
 
+MODULES["text_encoder"] = ("text_encoder", "SmallTransformerTextEncoder", "a small transformer over a WordPiece vocabulary learnt from the pretraining reports: global, word and sentence embeddings", """
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from vlpbench.context import BuildContext
+from vlpbench.errors import ConfigError, DataError
+from vlpbench.features import TextFeatures
+from vlpbench.models.text_bert import sentence_means
+from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
+
+
+class SmallTransformerTextEncoder(nn.Module):
+    {docstring}
+
+    provides = frozenset({{"global", "words", "sentences"}})  # what `requires = {{"text:..."}}` may ask of it
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        layers: int = Field(2, ge=1, description="transformer layers")
+        hidden: int = Field(64, ge=8, description="width of the token vectors")
+        heads: int = Field(2, ge=1, description="attention heads (must divide hidden)")
+        vocab_size: int = Field(2000, ge=100, description="most WordPiece tokens learnt from the corpus")
+        max_tokens: int = Field(128, ge=8, description="tokens per report, [CLS] and [SEP] included")
+        max_sentences: int = Field(16, ge=1, description="sentences kept per report (the engine reads this)")
+        dropout: float = Field(0.1, ge=0, lt=1)
+
+    def __init__(self, params: "SmallTransformerTextEncoder.Params", context: BuildContext) -> None:
+        super().__init__()
+        self.params = params
+        if params.hidden % params.heads:
+            raise ConfigError(f"text_encoder: hidden = {{params.hidden}} is not divisible by heads = {{params.heads}}; "
+                              "choose heads that divide hidden.")
+        if not context.corpus:
+            raise DataError("the {plugin}.text_encoder learns its vocabulary from the pretraining reports, and the "
+                            "dataset gave none. Use a dataset with reports.")
+        # A wrapper of a local Hugging Face model (e.g. a clinical BERT) would load its tokenizer and weights
+        # here with local_files_only=True instead (see vlpbench/models/text_bert.py, `pretrained`).
+        self._tokenizer = train_wordpiece(context.corpus, params.vocab_size)
+        # vocab_size rows whatever the corpus gives, so a checkpoint (vocabulary included) loads into an
+        # encoder built from any corpus; rows past the learnt vocabulary are never read
+        self.token_emb = nn.Embedding(max(params.vocab_size, self._tokenizer.get_vocab_size()), params.hidden)
+        self.position_emb = nn.Embedding(params.max_tokens, params.hidden)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(params.hidden, params.heads, 2 * params.hidden, params.dropout,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(params.layers))
+        self.norm = nn.LayerNorm(params.hidden)
+        self.global_proj = nn.Linear(params.hidden, context.embed_dim)  # t: the mean token, projected
+        self.local_proj = nn.Linear(params.hidden, context.embed_dim)  # W (and S, the mean of W per sentence)
+        self.grad_checkpointing = False
+
+    # -- tokenizer: vlpbench's packing, so the loader's sentence shuffle and the tasks read it ---------------
+    def tokenize(self, reports: Sequence[Sequence[str]]) -> TokenizedReports:
+        \"\"\"Reports as lists of sentences → padded ids [n,M], attention mask and a sentence index per token
+        (-1 for [CLS], [SEP] and padding); sentences that do not fit are dropped whole.\"\"\"
+        ids = [self._tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")]
+        encode = lambda sentences: [e.ids for e in self._tokenizer.encode_batch(sentences, add_special_tokens=False)]  # noqa: E731
+        return pack_reports(reports, encode, *ids, self.params.max_tokens, self.params.max_sentences)
+
+    def get_extra_state(self) -> str:
+        \"\"\"The learnt vocabulary travels in the state dict, so a checkpoint is self-contained.\"\"\"
+        return self._tokenizer.to_str()
+
+    def set_extra_state(self, state: str) -> None:
+        if state:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(state)
+            if tokenizer.get_vocab_size() > self.token_emb.num_embeddings:
+                raise ConfigError(f"the checkpoint's vocabulary has {{tokenizer.get_vocab_size()}} tokens, more than this "
+                                  f"encoder's {{self.token_emb.num_embeddings}} embeddings; build it with the "
+                                  "checkpoint's vocab_size.")
+            self._tokenizer = tokenizer
+
+    # -- options the engine calls when a config asks for them ---------------------------------------------------
+    def freeze_layers(self, layers: int) -> None:
+        \"\"\"Freeze the embeddings and the first ``layers`` blocks (``pretrain.freeze_text_layers``).\"\"\"
+        if layers > len(self.blocks):
+            raise ConfigError(f"pretrain.freeze_text_layers = {{layers}}, but the text encoder has {{len(self.blocks)}} "
+                              "layers.")
+        for module in (self.token_emb, self.position_emb, *self.blocks[:layers]):
+            module.requires_grad_(False)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        \"\"\"Recompute each block's activations in the backward pass (``pretrain.grad_checkpointing``).\"\"\"
+        self.grad_checkpointing = enable
+
+    # -- forward -------------------------------------------------------------------------------------------------
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, sentence_index: Tensor,
+                num_sentences: int | None = None) -> TextFeatures:
+        \"\"\"Token ids [B,M] → t [B,D], W [B,M,D] (+ word mask), S [B,T,D] (+ sentence mask).
+        ``num_sentences`` (T, which the loader knows) spares a device-to-host read; it may be omitted.\"\"\"
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.token_emb(input_ids) + self.position_emb(positions)
+        padding = attention_mask == 0  # True: ignored by attention
+        for block in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, None, padding, use_reentrant=False)
+            else:
+                x = block(x, src_key_padding_mask=padding)
+        hidden = self.norm(x)  # [B,M,H]
+        words = self.local_proj(hidden)  # [B,M,D]
+        sentences, sentence_mask = sentence_means(words, sentence_index, num_sentences)
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        global_emb = self.global_proj((hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0))
+        return TextFeatures(global_emb=global_emb, word_emb=words, word_mask=sentence_index >= 0,
+                            sentence_emb=sentences, sentence_mask=sentence_mask, word_sentence=sentence_index)
+""")
+
 
 def _files(name: str, kinds: list[str]) -> dict[str, str]:
     package = f"vlpbench_{name}"
@@ -487,6 +602,40 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "    assert out.grid == (4, 4) and out.patch_emb.shape == (2, 16, 16) and out.global_emb.shape == (2, 16)",
                   "    assert encoder.global_features(torch.rand(2, 1, 32, 32)).shape == (2, 16)",
                   "    assert [m.shape[-1] for m in encoder.feature_maps(torch.rand(2, 1, 32, 32), min_stride=4)] == [8, 4]", ""]
+    if "text_encoder" in kinds:
+        lines += [f"from {package}.text_encoder import SmallTransformerTextEncoder", "", "",
+                  "def test_text_encoder_gives_every_feature_the_objectives_and_tasks_read() -> None:",
+                  "    from vlpbench.context import BuildContext",
+                  "",
+                  "    reports = [['Small left pleural effusion.', 'Heart size is normal.'], ['No acute process.']]",
+                  "    context = BuildContext(embed_dim=16, corpus=[' '.join(r) for r in reports])",
+                  "    params = SmallTransformerTextEncoder.Params(layers=2, hidden=16, heads=2, max_tokens=24, dropout=0.0)",
+                  "    torch.manual_seed(0)",
+                  "    encoder = SmallTransformerTextEncoder(params, context).eval()",
+                  "    tokens = encoder.tokenize(reports)",
+                  "    assert tokens.input_ids.shape == (2, 24) and tokens.sentence_index.max() == 1",
+                  "    out = encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index)",
+                  "    assert out.global_emb.shape == (2, 16) and out.word_emb.shape == (2, 24, 16)",
+                  "    assert torch.equal(out.word_mask, tokens.sentence_index >= 0)",
+                  "    assert out.sentence_mask.tolist() == [[True, True], [True, False]]  # two sentences, then one",
+                  "    first = out.word_emb[0][tokens.sentence_index[0] == 0].mean(0)  # S = mean of the sentence's words",
+                  "    assert torch.allclose(out.sentence_emb[0, 0], first, atol=1e-6)",
+                  "    other = BuildContext(embed_dim=16, corpus=['Another corpus entirely.'])",
+                  "    again = SmallTransformerTextEncoder(params, other).eval()",
+                  "    again.load_state_dict(encoder.state_dict())  # the vocabulary travels as extra state",
+                  "    same = again.tokenize(reports)",
+                  "    assert torch.equal(same.input_ids, tokens.input_ids)",
+                  "    assert torch.allclose(again(same.input_ids, same.attention_mask, same.sentence_index).global_emb,",
+                  "                          out.global_emb, atol=1e-6)",
+                  "    plain = encoder.train()(tokens.input_ids, tokens.attention_mask, tokens.sentence_index).global_emb",
+                  "    encoder.set_grad_checkpointing(True)",
+                  "    encoder.freeze_layers(1)",
+                  "    encoder.zero_grad()",
+                  "    checkpointed = encoder(tokens.input_ids, tokens.attention_mask, tokens.sentence_index).global_emb",
+                  "    assert torch.allclose(checkpointed, plain, atol=1e-6)  # recomputing changes nothing (no dropout)",
+                  "    checkpointed.sum().backward()",
+                  "    assert encoder.token_emb.weight.grad is None and encoder.blocks[0].linear1.weight.grad is None",
+                  "    assert torch.isfinite(encoder.blocks[1].linear1.weight.grad).all()", ""]
     if "dataset" in kinds:
         lines += [f"from {package}.dataset import CsvFolderDataset", "", "",
                   "def test_dataset_reads_the_table_and_the_images(tmp_path) -> None:",
@@ -525,6 +674,8 @@ def _experiment(name: str, kinds: list[str]) -> str:
     task = f"\n  - {{name: {name}.task}}" if "task" in kinds else ""
     encoder = (f"\n  {name}-encoder: {{model.image_encoder: {{name: {name}.encoder}}}}"
                if "image_encoder" in kinds else "")
+    if "text_encoder" in kinds:
+        encoder += f"\n  {name}-text: {{model.text_encoder: {{name: {name}.text_encoder, layers: 1}}}}"
     data_hint = (f"# Score on your own labelled folder: add to tasks\n#   - {{name: linear_probe, dataset: {{name: {name}.dataset, "
                  "root: /path/to/copy}}\n" if "dataset" in kinds else "")
     return f"""# The {name} components against CLIP on a small SynthCXR (minutes on a CPU).
