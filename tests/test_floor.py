@@ -73,6 +73,9 @@ def test_random_floor_evaluates_the_freshly_built_encoders_without_a_step(tmp_pa
     history = read_json(run / "history.json")
     assert history["steps"] == [] and history["floor"] == "random" and history["epochs_done"] == 0
     assert "linear_probe" in read_json(run / "metrics.json")
+    from vlpbench.export import export_run
+
+    assert export_run(run, "timm", tmp_path / "exported")  # the weights as evaluated can be exported
 
 
 def test_imagenet_floor_evaluates_the_given_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
