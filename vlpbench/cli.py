@@ -215,6 +215,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print("with --set " + ", ".join(f"{k}={v!r}" for k, v in settings.items()))
     print(f"{args.file}: OK — experiment '{experiment.name}', {len(experiment.variants)} variant(s), "
           f"{len(experiment.runs)} run(s): {', '.join(experiment.variants)}")
+    from vlpbench.config.floor import floor_lines
+
+    for line in floor_lines(experiment.runs):
+        print(line)
     if experiment.file.sweep is not None:
         from vlpbench.sweep import load_sweep
 

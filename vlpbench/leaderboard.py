@@ -70,20 +70,42 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
     lower = {c for c in columns if not info[c]["higher_is_better"]}
     store = SampleStore()
     summary = summarise(scores, store, resamples)
-    differences = paired_differences(scores, baseline or "", store, adjustment, resamples, resamples)
+    roles = variant_roles(runs, collected.configs)
+    floors = {v for v, role in roles.items() if role.startswith("floor") and v != baseline}
+    # floors are anchors, not methods: no bold, no rank, and their comparison with the baseline is a
+    # family of its own, so adding a floor never changes the methods' adjusted p-values
+    ranked = summary[~summary.index.get_level_values("variant").isin(floors)] if not summary.empty else summary
+    differences = paired_differences(scores[~scores["variant"].isin(floors)], baseline or "", store, adjustment,
+                                     resamples, resamples)
+    floor_scores = scores[scores["variant"].isin(floors | {baseline})]
+    floor_differences = (paired_differences(floor_scores, baseline or "", store, adjustment, resamples, resamples)
+                         if floors else pd.DataFrame())
     unfinished = runs[runs["state"] != "finished"][["variant", "seed", "state", "error", "path"]]
     headline = [c for c in columns if info[c]["headline"]] or columns
     finished_runs = runs[runs["state"] == "finished"]
     return Board(
         title=title, variants=order, baseline=baseline if baseline in order else None, columns=columns,
-        summary=summary, best=best_per_column(summary, lower) if not summary.empty else set(), differences=differences,
+        summary=summary, best=best_per_column(ranked, lower) if not ranked.empty else set(), differences=differences,
         planned=dict(Counter(runs["variant"])), finished=dict(Counter(finished_runs["variant"])),
         unfinished=unfinished, ablation=ablation_table(runs, collected.configs, baseline, order, collected.overrides), notes=notes,
         run_paths=[p for p in runs.sort_values(["variant", "seed"])["path"] if isinstance(p, str) and p],
         column_info=info, superseded=superseded, adjustment=adjustment,
-        ranks=mean_ranks(summary, headline, lower) if len(order) > 1 and not summary.empty else pd.DataFrame(),
+        ranks=mean_ranks(ranked, headline, lower) if len(order) > 1 and not ranked.empty else pd.DataFrame(),
         reported=matching_reported(collected.protocols, columns),
+        roles={v: roles.get(v, "") for v in order}, floor_differences=floor_differences,
     )
+
+
+def variant_roles(runs: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """variant → its role on the board (:func:`vlpbench.config.floor.variant_role`: a floor, the oracle
+    ceiling, or '' for a method), from the config of its newest current run."""
+    from vlpbench.config.floor import variant_role
+
+    roles: dict[str, str] = {}
+    for row in runs.sort_values("started", na_position="first").itertuples():
+        if row.run_id in configs:
+            roles[row.variant] = variant_role(configs[row.run_id])
+    return roles
 
 
 def column_info(columns: list[str], scores: pd.DataFrame, declared: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from vlpbench.board.multiple import METHODS
-from vlpbench.board.render import Board, ci_methods, difference_table, score_table, superseded_table
+from vlpbench.board.render import (FLOORS_TEXT, ROLES_TEXT, Board, ci_methods, difference_table, score_table,
+                                   superseded_table)
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 SMOOTHING = 0.9  # EMA weight of the loss curves' smoothed line
@@ -85,7 +86,8 @@ def table_html(board: Board, columns: list[str]) -> str:
         for column, value in row.items():
             best = (variant, column) in board.best and len(board.variants) > 1
             cells.append(f'<td class="{"best" if best else ""}">{_esc(value)}</td>')
-        rows.append(f'<tr data-variant="{_esc(variant)}">{"".join(cells)}</tr>')
+        role = f' data-role="{_esc(board.roles[variant])}"' if board.roles.get(variant) else ""
+        rows.append(f'<tr data-variant="{_esc(variant)}"{role}>{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table class="board"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
@@ -231,6 +233,10 @@ def page(board: Board, run_folders: list[Path], reported_html: str = "") -> str:
                        f"<p>×100, mean over shared seeds; p ({_esc(methods)}) raw and adjusted over the "
                        f"{int(board.differences['p'].notna().sum())} comparisons by {_esc(METHODS.get(board.adjustment, board.adjustment))}.</p>"
                        + frame_html(difference_table(board, columns), "differences wide"))
+    if board.baseline and not board.floor_differences.empty:
+        differences += (f"<h2>Floors: what pretraining adds over <code>{_esc(board.baseline)}</code></h2>"
+                        f"<p>{_esc(FLOORS_TEXT)}</p>" + frame_html(difference_table(board, columns, floors=True),
+                                                                 "differences wide"))
     ranks = (f"<h2>Aggregate: mean rank across tasks</h2><p>1 = best, in each column's own direction.</p>"
              + frame_html(board.ranks, "ranks")) if not board.ranks.empty else ""
     ablation = ("<h2>Ablation view</h2><p>What each variant changes relative to the baseline, and what a run costs.</p>"
@@ -243,7 +249,8 @@ def page(board: Board, run_folders: list[Path], reported_html: str = "") -> str:
 <body>
 <h1>{_esc(board.title)}</h1>
 <p>Scores ×100, mean ± std over seeds; bold: best in the column; runs: finished/planned seeds of the current
-configuration; 95 % CIs ({_esc(ci_methods(board))}) in the charts and in leaderboard_full.md; click a header to sort.</p>
+configuration; 95 % CIs ({_esc(ci_methods(board))}) in the charts and in leaderboard_full.md; click a header to sort.{
+f" Role: {_esc(ROLES_TEXT)}." if board.has_roles() else ""}</p>
 {table_html(board, columns)}
 {f"<h2>Runs not finished</h2><ul>{unfinished}</ul>" if unfinished else ""}
 {f"<h2>Protocol notes</h2><ul>{notes}</ul>" if notes else ""}

@@ -11,6 +11,16 @@ import pandas as pd
 from vlpbench.board.multiple import METHODS
 
 
+#: The legend of the ``role`` column.
+ROLES_TEXT = ("floor = the same encoders with no pretraining (random or ImageNet initialisation): never bold, not "
+              "ranked, compared with the baseline in a section of their own; ceiling = the oracle miner's "
+              "label-aware positives, the upper bound of false-negative handling")
+FLOORS_TEXT = ("The floor rows evaluate the encoders as built, with no pretraining: the baseline's difference from "
+               "them is what pretraining adds. Each figure is floor minus baseline, ×100 (its negative is the gain of "
+               "pretraining), the mean over the seeds both ran; p-values adjusted among the floors' comparisons only, so "
+               "adding a floor leaves the methods' adjusted p-values as they were.")
+
+
 @dataclass
 class Board:
     title: str
@@ -32,6 +42,16 @@ class Board:
     adjustment: str = "holm"
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)  # variant → mean rank across headline columns
     reported: list[dict[str, Any]] = field(default_factory=list)  # published numbers matching this board
+    #: variant → role: "floor (random init)", "floor (ImageNet init)", "ceiling (oracle)" or "" (a method)
+    roles: dict[str, str] = field(default_factory=dict)
+    #: (floor variant, column) → its paired difference from the baseline (their own comparison family)
+    floor_differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def has_roles(self) -> bool:
+        return any(self.roles.get(v) for v in self.variants)
+
+    def is_floor(self, variant: str) -> bool:
+        return self.roles.get(variant, "").startswith("floor") and variant != self.baseline
 
     def headline_columns(self) -> list[str]:
         """The columns their tasks declare as headline (all columns of a task that declares nothing)."""
@@ -59,7 +79,8 @@ def _cell(board: Board, variant: str, column: str, ci: bool, bold: tuple[str, st
 def score_table(board: Board, columns: list[str], ci: bool = False, bold: tuple[str, str] = ("**", "**")) -> pd.DataFrame:
     rows = {}
     for variant in board.variants:
-        row = {"runs": f"{board.finished.get(variant, 0)}/{board.planned.get(variant, 0)}"}
+        row = {"role": board.roles.get(variant, "")} if board.has_roles() else {}
+        row["runs"] = f"{board.finished.get(variant, 0)}/{board.planned.get(variant, 0)}"
         if not board.ranks.empty:
             row["mean rank"] = f"{board.ranks['mean rank'][variant]:.2f}" if variant in board.ranks.index else "—"
         row.update({column: _cell(board, variant, column, ci, bold) for column in columns})
@@ -67,17 +88,19 @@ def score_table(board: Board, columns: list[str], ci: bool = False, bold: tuple[
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
 
 
-def difference_table(board: Board, columns: list[str]) -> pd.DataFrame:
+def difference_table(board: Board, columns: list[str], floors: bool = False) -> pd.DataFrame:
+    """The methods' differences from the baseline, or (``floors``) the floors'."""
+    frame = board.floor_differences if floors else board.differences
     rows = {}
     for variant in board.variants:
-        if variant == board.baseline:
+        if variant == board.baseline or board.is_floor(variant) != floors:
             continue
         row = {}
         for column in columns:
-            if (variant, column) not in board.differences.index:
+            if frame.empty or (variant, column) not in frame.index:
                 row[column] = "—"
                 continue
-            d = board.differences.loc[(variant, column)]
+            d = frame.loc[(variant, column)]
             p = f"p{_p(d['p'])}, adj.{_p(d['p_adjusted'])}" if d["p"] == d["p"] else "p n/a"
             row[column] = f"{100 * d['difference']:+.1f} ({p}, {int(d['pairs'])} seeds)"
         rows[variant] = row
@@ -119,6 +142,7 @@ def markdown(board: Board, full: bool, reported: str = "") -> str:
              "Scores ×100: mean ± std over seeds" + (f" [95 % CI: {ci_methods(board)}]" if full else "")
              + "; **bold** = best in the column; `runs` = finished/planned seeds of the current configuration"
              + ("; `mean rank` = mean over the headline columns of the variant's rank (1 = best)" if not board.ranks.empty else "")
+             + (f"; `role`: {ROLES_TEXT}" if board.has_roles() else "")
              + "." + ("" if full else " Headline columns; every column, with 95 % CIs, is in `leaderboard_full.md` and `leaderboard.csv`.") + "\n",
              column_notes(board, columns),
              score_table(board, columns, ci=full).to_markdown() + "\n"]
@@ -128,6 +152,9 @@ def markdown(board: Board, full: bool, reported: str = "") -> str:
                   f"Mean difference over the seeds both ran, ×100; p: {'; '.join(methods) or 'none'}; adjusted over the "
                   f"{int(board.differences['p'].notna().sum())} comparisons of the board by {METHODS.get(board.adjustment, board.adjustment)}.\n",
                   difference_table(board, columns).to_markdown() + "\n"]
+    if board.baseline and not board.floor_differences.empty:
+        parts += [f"## Floors: what pretraining adds over `{board.baseline}`\n", FLOORS_TEXT + "\n",
+                  difference_table(board, columns, floors=True).to_markdown() + "\n"]
     if not board.ranks.empty:
         parts += ["## Aggregate: mean rank across tasks\n",
                   "Rank of each variant in every headline column (1 = best, in the column's own direction; ties share "
@@ -152,8 +179,11 @@ def long_csv(board: Board) -> str:
     """One row per variant × column: n, mean, std, ci95_low, ci95_high, ci_method, the paired
     difference from the baseline with its CI, p, p_method, p_adjusted, adjustment, best, and the
     column's declared direction, chance level and metric version."""
-    table = board.summary.join(board.differences, how="left").reset_index()
+    differences = pd.concat([f for f in (board.differences, board.floor_differences) if not f.empty]) \
+        if not board.floor_differences.empty else board.differences
+    table = board.summary.join(differences, how="left").reset_index()
     table["adjustment"] = board.adjustment
+    table["role"] = [board.roles.get(v, "") for v in table["variant"]]
     table["best"] = [(v, c) in board.best for v, c in zip(table["variant"], table["column"])]
     for key in ("higher_is_better", "chance", "metric_version"):
         table[key] = [board.column_info.get(c, {}).get(key) for c in table["column"]]
@@ -167,11 +197,12 @@ def _latex_escape(text: str) -> str:
 def latex(board: Board) -> str:
     columns = board.headline_columns()
     table = score_table(board, columns, bold=(r"\textbf{", "}"))
-    header = " & ".join(["variant", "runs", *(_latex_escape(c) for c in columns)]) + r" \\"
-    lines = [r"\begin{tabular}{l" + "c" * (len(columns) + 1) + "}", r"\toprule", header, r"\midrule"]
+    header = " & ".join(["variant", *(_latex_escape(str(c)) for c in table.columns)]) + r" \\"
+    lines = [r"\begin{tabular}{l" + "c" * len(table.columns) + "}", r"\toprule", header, r"\midrule"]
     for variant, row in table.iterrows():
         cells = [_latex_escape(str(variant)), *(_latex_escape(str(v)) for v in row)]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
-    return f"% {board.title}: scores x100, mean $\\pm$ std over seeds, bold = best\n" + "\n".join(lines) + "\n"
+    note = ", floors (no pretraining) never bold" if any(board.is_floor(v) for v in board.variants) else ""
+    return f"% {board.title}: scores x100, mean $\\pm$ std over seeds, bold = best{note}\n" + "\n".join(lines) + "\n"
 

@@ -25,7 +25,12 @@ def world_size_from_environment() -> int:
 
 
 def identity_config(resolved: dict[str, Any], world_size: int) -> dict[str, Any]:
-    """The resolved config as it is hashed for a run on ``world_size`` processes."""
+    """The resolved config as it is hashed for a run on ``world_size`` processes (a floor run's,
+    see :mod:`vlpbench.config.floor`, without the settings of the pretraining it does not do)."""
+    if resolved.get("floor"):
+        from vlpbench.config.floor import floor_identity
+
+        resolved = floor_identity(resolved)
     if world_size > 1:
         return {**resolved, "world_size": world_size}
     config = copy.deepcopy(resolved)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from vlpbench.config.compat import check_compatibility
 from vlpbench.config.errors import Loc, describe, format_errors
+from vlpbench.config.floor import check_floor
 from vlpbench.config.identity import identity_config, world_size_from_environment
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
@@ -306,6 +307,7 @@ def load_experiment(
         apply_settings(raw, settings)
         run_config = _validate_model(RunConfig, raw, where)
         resolved, versions = validate_components(run_config, where)
+        check_floor(resolved, where)
         for seed in seeds if seeds is not None else file.seeds:
             run_hash = canonical_hash({"config": identity_config(resolved, world_size), "seed": seed,
                                        "data_versions": versions})

@@ -155,6 +155,12 @@ class RunConfig(Strict):
     objective: ObjectiveConfig = ObjectiveConfig()
     pretrain: PretrainConfig = PretrainConfig()
     tasks: list[ComponentSpec] = Field(default_factory=lambda: [ComponentSpec(name="linear_probe")])
+    #: Left out of the resolved config when unset, so runs made before it existed keep their identity.
+    floor: Literal["random", "imagenet"] | None = Field(
+        None, exclude_if=lambda value: value is None,
+        description="a floor row: no pretraining, the encoders are evaluated as built — 'random' (random "
+                    "initialisation with the run's seed) or 'imagenet' (the image encoder from the local ImageNet "
+                    "weights of model.image_encoder.pretrained_path); see vlpbench.config.floor")
 
 
 class SlurmConfig(Strict):

@@ -115,14 +115,16 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
         device = torch.device("cuda", local_rank())
     started = time.time()
     built = build_run(config, registry, spec.seed)
-    refuse_zero_steps(config, built)
+    floor = config.floor  # a floor row: the encoders are evaluated as built (vlpbench.config.floor)
+    if floor is None:
+        refuse_zero_steps(config, built)
     if spec.evaluation == "validation":
         from vlpbench.engine.validation import ValidationSource
 
         built.data_source = ValidationSource(built.data_source)
     if main:
         prepare_task_data(config.tasks, built.context)
-    if main and reuse_pretraining and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
+    if main and reuse_pretraining and floor is None and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
         reuse_finished_pretraining(spec, run)
     barrier()
     hook = None
@@ -147,13 +149,20 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
     else:
         if main:
             run.set_status("running", started=started)
-        result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
-                          progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook,
-                          on_log=tracking.log_history if tracking is not None else None)
+        if floor is not None:
+            from vlpbench.engine.pretrain import PretrainResult
+
+            result = PretrainResult()  # no pretraining: not one optimiser step
+        else:
+            result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
+                              progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook,
+                              on_log=tracking.log_history if tracking is not None else None)
         if main:
+            epochs = 0 if floor is not None else config.pretrain.epochs
             write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
-                                                  "total_steps": result.steps, "epochs": config.pretrain.epochs,
-                                                  "epochs_done": config.pretrain.epochs, "complete": True})
+                                                  "total_steps": result.steps, "epochs": epochs,
+                                                  "epochs_done": epochs, "complete": True,
+                                                  **({"floor": floor} if floor is not None else {})})
             save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
             run.set_status("pretrained")
     try:
