@@ -22,6 +22,10 @@ class ImageFeatures:
     grid: tuple[int, int]  # (h, w) with h*w == N
     global_feat: Tensor  # pre-projection global feature [B, C] (used by downstream probes)
     patch_feat: Tensor  # pre-projection patch features [B, N, C]
+    #: Optional (only when a component requests ``image:cls_attention``, see
+    #: :mod:`vlpbench.models.requests`): the last block's attention of the class token to each
+    #: patch [B, N], softmax over all tokens, mean over heads, no gradient. None for a CNN.
+    cls_attention: Tensor | None = None
 
 
 @dataclass
@@ -32,6 +36,14 @@ class TextFeatures:
     sentence_emb: Tensor  # S [B, T, D], mean of the word tokens of each sentence
     sentence_mask: Tensor  # bool [B, T], True for real sentences
     word_sentence: Tensor  # long [B, M], sentence index of each word token (-1: none)
+    #: Optional (only when a component requests ``text:cls_attention``): the last layer's attention
+    #: of [CLS] to every TOKEN position [B, M_tokens], softmax over the real tokens (0 at padding),
+    #: mean over heads, no gradient. Indexed by token even when the words are aggregated.
+    cls_attention: Tensor | None = None
+    #: Set when the encoder aggregates word pieces into words (``word_pieces: sum|mean``): for each
+    #: token position the word slot of ``word_emb`` it went into, -1 for padding [B, M_tokens]
+    #: (slot 0 is [CLS], then the words, then [SEP]; see :mod:`vlpbench.models.word_pieces`).
+    piece_word: Tensor | None = None
 
 
 @dataclass

@@ -73,9 +73,11 @@ def feature_inputs(
 def permute_inputs(inputs: AlignmentInputs, order: Tensor) -> AlignmentInputs:
     """The same batch in another order (for permutation-invariance checks)."""
     i, t, b = inputs.image, inputs.text, inputs.batch
-    image = ImageFeatures(i.global_emb[order], i.patch_emb[order], i.grid, i.global_feat[order], i.patch_feat[order])
+    pick = lambda x: None if x is None else x[order]  # noqa: E731  (the optional encoder outputs)
+    image = ImageFeatures(i.global_emb[order], i.patch_emb[order], i.grid, i.global_feat[order], i.patch_feat[order],
+                          pick(i.cls_attention))
     text = TextFeatures(t.global_emb[order], t.word_emb[order], t.word_mask[order], t.sentence_emb[order],
-                        t.sentence_mask[order], t.word_sentence[order])
+                        t.sentence_mask[order], t.word_sentence[order], pick(t.cls_attention), pick(t.piece_word))
     batch = Batch(b.images[order], b.input_ids[order], b.attention_mask[order], b.sentence_index[order],
                   b.labels[order], b.index[order])
     return AlignmentInputs(image, text, batch, inputs.progress)

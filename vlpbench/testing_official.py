@@ -89,11 +89,35 @@ def ragged_step(generator: torch.Generator, batch: int, hidden: int, dim: int, p
                       torch.randint(corpus_size, (batch,), generator=generator))
 
 
-def plugin_step(modules: PresetModules, step: RaggedStep, grid: tuple[int, int], progress: float):
-    """The plugin path: text features from the hidden states, then the objective."""
-    text = modules.text.features(step.hidden, step.attention_mask, step.sentence_index)
+def piece_ids(text: BertTextEncoder, step: RaggedStep, generator: torch.Generator) -> Tensor:
+    """Token ids for a ragged step's layout ([CLS], word tokens, [SEP], padding) from ``text``'s
+    vocabulary, about half of the word tokens being continuation pieces (``##…``, never the first of
+    a sentence), so that presets which aggregate word pieces (``word_pieces: sum``) meet real words."""
+    cls_id, sep_id, pad_id = text._special_ids()
+    continuation = text.continuation()
+    starts = torch.nonzero(~continuation).flatten()
+    starts = starts[~torch.isin(starts, torch.tensor([cls_id, sep_id, pad_id]))]
+    pieces = torch.nonzero(continuation).flatten()
+    pick = lambda pool, shape: pool[torch.randint(len(pool), shape, generator=generator)]  # noqa: E731
+    ids = torch.where(torch.rand(step.sentence_index.shape, generator=generator) < 0.5,
+                      pick(pieces, step.sentence_index.shape), pick(starts, step.sentence_index.shape))
+    first = step.sentence_index != torch.nn.functional.pad(step.sentence_index[:, :-1], (1, 0), value=-1)
+    ids = torch.where(first, pick(starts, step.sentence_index.shape), ids)
+    ids = torch.where(step.sentence_index >= 0, ids, torch.full_like(ids, pad_id))
+    ids[:, 0] = cls_id
+    ids[torch.arange(len(ids)), step.attention_mask.sum(1) - 1] = sep_id
+    return ids
+
+
+def plugin_step(modules: PresetModules, step: RaggedStep, grid: tuple[int, int], progress: float,
+                input_ids: Tensor | None = None, text_attention: Tensor | None = None):
+    """The plugin path: text features from the hidden states (``input_ids`` where the preset
+    aggregates word pieces; ``text_attention``: the encoder's [CLS] attention), then the objective."""
+    text = modules.text.features(step.hidden, step.attention_mask, step.sentence_index, input_ids=input_ids,
+                                 cls_attention=text_attention)
     image = ImageFeatures(step.image_global, step.patches, grid, step.image_global, step.patches)
-    batch = Batch(step.images, torch.zeros_like(step.sentence_index), step.attention_mask, step.sentence_index,
+    ids = torch.zeros_like(step.sentence_index) if input_ids is None else input_ids
+    batch = Batch(step.images, ids, step.attention_mask, step.sentence_index,
                   torch.zeros(len(step.counts), 2, dtype=torch.float64), step.index)
     return modules.objective(AlignmentInputs(image, text, batch, progress))
 

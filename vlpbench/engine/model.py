@@ -14,6 +14,7 @@ from vlpbench.config.schema import RunConfig
 from vlpbench.context import BuildContext
 from vlpbench.data.pipeline import PretrainData, prepare_images
 from vlpbench.features import AlignmentInputs, Batch
+from vlpbench.models.requests import apply_feature_requests
 from vlpbench.objective.objective import Objective, ObjectiveOutput
 from vlpbench.registry import Registry
 
@@ -79,6 +80,7 @@ def build_run(config: RunConfig, registry: Registry, seed: int, steps_per_epoch_
     text_encoder = build_component(registry, "text_encoder", config.model.text_encoder, context)
     context.built["text_encoder"] = text_encoder
     objective = Objective(config.objective, registry, context)
+    apply_feature_requests(objective, image_encoder, text_encoder)  # optional outputs some component asks for
     tokens = text_encoder.tokenize(split.sentences)
     most = getattr(getattr(text_encoder, "params", None), "max_sentences", None) or 1 << 30
     counts = torch.tensor([min(len(report), most) for report in split.sentences], dtype=torch.long)

@@ -11,6 +11,14 @@ the architecture's own patch size unless ``vit_patch_size`` overrides it.
 
 Both are projected to the shared embedding size; the pre-projection features are kept for
 downstream tasks. Pretrained weights come only from a local file (``pretrained_path``).
+
+On request of a component (``feature_requests = {"image:cls_attention"}``, see
+:mod:`vlpbench.models.requests`) a ViT also publishes the last block's attention of its class token
+to each patch (MGCA's patch importance, ``mgca/models/backbones/vits.py:69-74``): the last block's
+attention input is kept by a hook and the class-token row is recomputed from it, whatever kernel
+(fused SDPA or not) the block runs, so nothing changes and nothing is computed when no component
+asks. A CNN has no attention: it grants nothing and ``cls_attention`` stays None (MGCA then uses
+uniform patch weights, as its code does for a CNN).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from vlpbench.features import ImageFeatures
 
 class TimmImageEncoder(nn.Module):
     provides = frozenset({"global", "patches"})
+    #: outputs a component may request (``feature_requests``); only a ViT can give them
+    optional_features = frozenset({"cls_attention"})
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -96,6 +106,8 @@ class TimmImageEncoder(nn.Module):
             self.stage_strides = tuple(int(r) for r in self.backbone.feature_info.reduction())
             patch_dim, global_dim = channels[patch_idx], channels[global_idx]
         self.global_dim, self.patch_dim = global_dim, patch_dim
+        self._attention_input: list[Tensor] = []  # the last block's attention input, while requested
+        self._attention_hook = None
         self.global_proj = nn.Linear(global_dim, context.embed_dim)
         self.local_proj = nn.Linear(patch_dim, context.embed_dim)
 
@@ -119,6 +131,34 @@ class TimmImageEncoder(nn.Module):
                                 f"pretrained_sha256 = {params.pretrained_sha256}; the file is not the expected one.")
         return {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}}
 
+    def request_features(self, names: set[str]) -> set[str]:
+        """Switch on the requested optional outputs this encoder can give; returns those granted
+        (a CNN grants no ``cls_attention``)."""
+        if "cls_attention" not in names or not self.is_vit:
+            return set()
+        attention = self.backbone.blocks[-1].attn
+        if not all(hasattr(attention, a) for a in ("qkv", "num_heads", "head_dim", "scale")) or not \
+                getattr(self.backbone, "cls_token", None) is not None:
+            raise RegistryError(f"a component requests image:cls_attention, but '{self.params.arch}' has no class token "
+                                "with timm's standard attention (qkv) in its last block to read it from.")
+        if self._attention_hook is None:
+            self._attention_hook = attention.register_forward_pre_hook(
+                lambda module, args: self._attention_input.append(args[0]))
+        return {"cls_attention"}
+
+    def last_block_cls_attention(self, layer_input: Tensor) -> Tensor:
+        """[B, N]: softmax over all tokens of q_cls·k·scale in the last block, the patch columns,
+        mean over heads, no grad (MGCA's ``attention_map[:, :, 0, 1:]`` mean, attention dropout 0)."""
+        attention = self.backbone.blocks[-1].attn
+        batch, tokens, _ = layer_input.shape
+        with torch.no_grad():
+            qkv = attention.qkv(layer_input).reshape(batch, tokens, 3, attention.num_heads, attention.head_dim)
+            q, k = qkv.permute(2, 0, 3, 1, 4).unbind(0)[:2]
+            q, k = attention.q_norm(q), attention.k_norm(k)
+            scores = (q[:, :, :1] * attention.scale) @ k.transpose(-2, -1)  # [B, heads, 1, tokens]
+            probabilities = torch.softmax(scores.float(), dim=-1).squeeze(2).mean(1)
+        return probabilities[:, self.backbone.num_prefix_tokens:].to(layer_input.dtype)
+
     def encode_maps(self, images: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
         """Pre-projection (global feature [B,C], patch features [B,N,C], grid)."""
         if self.is_vit:
@@ -134,13 +174,19 @@ class TimmImageEncoder(nn.Module):
         return global_map.mean((-2, -1)), patch_map.flatten(2).transpose(1, 2), grid
 
     def forward(self, images: Tensor) -> ImageFeatures:
+        self._attention_input.clear()
         global_feat, patch_feat, grid = self.encode_maps(images)
+        attention = None
+        if self._attention_input:
+            attention = self.last_block_cls_attention(self._attention_input.pop())
+            self._attention_input.clear()
         return ImageFeatures(
             global_emb=self.global_proj(global_feat),
             patch_emb=self.local_proj(patch_feat),
             grid=grid,
             global_feat=global_feat,
             patch_feat=patch_feat,
+            cls_attention=attention,
         )
 
     def feature_maps(self, images: Tensor, min_stride: int = 4) -> list[Tensor]:

@@ -17,6 +17,17 @@ projection of its own. Sentence vectors (``sentence_vectors``): ``mean`` of the 
 tokens of each sentence (default; FaNe), or ``unit_word_mean``, the mean of the L2-normalised
 word tokens, not re-normalised (CM-CGNS, ``cgns_module.py:375-377``). The new settings are left
 out of the resolved config at their defaults, so runs made before they existed keep their identity.
+
+Options of the field's baselines (issue 20), off by default and left out of the identity at their
+defaults: ``hidden_layers: k`` sums the hidden states of the last k layers (GLoRIA: 4,
+``gloria/models/text_model.py:97-114``) and uses the sum everywhere the last hidden state was used;
+``word_pieces: sum|mean`` aggregates word pieces into words before the word projection
+(:mod:`vlpbench.models.word_pieces`; GLoRIA and MGCA: sum), so ``word_emb`` holds [CLS], the words,
+[SEP] and zero-feature slots (the sentence vectors and the pooled global vector still come from the
+pieces). On request of a component (``feature_requests = {"text:cls_attention"}``, see
+:mod:`vlpbench.models.requests`) it also publishes the last layer's [CLS] attention (MGCA's word
+importance), recomputed for the [CLS] query alone from the last layer's input, whatever attention
+kernel (SDPA, eager) the transformer runs: nothing is computed when no component asks.
 """
 
 from __future__ import annotations
@@ -52,6 +63,8 @@ class BertTextEncoder(nn.Module):
     """Report → t [B,D], W [B,M,D] (+mask), S [B,T,D] (+mask); S is the mean of each sentence's words."""
 
     provides = frozenset({"global", "words", "sentences"})
+    #: outputs a component may request (``feature_requests``), computed only then
+    optional_features = frozenset({"cls_attention"})
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -73,6 +86,11 @@ class BertTextEncoder(nn.Module):
         sentence_vectors: Literal["mean", "unit_word_mean"] = Field(
             "mean", exclude_if=lambda value: value == "mean",
             description="sentence vector: mean of the projected word tokens, or of the L2-normalised ones (CM-CGNS)")
+        hidden_layers: int = Field(1, ge=1, exclude_if=lambda value: value == 1,
+                                   description="sum of the hidden states of the last k layers (GLoRIA: 4); 1 = the last")
+        word_pieces: Literal["keep", "sum", "mean"] = Field(
+            "keep", exclude_if=lambda value: value == "keep",
+            description="word tokens: the word pieces (keep), or each word's pieces aggregated (GLoRIA, MGCA: sum)")
         dropout: float = Field(0.1, ge=0, lt=1)
         freeze: bool = Field(False, description="freeze the transformer (projections still learn)")
 
@@ -103,6 +121,14 @@ class BertTextEncoder(nn.Module):
             self.bert = BertModel(config, add_pooling_layer=False)
         if params.freeze:
             self.bert.requires_grad_(False)
+        depth = self.bert.config.num_hidden_layers
+        if params.hidden_layers > depth:
+            from vlpbench.errors import ConfigError
+
+            raise ConfigError(f"text_encoder.hidden_layers = {params.hidden_layers}, but the text encoder has {depth} "
+                              "layers; give at most that many (GLoRIA's 4 needs a BERT of 4 layers or more).")
+        self.cls_attention = False  # switched on by request_features
+        self._continuation: Tensor | None = None
         width = self.bert.config.hidden_size
         if params.pooling == "sentence_attention":
             self.sentence_pool = SentenceAttentionPool(context.embed_dim, params.pool_heads)
@@ -191,21 +217,82 @@ class BertTextEncoder(nn.Module):
             from tokenizers import Tokenizer
 
             self._tokenizer = Tokenizer.from_str(state)
+            self._continuation = None
+
+    # -- optional outputs ------------------------------------------------------------------------
+    def request_features(self, names: set[str]) -> set[str]:
+        """Switch on the requested optional outputs this encoder has; returns those granted."""
+        if "cls_attention" in names:
+            attention = getattr(getattr(self.bert, "encoder", None), "layer", [None])[-1]
+            attention = getattr(getattr(attention, "attention", None), "self", None)
+            if not all(hasattr(attention, a) for a in ("query", "key", "num_attention_heads", "attention_head_size")):
+                from vlpbench.errors import ConfigError
+
+                raise ConfigError("a component requests text:cls_attention, but this text encoder's transformer has no "
+                                  "BERT-style self-attention in its last layer to read it from; use a BERT model.")
+            self.cls_attention = True
+        return names & set(self.optional_features)
+
+    def last_layer_cls_attention(self, layer_input: Tensor, attention_mask: Tensor) -> Tensor:
+        """[B, M]: softmax(q_[CLS]·k/√d) of the last layer, padding masked, mean over heads, no grad
+        (the probabilities before attention dropout, as MGCA's ``med.py`` returns them)."""
+        attention = self.bert.encoder.layer[-1].attention.self
+        heads, size = attention.num_attention_heads, attention.attention_head_size
+        with torch.no_grad():
+            query = attention.query(layer_input[:, :1]).view(layer_input.shape[0], 1, heads, size).transpose(1, 2)
+            key = attention.key(layer_input).view(layer_input.shape[0], -1, heads, size).transpose(1, 2)
+            scores = (query @ key.transpose(-1, -2)).squeeze(2) / size ** 0.5  # [B, heads, M]
+            scores = scores.masked_fill((attention_mask == 0)[:, None, :], float("-inf"))
+            return torch.softmax(scores.float(), dim=-1).mean(1).to(layer_input.dtype)
+
+    def continuation(self) -> Tensor:
+        """The vocabulary's continuation-piece table (``##…``), built once per tokenizer."""
+        if self._continuation is None:
+            from vlpbench.models.word_pieces import continuation_table
+
+            if self._tokenizer is None:
+                tokens = self._hf_tokenizer.convert_ids_to_tokens(list(range(len(self._hf_tokenizer))))
+            else:
+                vocab = self._tokenizer.get_vocab()
+                tokens = [""] * (max(vocab.values()) + 1)
+                for token, index in vocab.items():
+                    tokens[index] = token
+            self._continuation = continuation_table(tokens)
+        return self._continuation
 
     # -- forward ---------------------------------------------------------------------------------
     def forward(self, input_ids: Tensor, attention_mask: Tensor, sentence_index: Tensor,
                 num_sentences: int | None = None) -> TextFeatures:
         """``num_sentences`` (the batch's sentence count, which the loader knows on the CPU) spares
         a device-to-host read of ``sentence_index.max()`` in every step."""
-        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,M,H]
-        return self.features(hidden, attention_mask, sentence_index, num_sentences)
+        k = self.params.hidden_layers
+        if k == 1 and not self.cls_attention:  # the default: exactly the computation of earlier versions
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,M,H]
+            return self.features(hidden, attention_mask, sentence_index, num_sentences, input_ids=input_ids)
+        states = self.bert(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        hidden = states[-1] if k == 1 else torch.stack(states[-k:]).sum(0)
+        attention = self.last_layer_cls_attention(states[-2], attention_mask) if self.cls_attention else None
+        return self.features(hidden, attention_mask, sentence_index, num_sentences, input_ids=input_ids,
+                             cls_attention=attention)
 
     def features(self, hidden: Tensor, attention_mask: Tensor, sentence_index: Tensor,
-                 num_sentences: int | None = None) -> TextFeatures:
-        """The transformer's last hidden states [B,M,H] → global, word and sentence embeddings."""
+                 num_sentences: int | None = None, input_ids: Tensor | None = None,
+                 cls_attention: Tensor | None = None) -> TextFeatures:
+        """The transformer's last hidden states [B,M,H] → global, word and sentence embeddings
+        (``input_ids`` is needed only to aggregate word pieces)."""
         words = self.local_proj(hidden)  # [B,M,D]
         pieces = F.normalize(words, dim=-1) if self.params.sentence_vectors == "unit_word_mean" else words
         sentences, sentence_mask = sentence_means(pieces, sentence_index, num_sentences)
+        word_mask, word_sentence, slots = sentence_index >= 0, sentence_index, None
+        if self.params.word_pieces != "keep":
+            if input_ids is None:
+                raise ValueError("word_pieces aggregation needs the input ids")
+            from vlpbench.models.word_pieces import aggregate, piece_words, slot_sentences
+
+            slots = piece_words(input_ids, attention_mask, self.continuation())
+            words = self.local_proj(aggregate(hidden, slots, self.params.word_pieces))
+            word_sentence = slot_sentences(sentence_index, slots)
+            word_mask = word_sentence >= 0
         if self.params.pooling == "sentence_attention":
             global_emb = self.sentence_pool(sentences, sentence_mask)
         elif self.params.pooling == "cls":
@@ -216,10 +303,12 @@ class BertTextEncoder(nn.Module):
         return TextFeatures(
             global_emb=global_emb,
             word_emb=words,
-            word_mask=sentence_index >= 0,
+            word_mask=word_mask,
             sentence_emb=sentences,
             sentence_mask=sentence_mask,
-            word_sentence=sentence_index,
+            word_sentence=word_sentence,
+            cls_attention=cls_attention,
+            piece_word=slots,
         )
 
 

@@ -14,8 +14,8 @@ from torch import Tensor
 from vlpbench.context import BuildContext
 from vlpbench.objective.contracts import DirectionAdjustment, Positives
 from vlpbench.testing import feature_inputs
-from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, plugin_step,
-                                       preset_config, ragged_step)
+from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
+                                       plugin_step, preset_config, ragged_step)
 from vlpbench_gloria.local import GloriaLocal
 from vlpbench_gloria.losses import GloriaGlobalLoss
 
@@ -80,6 +80,30 @@ def official_global_loss(cnn_code: Tensor, rnn_code: Tensor, temp3: float = 10.0
     norm0 = torch.bmm(cnn_code_norm, rnn_code_norm.transpose(1, 2))
     scores0 = (scores0 / norm0.clamp(min=eps) * temp3).squeeze()
     return F.cross_entropy(scores0, labels) + F.cross_entropy(scores0.transpose(0, 1), labels)
+
+
+def official_aggregate_tokens(embeddings: Tensor, words: list[str]) -> tuple[Tensor, list[str]]:
+    """gloria/models/text_model.py:32-90 (agg "sum") for one report and one layer: a word is the sum of
+    its pieces ("##" joins the previous one), [CLS] and [SEP] are words, the walk stops at [SEP], zero pads."""
+    agg_embs, agg_words, token_bank, word_bank = [], [], [], []
+    for word_emb, word in zip(embeddings, words):
+        if word == "[SEP]":
+            agg_embs.append(torch.stack(token_bank).sum(0))
+            agg_words.append("".join(word_bank))
+            agg_embs.append(word_emb)
+            agg_words.append(word)
+            break
+        if not word.startswith("##"):
+            if word_bank:
+                agg_embs.append(torch.stack(token_bank).sum(0))
+                agg_words.append("".join(word_bank))
+            token_bank, word_bank = [word_emb], [word]
+        else:
+            token_bank.append(word_emb)
+            word_bank.append(word[2:])
+    pad = embeddings.shape[0] - len(agg_embs)
+    return (torch.cat([torch.stack(agg_embs), embeddings.new_zeros(pad, embeddings.shape[1])]),
+            agg_words + ["[PAD]"] * pad)
 
 
 def to_official_layout(words: Tensor, mask: Tensor, patches: Tensor, grid: tuple[int, int]):
@@ -153,12 +177,20 @@ def test_gloria_preset_total_equals_the_official_total_on_ragged_reports() -> No
     generator = torch.Generator().manual_seed(6)
     for _ in range(2):
         step = ragged_step(generator, batch=5, hidden=32, dim=dim, patches=6, image_size=16, corpus_size=len(CORPUS))
-        ours = plugin_step(modules, step, grid, progress=0.0)
+        ids = piece_ids(modules.text, step, generator)  # the preset sums word pieces into words
+        ours = plugin_step(modules, step, grid, progress=0.0, input_ids=ids)
         assert set(ours.terms) == {"global", "gloria.local/local"}
-        text = modules.text.features(step.hidden, step.attention_mask, step.sentence_index)
-        mask = text.word_mask.clone()
-        mask[:, 0] = True  # [CLS] + the real words; [SEP] and padding excluded
-        official = (official_local_loss(*to_official_layout(text.word_emb, mask, step.patches, grid))
+        text = modules.text.features(step.hidden, step.attention_mask, step.sentence_index, input_ids=ids)
+        vocabulary = modules.text._tokenizer
+        rows = [official_aggregate_tokens(step.hidden[b], [vocabulary.id_to_token(int(i)) for i in ids[b]])
+                for b in range(len(ids))]
+        words = modules.text.local_proj(torch.stack([r[0] for r in rows]))
+        # gloria_model.py:53-55: cap_len = [CLS] + the aggregated words not starting with "["
+        cap_lens = [sum(not w.startswith("[") for w in r[1]) + 1 for r in rows]
+        assert cap_lens == (text.word_mask.sum(1) + 1).tolist()
+        assert sum(cap_lens) < int((step.sentence_index >= 0).sum()) + len(ids)  # some pieces were joined
+        img = step.patches.transpose(1, 2).reshape(len(ids), step.patches.shape[2], *grid)
+        official = (official_local_loss(img, words.transpose(1, 2), cap_lens)
                     + official_global_loss(step.image_global, text.global_emb))
         assert ours.total.item() == pytest.approx(official.item(), abs=1e-9)
         assert_close_gradients(gradients(ours.total, step, modules), gradients(official, step, modules))

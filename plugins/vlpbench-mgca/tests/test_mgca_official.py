@@ -15,8 +15,10 @@ from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs, Batch, ImageFeatures
 from vlpbench.objective.contracts import DirectionAdjustment, Positives
 from vlpbench.testing import feature_inputs
-from vlpbench.testing_official import CORPUS, assert_close_gradients, build_preset, gradients, preset_config, ragged_step
-from vlpbench_mgca.cta import IMAGE_ATTENTION, TEXT_ATTENTION, TokenAlignment, clipped_weights
+from vlpbench.models.word_pieces import aggregate, piece_words
+from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
+                                       preset_config, ragged_step)
+from vlpbench_mgca.cta import TokenAlignment, clipped_weights
 from vlpbench_mgca.ita import InstanceAlignment
 from vlpbench_mgca.prototypes import PrototypeAlignment, sinkhorn
 
@@ -44,6 +46,40 @@ def official_word_attention(attention: Tensor) -> Tensor:
         aggregated = [a for _, a in zip(range(extended.shape[1]), extended[b, 1:])]
         out.append(torch.stack(aggregated)[: attention.shape[1]])
     return torch.stack(out)[:, 1:]
+
+
+def official_aggregate_tokens(embeddings: Tensor, words: list[str], last_attention: Tensor,
+                              official_alignment: bool) -> tuple[Tensor, Tensor, list[str]]:
+    """encoder.py:307-376 for one report: word pieces (``##``) summed into words with their [CLS]
+    attention, [CLS] and [SEP] words of their own, stop at [SEP], zero padding ("[PAD]"). The official
+    zip pairs token t with the attention of token t+1 (``last_attention`` starts at token 1, line 382);
+    ``official_alignment=False`` pairs each token with its own."""
+    attention = torch.cat([last_attention[1:], last_attention.new_zeros(1)]) if official_alignment else last_attention
+    agg_embs, agg_atten, agg_words = [], [], []
+    token_bank, word_bank, atten_bank = [], [], []
+    for word_emb, word, attn in zip(embeddings, words, attention):
+        if word == "[SEP]":
+            agg_embs.append(torch.stack(token_bank).sum(0))
+            agg_words.append("".join(word_bank))
+            agg_atten.append(sum(atten_bank))
+            agg_embs.append(word_emb)
+            agg_words.append(word)
+            agg_atten.append(attn)
+            break
+        if not word.startswith("##"):
+            if word_bank:
+                agg_embs.append(torch.stack(token_bank).sum(0))
+                agg_words.append("".join(word_bank))
+                agg_atten.append(sum(atten_bank))
+            token_bank, word_bank, atten_bank = [word_emb], [word], [attn]
+        else:
+            token_bank.append(word_emb)
+            word_bank.append(word[2:])
+            atten_bank.append(attn)
+    pad = embeddings.shape[0] - len(agg_embs)
+    embs = torch.cat([torch.stack(agg_embs), embeddings.new_zeros(pad, embeddings.shape[1])])
+    atten = torch.cat([torch.stack(agg_atten), last_attention.new_zeros(pad)])
+    return embs, atten, agg_words + ["[PAD]"] * pad
 
 
 def official_clip(atten_weights: Tensor, nonzero_only: bool) -> Tensor:
@@ -145,10 +181,8 @@ def ragged_tokens(generator: torch.Generator, batch: int, width: int, dim: int):
 def cta_inputs(tokens, attention_mask, patches, text_attention=None, image_attention=None) -> AlignmentInputs:
     inputs = feature_inputs(words=tokens, patches=patches, grid=(patches.shape[1], 1), dtype=torch.float64)
     inputs.batch.attention_mask = attention_mask
-    if text_attention is not None:
-        inputs.cache[TEXT_ATTENTION] = text_attention
-    if image_attention is not None:
-        inputs.cache[IMAGE_ATTENTION] = image_attention
+    inputs.text.cls_attention = text_attention
+    inputs.image.cls_attention = image_attention
     return inputs
 
 
@@ -263,6 +297,49 @@ def test_prototypes_are_frozen_during_the_first_part_of_the_run() -> None:
     assert component.prototypes.weight.grad is not None
 
 
+@pytest.mark.parametrize("alignment", ["corrected", "official_off_by_one"])
+def test_cta_with_word_pieces_summed_equals_the_official_aggregate_tokens(alignment: str) -> None:
+    """Pieces summed into words and their attention summed per word (after the off-by-one shift when
+    asked), as the official ``aggregate_tokens``, then the official CTA on the aggregated words."""
+    generator = torch.Generator().manual_seed(9)
+    names = [["[CLS]", "heart", "##s", "are", "big", "##ger", "[SEP]", "[PAD]"],
+             ["[CLS]", "no", "effusion", "##s", "[SEP]", "[PAD]", "[PAD]", "[PAD]"],
+             ["[CLS]", "lung", "##s", "##x", "clear", "[SEP]", "[PAD]", "[PAD]"],
+             ["[CLS]", "ok", "[SEP]", "[PAD]", "[PAD]", "[PAD]", "[PAD]", "[PAD]"]]
+    vocabulary = sorted({n for row in names for n in row})
+    ids = torch.tensor([[vocabulary.index(n) for n in row] for row in names])
+    attention_mask = (ids != vocabulary.index("[PAD]")).long()
+    continuation = torch.tensor([n.startswith("##") for n in vocabulary])
+    slots = piece_words(ids, attention_mask, continuation)
+    pieces = torch.randn(4, 8, 6, generator=generator, dtype=torch.float64).requires_grad_()
+    patches = torch.randn(4, 5, 6, generator=generator, dtype=torch.float64).requires_grad_()
+    raw = torch.randn(4, 8, generator=generator, dtype=torch.float64).masked_fill(attention_mask == 0, -torch.inf)
+    text_attention = torch.softmax(raw, dim=1)
+    inputs = cta_inputs(aggregate(pieces, slots, "sum"), attention_mask, patches, text_attention, None)
+    inputs.text.piece_word = slots
+    ours = head(False, word_alignment=alignment)(inputs)["local"]
+    rows = [official_aggregate_tokens(pieces[b], names[b], text_attention[b], alignment == "official_off_by_one")
+            for b in range(4)]
+    words = torch.stack([r[0] for r in rows])[:, 1:]
+    weights = official_clip(torch.stack([r[1] for r in rows])[:, 1:], nonzero_only=True)
+    pad = torch.tensor([[w == "[PAD]" for w in r[2][1:]] for r in rows])
+    official = official_cta(words, patches, pad, weights, None, vit=False)
+    assert_same_value_and_gradients(ours, official, [pieces, patches])
+
+
+def test_importance_uniform_requests_nothing_and_ignores_the_attention() -> None:
+    assert head(True).feature_requests == {"text:cls_attention", "image:cls_attention"}
+    assert head(True, importance="uniform").feature_requests == frozenset()
+    assert "importance" not in TokenAlignment.Params().model_dump()  # the default stays out of the identity
+    generator = torch.Generator().manual_seed(10)
+    tokens, attention_mask, text_attention = ragged_tokens(generator, batch=3, width=6, dim=4)
+    patches = torch.randn(3, 4, 4, generator=generator, dtype=torch.float64)
+    with_attention = cta_inputs(tokens, attention_mask, patches, text_attention, None)
+    uniform = head(False, importance="uniform")(with_attention)["local"]
+    assert uniform.item() == pytest.approx(head(False)(cta_inputs(tokens, attention_mask, patches))["local"].item())
+    assert uniform.item() != pytest.approx(head(False)(with_attention)["local"].item())
+
+
 def test_mgca_preset_total_equals_the_official_total_on_ragged_reports() -> None:
     dim, grid = 16, (2, 2)
     context = BuildContext(embed_dim=dim, image_size=16, patch_grid=grid, corpus=CORPUS)
@@ -274,18 +351,26 @@ def test_mgca_preset_total_equals_the_official_total_on_ragged_reports() -> None
     generator = torch.Generator().manual_seed(7)
     for _ in range(2):
         step = ragged_step(generator, batch=5, hidden=32, dim=dim, patches=4, image_size=16, corpus_size=len(CORPUS))
-        text = modules.text.features(step.hidden, step.attention_mask, step.sentence_index)
+        ids = piece_ids(modules.text, step, generator)  # the preset sums word pieces into words
         raw = torch.randn(step.attention_mask.shape, generator=generator, dtype=torch.float64)
         text_attention = torch.softmax(raw.masked_fill(step.attention_mask == 0, -torch.inf), dim=1)
+        text = modules.text.features(step.hidden, step.attention_mask, step.sentence_index, input_ids=ids,
+                                     cls_attention=text_attention)
         image = ImageFeatures(step.image_global, step.patches, grid, step.image_global, step.patches)
-        batch = Batch(step.images, torch.zeros_like(step.sentence_index), step.attention_mask, step.sentence_index,
+        batch = Batch(step.images, ids, step.attention_mask, step.sentence_index,
                       torch.zeros(5, 2, dtype=torch.float64), step.index)
         reference.weight.data.copy_(prototype.weight.data)
-        ours = modules.objective(AlignmentInputs(image, text, batch, 0.5, cache={TEXT_ATTENTION: text_attention}))
+        ours = modules.objective(AlignmentInputs(image, text, batch, 0.5))
         assert set(ours.terms) == {"global", "mgca.cta/local", "mgca.prototypes/proto"}
-        words = official_clip(text_attention[:, 1:], nonzero_only=True)
+        vocabulary = modules.text._tokenizer
+        rows = [official_aggregate_tokens(step.hidden[b], [vocabulary.id_to_token(int(i)) for i in ids[b]],
+                                          text_attention[b], official_alignment=False) for b in range(5)]
+        assert sum(r[2].count("[PAD]") for r in rows) > sum(int((m == 0).sum()) for m in step.attention_mask)
+        words = modules.text.local_proj(torch.stack([r[0] for r in rows]))[:, 1:]
+        weights = official_clip(torch.stack([r[1] for r in rows])[:, 1:], nonzero_only=True)
+        pad = torch.tensor([[w == "[PAD]" for w in r[2][1:]] for r in rows])
         official = (official_ita(step.image_global, text.global_emb)
-                    + official_cta(text.word_emb[:, 1:], step.patches, step.attention_mask[:, 1:] == 0, words, None, False)
+                    + official_cta(words, step.patches, pad, weights, None, False)
                     + official_cpa(step.image_global, text.global_emb, reference))
         assert ours.total.item() == pytest.approx(official.item(), abs=1e-6)
         named = gradients(ours.total, step, modules)

@@ -13,18 +13,24 @@ patch tokens p_1…p_N:
 - ``L_local = L_word + L_patch`` (term ``local``).
 
 Importance weights ω (words) and ω′ (patches) come from the encoders' last attention layer:
-the attention of [CLS] to each token, mean over heads. An encoder that exposes it publishes
-``inputs.cache["attention/text_cls"]`` [B, M+1] (every token position, [CLS] first) and
-``inputs.cache["attention/image_cls"]`` [B, N]; without them the weights are uniform over the
-non-padding words (and over the patches, which is what the official code does for a CNN). Words:
-the non-zero entries clipped to their [10 %, 90 %] quantiles, zeros kept, divided by the row sum
-(lines 140-153); patches: all entries clipped, divided by the sum (lines 196-205).
+the attention of [CLS] to each token, mean over heads. The component requests them through the
+encoder interface (``feature_requests = {"text:cls_attention", "image:cls_attention"}``, see
+``vlpbench.models.requests``): the built-in BERT publishes ``TextFeatures.cls_attention`` [B, M]
+(every token position, [CLS] first) and a timm ViT ``ImageFeatures.cls_attention`` [B, N]; a CNN has
+none, and without them the weights are uniform over the non-padding words (and over the patches,
+which is what the official code does for a CNN). ``importance: uniform`` asks for nothing and uses
+uniform weights. When the text encoder aggregates word pieces (``word_pieces: sum``, MGCA's
+``aggregate_tokens``), a word's weight is the SUM of its pieces' attention, as in the official code
+(``encoder.py:336,352,360``). Words: the non-zero entries clipped to their [10 %, 90 %] quantiles,
+zeros kept, divided by the row sum (lines 140-153); patches: all entries clipped, divided by the sum
+(lines 196-205).
 
 ``word_alignment``: the official ``aggregate_tokens`` zips the attention vector (which starts at
-token 1) with the tokens (starting at 0), so every word receives the attention of the token to its
+token 1) with the tokens (starting at 0), so every token receives the attention of the token to its
 right — the last real word gets [SEP]'s and [SEP] gets the first padding's (0)
-(``backbones/encoder.py:320,329,382``). ``corrected`` (default) gives each word its own attention;
-``official_off_by_one`` reproduces the shift. Only used when the text attention is given.
+(``backbones/encoder.py:320,329,382``). ``corrected`` (default) gives each token its own attention;
+``official_off_by_one`` reproduces the shift (before the pieces are summed into words, as there).
+Only used when the text attention is given.
 
 Compares tokens within each pair only: nothing across the batch (``batch_negatives = False``).
 """
@@ -41,8 +47,7 @@ from torch import Tensor, nn
 from vlpbench.context import BuildContext
 from vlpbench.features import AlignmentInputs
 
-TEXT_ATTENTION = "attention/text_cls"
-IMAGE_ATTENTION = "attention/image_cls"
+from vlpbench.models.word_pieces import aggregate, slot_mask
 
 
 def clipped_weights(attention: Tensor, nonzero_only: bool, low: float = 0.1, high: float = 0.9) -> Tensor:
@@ -59,11 +64,21 @@ def clipped_weights(attention: Tensor, nonzero_only: bool, low: float = 0.1, hig
     return clipped / clipped.sum(1, keepdim=True).clamp_min(1e-12)
 
 
-def word_attention(attention: Tensor, alignment: str) -> Tensor:
-    """[B, M+1] attention of [CLS] per token position → per word position 1…M (see ``word_alignment``)."""
+def token_attention(attention: Tensor, alignment: str) -> Tensor:
+    """[B, M] attention of [CLS] per token position → the attention each token is credited with:
+    its own (``corrected``), or the next token's, the last position getting 0 (``official_off_by_one``)."""
     if alignment == "official_off_by_one":
-        return torch.cat([attention[:, 2:], attention.new_zeros(attention.shape[0], 1)], dim=1)
-    return attention[:, 1:]
+        return torch.cat([attention[:, 1:], attention.new_zeros(attention.shape[0], 1)], dim=1)
+    return attention
+
+
+def word_attention(attention: Tensor, alignment: str, piece_word: Tensor | None = None) -> Tensor:
+    """[B, M] attention of [CLS] per token position → per word position 1… (``word_emb[:, 1:]``):
+    per token, or summed over each word's pieces when the encoder aggregated them (``piece_word``)."""
+    credited = token_attention(attention, alignment)
+    if piece_word is not None:
+        credited = aggregate(credited, piece_word, "sum")
+    return credited[:, 1:]
 
 
 def weighted_token_infonce(similarity: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
@@ -90,6 +105,10 @@ class TokenAlignment(nn.Module):
         patch_context_norm: Literal["official", "always", "never"] = Field(
             "official", description="L2-normalise the patch contexts: official = for a CNN only, not for a ViT")
         quantiles: tuple[float, float] = Field((0.1, 0.9), description="clip range of the importance weights")
+        importance: Literal["attention", "uniform"] = Field(
+            "attention", exclude_if=lambda value: value == "attention",
+            description="importance weights from the encoders' last-layer [CLS] attention where they give it "
+                        "(official), or uniform")
 
     def __init__(self, params: "TokenAlignment.Params", context: BuildContext | None = None) -> None:
         super().__init__()
@@ -97,16 +116,20 @@ class TokenAlignment(nn.Module):
         encoder = context.built.get("image_encoder") if context is not None else None
         is_vit = bool(getattr(encoder, "is_vit", False))
         self.normalise_patch_context = {"official": not is_vit, "always": True, "never": False}[params.patch_context_norm]
+        #: the encoder outputs this head asks for (``vlpbench.models.requests``)
+        self.feature_requests = (frozenset({"text:cls_attention", "image:cls_attention"})
+                                 if params.importance == "attention" else frozenset())
 
     def weights(self, inputs: AlignmentInputs, nonpad: Tensor, patches: int) -> tuple[Tensor, Tensor]:
         dtype = inputs.text.word_emb.dtype
         low, high = self.params.quantiles
-        text_attention = inputs.cache.get(TEXT_ATTENTION)
+        use = self.params.importance == "attention"
+        text_attention = inputs.text.cls_attention if use else None
         if text_attention is None:
             word = nonpad.to(dtype)
         else:
-            word = word_attention(text_attention.to(dtype), self.params.word_alignment) * nonpad
-        image_attention = inputs.cache.get(IMAGE_ATTENTION)
+            word = word_attention(text_attention.to(dtype), self.params.word_alignment, inputs.text.piece_word) * nonpad
+        image_attention = inputs.image.cls_attention if use else None
         if image_attention is None:
             patch = torch.ones(nonpad.shape[0], patches, dtype=dtype, device=nonpad.device)
         else:
@@ -117,7 +140,8 @@ class TokenAlignment(nn.Module):
     def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
         tau = self.params.temperature
         words = F.normalize(inputs.text.word_emb[:, 1:], dim=-1)  # [B, M, D]: words, [SEP], padding
-        nonpad = inputs.batch.attention_mask[:, 1:] > 0
+        slots = inputs.text.piece_word  # set when the encoder aggregated word pieces into words
+        nonpad = (inputs.batch.attention_mask > 0 if slots is None else slot_mask(slots))[:, 1:]
         patches = F.normalize(inputs.image.patch_emb, dim=-1)  # [B, N, D]
         word_weights, patch_weights = self.weights(inputs, nonpad, patches.shape[1])
         # word side

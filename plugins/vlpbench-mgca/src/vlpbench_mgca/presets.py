@@ -3,9 +3,13 @@
 ``MGCA(**args.__dict__)`` (line 487) and override its (1, 0.7, 0.5) (lines 51-53). All terms from
 step 0; the prototypes are frozen during the first of 50 epochs (lines 54, 340-343), i.e. the first
 2 % of the steps. Negative scope: every term uses the per-GPU batch (``concat_all_gather`` is never
-called, lines 456-465): ``local``."""
+called, lines 456-465): ``local``. The word tokens are word pieces summed into words
+(``aggregate_tokens``, ``backbones/encoder.py:307-376``: ``word_pieces: sum``); ``mgca.cta`` requests
+the encoders' last-layer [CLS] attention for its importance weights (a CNN gives none: uniform patch
+weights, as the official code)."""
 
 MGCA = {
+    "model.text_encoder.word_pieces": "sum",
     "objective.negative_scope": "local",
     "objective.global": {"name": "mgca.ita"},
     "objective.positive_miner": {"name": "identity"},
