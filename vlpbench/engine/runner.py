@@ -124,7 +124,8 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
         built.data_source = ValidationSource(built.data_source)
     if main:
         prepare_task_data(config.tasks, built.context)
-    if main and reuse_pretraining and floor is None and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None:
+    fresh = run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None
+    if main and reuse_pretraining and floor is None and fresh:
         reuse_finished_pretraining(spec, run)
     barrier()
     hook = None
@@ -384,8 +385,8 @@ def run_experiment(
     """Run every run of ``experiment`` that is not finished; one run's failure never stops the others.
 
     Each run directory is locked first (:mod:`vlpbench.engine.lock`; by rank 0 on several processes):
-    a run another ``vlpbench run`` or Slurm job is working on is skipped (state ``busy``). A run whose files are unreadable is
-    reported ``corrupt`` and left as it is. A failure inside a run — a user error, an exception in a
+    a run another ``vlpbench run`` or Slurm job is working on is skipped (state ``busy``). A run whose
+    files are unreadable is reported ``corrupt`` and left as it is. A failure inside a run — a user error, an exception in a
     component, running out of memory — marks that run ``failed`` (the traceback goes to its
     ``run.log``) and the next run starts. Only errors of the environment that every run would hit
     (:class:`~vlpbench.errors.EnvironmentProblem`: disk full, permissions) and interruptions stop
@@ -406,7 +407,8 @@ def run_experiment(
         outcome.runs.append(run_one(spec, run, label, rerun_stale=rerun_stale, progress=progress,
                                     reuse_pretraining=reuse_pretraining, echo=echo, report_to=report_to,
                                     eta=clock.suffix() if progress else ""))
-        clock.record(time.perf_counter() - started, did_work=outcome.runs[-1].state in ("finished", "failed"))
+        did_work = outcome.runs[-1].state in ("finished", "failed")
+        clock.record(time.perf_counter() - started, did_work=did_work)
     return outcome
 
 
