@@ -124,8 +124,8 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
         built.data_source = ValidationSource(built.data_source)
     if main:
         prepare_task_data(config.tasks, built.context)
-    fresh = run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None
-    if main and reuse_pretraining and floor is None and fresh:
+    unstarted = main and run.status().get("state") != "pretrained" and run.latest_epoch_checkpoint() is None
+    if unstarted and reuse_pretraining and floor is None:
         reuse_finished_pretraining(spec, run)
     barrier()
     hook = None
