@@ -132,21 +132,22 @@ def _mean_average_precision(arrays: dict[str, np.ndarray], index: np.ndarray) ->
     image, label = np.asarray(arrays["image"], dtype=int), np.asarray(arrays["label"], dtype=int)
     matched, detection_score = np.asarray(arrays["matched"], dtype=bool), np.asarray(arrays["score"], dtype=float)
     n, classes = gt.shape
-    weights = np.stack([np.bincount(row, minlength=n) for row in index]).astype(float)  # [B, n]
+    counts = np.stack([np.bincount(row, minlength=n) for row in index])  # [B, n] draws of each image
+    weights = counts.astype(float)
     thresholds = np.linspace(0, 1, 101)
     per_class = []
     for c in range(classes):
         positives = weights @ gt[:, c]  # [B]
         mine = np.flatnonzero(label == c)
         mine = mine[np.argsort(-detection_score[mine], kind="mergesort")]
-        w = weights[:, image[mine]]  # [B, d]
+        w = counts[:, image[mine]].astype(np.int32)  # [B, d]: integer counts, so the cumulative sums are exact
+        detections = np.cumsum(w, 1, dtype=np.int64)  # tp + fp at each rank, the same for every IoU threshold
         ap_t = []
         for t in range(matched.shape[1]):
-            hit = matched[mine, t].astype(float)
-            tp, fp = np.cumsum(w * hit, 1), np.cumsum(w * (1 - hit), 1)
+            tp = np.cumsum(w * matched[mine, t], 1, dtype=np.int64)
             with np.errstate(invalid="ignore", divide="ignore"):
                 recall = tp / positives[:, None]
-            precision = tp / (tp + fp + np.spacing(1))
+            precision = tp / (detections + np.spacing(1))
             envelope = np.maximum.accumulate(precision[:, ::-1], 1)[:, ::-1] if precision.shape[1] else precision
             ap = np.zeros(len(index))
             for b in range(len(index)):
