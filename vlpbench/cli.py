@@ -94,10 +94,10 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
             print(format_plan(experiment, api.plan(experiment, root, rerun_stale=args.rerun_stale,
                                                    reuse_pretraining=not args.no_reuse)))
         return 0
-    if args.launcher == "slurm":
-        from vlpbench.launchers.slurm import submit_runs
+    if args.launcher != "local":  # a launcher component (slurm, or a plugin's): it submits and returns
+        from vlpbench.launchers import launcher
 
-        submit_runs(experiment, root, rerun_stale=args.rerun_stale)
+        launcher(args.launcher).launch(experiment, root, rerun_stale=args.rerun_stale)
         return 0
     say = print if main else (lambda *a, **k: None)
     world = experiment.runs[0].world_size if experiment.runs else 1
@@ -166,13 +166,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     args.file = _experiment_file(args.file)
     plan = load_sweep(args.file, args.variant, settings=_settings(args))
     root = Path(args.results)
-    if args.launcher == "slurm":
-        from vlpbench.launchers.slurm import submit_sweep
+    if args.launcher != "local":
+        from vlpbench.launchers import launcher
 
         if args.address:
-            raise UserError("--address joins a running Ray cluster from here; with --launcher slurm the sweep starts "
-                            "its own cluster inside its allocation. Use one or the other.")
-        submit_sweep(plan, root, resume=args.resume)
+            raise UserError(f"--address joins a running Ray cluster from here; with --launcher {args.launcher} the "
+                            "sweep starts its own cluster where the launcher puts it. Use one or the other.")
+        launcher(args.launcher, sweep=True).launch_sweep(plan, root, resume=args.resume)
         return 0
     from vlpbench.sweep import run_sweep
 
@@ -573,9 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="print which runs are finished, stale, to resume or new (with a time estimate from the "
                           "finished runs) and stop; nothing is run or written")
-    run.add_argument("--launcher", choices=["local", "slurm"], default="local",
-                     help="local: in this process (default); slurm: one job array through submitit, settings "
-                          "from the file's launcher: section; returns at once, see `vlpbench status`")
+    run.add_argument("--launcher", default="local", metavar="NAME",
+                     help="a launcher component: local: in this process (default); slurm: one job array through "
+                          "submitit, settings from the file's launcher: section, returns at once (see `vlpbench "
+                          "status`); or a plugin's (`vlpbench plugins --kind launcher`)")
     run.set_defaults(handler=cmd_run)
 
     sweep = sub.add_parser("sweep", help="search hyperparameters with Ray Tune (the file's sweep: section); "
@@ -585,8 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--results", default="results", help="results root (default: results/); trials land in "
                                                              "<results>/<experiment>-sweep/")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    sweep.add_argument("--launcher", choices=["local", "slurm"], default="local",
-                       help="local: Ray in this process (default); slurm: the Tune driver in a Slurm allocation")
+    sweep.add_argument("--launcher", default="local", metavar="NAME",
+                       help="local: Ray in this process (default); slurm: the Tune driver in a Slurm allocation; or "
+                            "a plugin's launcher that can run sweeps")
     sweep.add_argument("--num-cpus", type=int, help="CPUs Ray may use here (default: all this process may use)")
     sweep.add_argument("--address", help="join this running Ray cluster (HOST:PORT, or 'auto' for the one last started "
                                          "here) instead of starting one of the sweep's own (the default, also "

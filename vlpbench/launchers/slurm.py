@@ -322,7 +322,8 @@ def submit_sweep(plan: Any, results_root: Path, resume: bool = False, echo: Call
 
 
 class SlurmLauncher:
-    """The ``slurm`` launcher component: ``launch`` submits and returns at once."""
+    """The ``slurm`` launcher component: ``launch`` and ``launch_sweep`` submit and return at once;
+    the settings come from the experiment file's ``launcher:`` section."""
 
     Params = SlurmConfig
 
@@ -331,3 +332,6 @@ class SlurmLauncher:
 
     def launch(self, experiment: Experiment, results_root: Path, **options: Any) -> list[Any]:
         return submit_runs(experiment, results_root, rerun_stale=options.get("rerun_stale", False))
+
+    def launch_sweep(self, plan: Any, results_root: Path, resume: bool = False) -> Any:
+        return submit_sweep(plan, results_root, resume=resume)
