@@ -72,6 +72,5 @@ class AdaptiveSemanticMiner(nn.Module):
     def forward(self, inputs: AlignmentInputs) -> Positives:
         vectors = self.reports(inputs.batch.index, inputs.batch)
         normalised = self.normalised_similarity(vectors)
-        inputs.cache["fane.normalised_similarity"] = normalised
         dtype = inputs.image.global_emb.dtype
         return Positives((normalised > self.params.kappa).to(dtype))
