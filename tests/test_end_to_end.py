@@ -218,7 +218,7 @@ def test_no_reuse_pretrains_again(finished_tiny, cli, tmp_path: Path) -> None:
 
 
 def test_pretrain_identity_ignores_tasks_and_downstream_split_sizes() -> None:
-    from vlpbench.engine.reuse import pretrain_identity
+    from vlpbench.config.identity import pretrain_identity
 
     config = {"data": {"name": "synthcxr", "train_size": 64, "pretrain_size": 96}, "pretrain": {"epochs": 2},
               "tasks": [{"name": "linear_probe"}]}

@@ -93,7 +93,7 @@ def test_imagenet_floor_evaluates_the_given_weights(tmp_path: Path, monkeypatch:
 
 def test_floor_identity_is_its_own_and_ignores_training_settings(tmp_path: Path) -> None:
     from vlpbench.config.loader import load_experiment
-    from vlpbench.engine.reuse import pretrain_identity
+    from vlpbench.config.identity import pretrain_identity
 
     path = floor_file(tmp_path)
     runs = {r.variant: r for r in load_experiment(path).runs}

@@ -30,8 +30,9 @@ from typing import Any, Callable
 
 import yaml
 
+from vlpbench.config.identity import run_hash
 from vlpbench.config.loader import (BASE_VARIANT, RUN_KEYS, Experiment, RunSpec, _Locator, _validate_model,
-                                    canonical_hash, load_experiment, resolve_variant, validate_components)
+                                    load_experiment, resolve_variant, validate_components)
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import RunConfig, SweepConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines
@@ -82,9 +83,8 @@ class SweepPlan:
                 apply_override(raw, key, value, f"{self.path}, sweep.space")
         config = _validate_model(RunConfig, raw, where)
         resolved, versions = validate_components(config, where)
-        run_hash = canonical_hash({"config": resolved, "seed": self.seed, "data_versions": versions,
-                                   "evaluation": "validation"})
-        return RunSpec(self.name, label, self.seed, resolved, overrides, versions, run_hash, 0, None,
+        identity = run_hash(resolved, self.seed, versions, evaluation="validation")
+        return RunSpec(self.name, label, self.seed, resolved, overrides, versions, identity, 0, None,
                        evaluation="validation", settings=dict(self.settings))
 
 

@@ -7,8 +7,6 @@ inside a variant point at the variant's line.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from vlpbench.config.compat import check_compatibility
 from vlpbench.config.errors import Loc, describe, format_errors
 from vlpbench.config.floor import check_floor
-from vlpbench.config.identity import identity_config, world_size_from_environment
+from vlpbench.config.identity import run_hash, world_size_from_environment
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
@@ -82,11 +80,6 @@ class Experiment:
     @property
     def variants(self) -> list[str]:
         return list(dict.fromkeys(r.variant for r in self.runs))
-
-
-def canonical_hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class _Locator:
@@ -309,9 +302,8 @@ def load_experiment(
         resolved, versions = validate_components(run_config, where)
         check_floor(resolved, where)
         for seed in seeds if seeds is not None else file.seeds:
-            run_hash = canonical_hash({"config": identity_config(resolved, world_size), "seed": seed,
-                                       "data_versions": versions})
-            experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, run_hash,
+            identity = run_hash(resolved, seed, versions, world_size)
+            experiment.runs.append(RunSpec(file.name, variant, seed, resolved, dict(overrides), versions, identity,
                                            list(file.variants or {BASE_VARIANT: {}}).index(variant)
                                            if variant in (file.variants or {BASE_VARIANT: {}}) else variant_index,
                                            file.baseline, world_size, settings=dict(settings)))

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from vlpbench.config.loader import canonical_hash, load_experiment
+from vlpbench.config.identity import evaluation_identity
+from vlpbench.config.loader import load_experiment
 from vlpbench.engine.files import file_sha256, write_json, write_yaml
 from vlpbench.engine.rundir import RunDir, run_dir
 from vlpbench.errors import ConfigError, DataError
@@ -132,8 +133,7 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     else:
         raise DataError(f"'{checkpoint}' is neither a vlpbench run directory (with config.yaml) nor a checkpoint file.")
 
-    identity = canonical_hash({"source": {k: v for k, v in source.items() if k != "path"}, "tasks": spec.config["tasks"],
-                               "data": spec.config["data"], "data_versions": spec.protocol_versions})
+    identity = evaluation_identity(source, spec.config["tasks"], spec.config["data"], spec.protocol_versions)
     run_id = f"{label}__eval__{identity[:10]}"
     run = run_dir(results_root, experiment.name, run_id)
     if run.path.resolve().parent != (Path(results_root) / experiment.name / "runs").resolve():

@@ -117,7 +117,8 @@ def plan_experiment(experiment: Experiment, results_root: Path, rerun_stale: boo
 
 
 def _reusable(spec: RunSpec, run: RunDir) -> RunDir | None:
-    from vlpbench.engine.reuse import find_reusable_pretraining, pretrain_identity
+    from vlpbench.config.identity import pretrain_identity
+    from vlpbench.engine.reuse import find_reusable_pretraining
 
     return find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions,
                                                                spec.world_size))

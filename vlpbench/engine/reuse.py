@@ -15,34 +15,9 @@ import os
 import shutil
 from typing import Any
 
+from vlpbench.config.identity import pretrain_identity
 from vlpbench.engine.files import read_json
 from vlpbench.engine.rundir import RunDir
-
-
-def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str, str], world_size: int = 1) -> str:
-    """Hash of what pretraining depends on: the resolved config without ``tasks`` and without the
-    dataset's ``downstream_only_params`` (e.g. SynthCXR's test split size), the seed and the
-    pretraining dataset's protocol version."""
-    from vlpbench.config.identity import identity_config
-    from vlpbench.config.loader import canonical_hash
-
-    config = identity_config(config, world_size)
-    data = dict(config.get("data", {}))
-    for key in _downstream_only_params(str(data.get("name"))):
-        data.pop(key, None)
-    pretraining = {k: v for k, v in config.items() if k not in ("tasks", "data")}  # world_size stays in
-    return canonical_hash({"config": pretraining, "data": data, "seed": seed,
-                           "data_version": data_versions.get(str(data.get("name")))})
-
-
-def _downstream_only_params(dataset: str) -> frozenset[str]:
-    from vlpbench.errors import RegistryError
-    from vlpbench.plugins import get_registry
-
-    try:
-        return frozenset(getattr(get_registry().get("dataset", dataset).load(), "downstream_only_params", ()))
-    except RegistryError:
-        return frozenset()
 
 
 def _identity_of(run: RunDir) -> str | None:

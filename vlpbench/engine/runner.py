@@ -282,7 +282,8 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
 
 def reuse_finished_pretraining(spec: RunSpec, run: RunDir) -> None:
     """Copy a finished sibling's pretraining into ``run`` when only the tasks differ."""
-    from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining, pretrain_identity
+    from vlpbench.config.identity import pretrain_identity
+    from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining
 
     source = find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions,
                                                                  spec.world_size))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
@@ -11,6 +9,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlpbench.config.identity import protocol_hash  # noqa: F401  (tasks and plugins import it from here)
 from vlpbench.config.schema import ComponentSpec
 
 if TYPE_CHECKING:
@@ -110,10 +109,6 @@ class TaskResult:
     details: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, Column] = field(default_factory=dict)
     samples: dict[str, Samples] = field(default_factory=dict)
-
-
-def protocol_hash(protocol: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(protocol, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def fraction_label(fraction: float) -> str:

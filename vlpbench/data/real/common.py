@@ -17,8 +17,6 @@ both against the libraries when they are installed (pandas always is; scikit-lea
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,8 +295,10 @@ def sample_positions(n: int, k: int, random_state: int, what: str = "the table")
 # Manifests
 # ----------------------------------------------------------------------------------------------
 def canonical_sha256(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """A manifest's identity: :func:`vlpbench.config.identity.canonical_hash` of its JSON content."""
+    from vlpbench.config.identity import canonical_hash
+
+    return canonical_hash(payload)
 
 
 def numeric_columns(table: Any, columns: Sequence[str], path: Path, dataset: str) -> np.ndarray:
