@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from vlpbench.config.identity import evaluation_identity
 from vlpbench.config.loader import load_experiment
-from vlpbench.engine.files import file_sha256, write_json, write_yaml
+from vlpbench.engine.files import file_sha256, write_yaml
 from vlpbench.engine.rundir import RunDir, run_dir
 from vlpbench.errors import ConfigError, DataError
 
@@ -110,7 +110,7 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     from vlpbench.build import build_component
     from vlpbench.context import BuildContext
     from vlpbench.engine.pretrain import resolve_device
-    from vlpbench.engine.provenance import hardware, record
+    from vlpbench.engine.provenance import write_provenance
     from vlpbench.engine.runner import evaluate_tasks, record_metrics
     from vlpbench.plugins import get_registry
 
@@ -152,15 +152,16 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     started = time.perf_counter()
     task_data: dict[str, Any] = {}
     samples: dict[str, Any] = {}
-    metrics, task_seconds = evaluate_tasks(config.tasks, encoders, data_source, context, device, echo,
-                                           task_data=task_data, samples=samples)
-    write_json(run.file("provenance.json"), {
-        **record(), "seed": 0, "run_hash": identity, "evaluated": source,
-        "data": data_source.protocol() if data_source is not None else None, "hardware": hardware(device),
-        **({"task_data": task_data} if task_data else {}),
-        "timings": {"pretrain_seconds": 0.0, "eval_seconds": time.perf_counter() - started, "task_seconds": task_seconds},
-        "pretrain": None,
-    })
+    try:
+        metrics, task_seconds = evaluate_tasks(config.tasks, encoders, data_source, context, device, echo,
+                                               task_data=task_data, samples=samples)
+    finally:
+        encoders.close()  # removes the evaluation's on-disk feature cache, if it made one
+    write_provenance(
+        run.file("provenance.json"), seed=0, run_hash=identity, device=device,
+        data=data_source.protocol() if data_source is not None else None, task_data=task_data,
+        timings={"pretrain_seconds": 0.0, "eval_seconds": time.perf_counter() - started, "task_seconds": task_seconds},
+        evaluated=source, pretrain=None)
     try:
         record_metrics(run, metrics, samples)
     except Exception as exc:  # a task without a valid score: the run shows as failed, its other tasks kept

@@ -116,3 +116,15 @@ def versions() -> dict[str, Any]:
     from vlpbench.plugins import get_plugins
 
     return {"vlpbench": __version__, "plugins": get_plugins().versions()}
+
+
+def write_provenance(path: Path, *, seed: int, run_hash: str, device: Any, data: Any, timings: dict[str, Any],
+                     task_data: dict[str, Any] | None = None, **specific: Any) -> None:
+    """``provenance.json`` of a run or an evaluation, the one writer of it: the software
+    (:func:`record`), the identity, the data protocol, the hardware and the timings, then what is
+    ``specific`` to how the run was made (pretraining, distribution, an evaluated checkpoint)."""
+    from vlpbench.engine.files import write_json
+
+    write_json(path, {**record(), "seed": seed, "run_hash": run_hash, "data": data,
+                      **({"task_data": task_data} if task_data else {}), "hardware": hardware(device),
+                      "timings": timings, **specific})

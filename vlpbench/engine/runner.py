@@ -241,7 +241,7 @@ class TaskFailed(UserError):
 def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any,
                         progress: bool = False) -> None:
     """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
-    from vlpbench.engine.provenance import hardware, record
+    from vlpbench.engine.provenance import write_provenance
     from vlpbench.tasks.base import Encoders
 
     config = spec.run_config()
@@ -256,24 +256,21 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
     finally:
         encoders.close()  # removes the evaluation's on-disk feature cache, if it made one
     eval_seconds = time.perf_counter() - eval_started
-    write_json(run.file("provenance.json"), {
-        **record(), "seed": spec.seed, "run_hash": spec.run_hash,
-        "data": built.data_source.protocol(),
-        "data_statistics": built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
-        **({"task_data": task_data} if task_data else {}),
-        "hardware": hardware(device),
-        "timings": {"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
-                    "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
-        "pretrain": {"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
-                     "resumed_from_step": getattr(result, "resumed_from_step", None),
-                     "stages": getattr(result, "stages", []),
-                     "active_steps": result.active_steps},
-        "distributed": {"world_size": spec.world_size, "negative_scope": built.model.objective.scopes(),
-                        **({"rendezvous": f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"}
-                           if spec.world_size > 1 and os.environ.get("MASTER_PORT") else {})},
-        "parameters": sum(p.numel() for p in built.model.parameters()),
-        "pretraining_reused_from": run.status().get("pretraining_reused_from"),
-    })
+    write_provenance(
+        run.file("provenance.json"), seed=spec.seed, run_hash=spec.run_hash, device=device,
+        data=built.data_source.protocol(), task_data=task_data,
+        timings={"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
+                 "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
+        data_statistics=built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
+        pretrain={"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
+                  "resumed_from_step": getattr(result, "resumed_from_step", None),
+                  "stages": getattr(result, "stages", []), "active_steps": result.active_steps},
+        distributed={"world_size": spec.world_size, "negative_scope": built.model.objective.scopes(),
+                     **({"rendezvous": f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"}
+                        if spec.world_size > 1 and os.environ.get("MASTER_PORT") else {})},
+        parameters=sum(p.numel() for p in built.model.parameters()),
+        pretraining_reused_from=run.status().get("pretraining_reused_from"),
+    )
     if not run.file("config.yaml").is_file():  # the folder was deleted (and recreated) while the run went on
         write_run_config(spec, run)
     record_metrics(run, metrics, samples)
