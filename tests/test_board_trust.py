@@ -97,7 +97,7 @@ class ThrowAwayTask:
 
 
 def test_a_third_party_tasks_metadata_drives_the_board(tmp_path: Path) -> None:
-    from vlpbench.engine.runner import record_metrics, task_metrics
+    from vlpbench.engine.scoring import record_metrics, task_metrics
     from vlpbench.engine.rundir import RunDir
 
     root = tmp_path / "exp"
@@ -152,7 +152,7 @@ def test_provenance_names_vlpbenchs_commit_inside_a_foreign_repository(tmp_path:
 
 
 def test_zero_step_pretraining_is_refused_before_it_starts() -> None:
-    from vlpbench.engine.runner import refuse_zero_steps
+    from vlpbench.engine.execute import refuse_zero_steps
     from vlpbench.errors import ConfigError
 
     config = SimpleNamespace(pretrain=SimpleNamespace(batch_size=128, epochs=3))
@@ -164,7 +164,7 @@ def test_zero_step_pretraining_is_refused_before_it_starts() -> None:
 
 
 def test_a_non_finite_score_fails_the_task_and_keeps_the_others(tmp_path: Path) -> None:
-    from vlpbench.engine.runner import TaskFailed, record_metrics, task_metrics
+    from vlpbench.engine.scoring import TaskFailed, record_metrics, task_metrics
     from vlpbench.engine.rundir import RunDir
     from vlpbench.tasks.base import TaskResult
 

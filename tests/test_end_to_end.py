@@ -13,7 +13,7 @@ import yaml
 from vlpbench.config.loader import load_experiment
 from vlpbench.engine.pretrain import Interrupt
 from vlpbench.engine.rundir import run_dir
-from vlpbench.engine.runner import execute_run
+from vlpbench.engine.execute import execute_run
 
 
 @pytest.fixture(scope="module")

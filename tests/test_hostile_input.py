@@ -80,7 +80,7 @@ def test_resume_skips_a_poisoned_or_truncated_latest_epoch_checkpoint(finished, 
     from vlpbench.config.loader import load_experiment
     from vlpbench.engine.pretrain import Interrupt
     from vlpbench.engine.rundir import run_dir
-    from vlpbench.engine.runner import execute_run
+    from vlpbench.engine.execute import execute_run
 
     experiment, _ = finished
     spec = load_experiment(experiment, variants=["a"]).runs[0]
@@ -473,7 +473,7 @@ def test_a_run_folder_deleted_during_the_run_is_recorded_complete(finished, tmp_
     from vlpbench.board.collect import collect
     from vlpbench.config.loader import load_experiment
     from vlpbench.engine.rundir import run_dir
-    from vlpbench.engine.runner import execute_run
+    from vlpbench.engine.execute import execute_run
 
     experiment, _ = finished
     spec = load_experiment(experiment, variants=["a"]).runs[0]

@@ -30,7 +30,7 @@ COLUMNS = [f"auroc@{f}%" for f in (1, 2, 5, 10, 20, 50, 100)] + [f"pooled@{f}%" 
 def board_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three variants × three seeds, ten columns of a task with declared metadata and per-case samples."""
     from vlpbench.engine.rundir import RunDir
-    from vlpbench.engine.runner import record_metrics, task_metrics
+    from vlpbench.engine.scoring import record_metrics, task_metrics
     from vlpbench.tasks.base import Column, Samples, TaskResult
 
     root = tmp_path_factory.mktemp("browser") / "exp"

@@ -151,7 +151,7 @@ def test_validation_source_never_hands_out_the_test_split() -> None:
 
 def test_validation_mode_protocols_never_share_a_column_with_test_ones(tmp_path: Path) -> None:
     from vlpbench.engine.rundir import run_dir
-    from vlpbench.engine.runner import execute_run
+    from vlpbench.engine.execute import execute_run
 
     path = write(tmp_path, SWEEP)
     test_spec = load_experiment(path).runs[0]

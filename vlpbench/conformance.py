@@ -262,7 +262,7 @@ def _task_check(name: str) -> str:
 
     from vlpbench.config.schema import RunConfig
     from vlpbench.engine.model import build_run
-    from vlpbench.engine.runner import evaluate_tasks
+    from vlpbench.engine.scoring import evaluate_tasks
     from vlpbench.plugins import get_registry
     from vlpbench.tasks.base import Encoders
 

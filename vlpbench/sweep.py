@@ -185,7 +185,7 @@ def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results
 
     from vlpbench.engine.files import read_json
     from vlpbench.engine.rundir import run_dir
-    from vlpbench.engine.runner import execute_run
+    from vlpbench.engine.execute import execute_run
 
     plan = load_sweep(file, variant, settings)
     spec = plan.trial_spec(values, trial_label(tune.get_context().get_trial_id()))

@@ -111,7 +111,7 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     from vlpbench.context import BuildContext
     from vlpbench.engine.pretrain import resolve_device
     from vlpbench.engine.provenance import write_provenance
-    from vlpbench.engine.runner import evaluate_tasks, record_metrics
+    from vlpbench.engine.scoring import evaluate_tasks, record_metrics
     from vlpbench.plugins import get_registry
 
     check_label(label)

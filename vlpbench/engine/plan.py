@@ -85,7 +85,7 @@ def plan_experiment(experiment: Experiment, results_root: Path, rerun_stale: boo
                     reuse_pretraining: bool = True) -> list[PlannedRun]:
     """The state of every run of ``experiment`` under ``results_root``, as ``vlpbench run`` would find it."""
     from vlpbench.engine.files import CorruptFile
-    from vlpbench.engine.runner import is_stale
+    from vlpbench.engine.rundir import is_stale
 
     times = _recorded_times(experiment_dir(results_root, experiment.name))
     planned: list[PlannedRun] = []

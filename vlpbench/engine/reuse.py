@@ -35,7 +35,7 @@ def _identity_of(run: RunDir) -> str | None:
 
 def find_reusable_pretraining(run: RunDir, identity: str) -> RunDir | None:
     """A finished, non-stale sibling run with the same pretraining identity and its final checkpoint."""
-    from vlpbench.engine.runner import is_stale
+    from vlpbench.engine.rundir import is_stale
 
     from vlpbench.engine.files import CorruptFile
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vlpbench.engine.files import CorruptFile, read_json, write_json
+from vlpbench.engine.files import CorruptFile, read_json, write_json, write_yaml
+
+if TYPE_CHECKING:
+    from vlpbench.config.loader import RunSpec
 
 
 @dataclass(frozen=True)
@@ -76,3 +79,30 @@ def experiment_dir(results_root: Path, experiment: str) -> Path:
 
 def run_dir(results_root: Path, experiment: str, run_id: str) -> RunDir:
     return RunDir(experiment_dir(results_root, experiment) / "runs" / run_id)
+
+
+def is_stale(run: RunDir) -> bool:
+    """A finished run made under another vlpbench version, or under another version of a plugin that
+    is installed now (CorruptFile when unreadable). Installing or removing other plugins does not
+    make a run stale."""
+    from vlpbench.engine.provenance import versions
+
+    path = run.file("provenance.json")
+    if not path.is_file():
+        return False
+    recorded, now = read_json(path, expect=dict).get("versions") or {}, versions()
+    if not isinstance(recorded, dict) or recorded.get("vlpbench") != now["vlpbench"]:
+        return True
+    then = recorded.get("plugins") or {}
+    return any(name in then and then[name] != version for name, version in now["plugins"].items())
+
+
+def write_run_config(spec: RunSpec, run: RunDir) -> None:
+    """The run's ``config.yaml``: its resolved config and identity (the board's and reuse's input)."""
+    write_yaml(run.file("config.yaml"), {
+        "experiment": spec.experiment, "variant": spec.variant, "seed": spec.seed, "run_id": spec.run_id,
+        "run_hash": spec.run_hash, "overrides": spec.overrides, "data_versions": spec.protocol_versions,
+        "variant_index": spec.variant_index, "baseline": spec.baseline, "world_size": spec.world_size,
+        "config": spec.config, **({"evaluation": spec.evaluation} if spec.evaluation != "test" else {}),
+        **({"set": spec.settings} if spec.settings else {}),  # the command line's --set overrides
+    })

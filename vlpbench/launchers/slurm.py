@@ -198,7 +198,7 @@ def submit_runs(experiment: Experiment, results_root: Path, rerun_stale: bool = 
                 echo: Callable[[str], None] = print) -> list[Any]:
     """Submit the unfinished runs of ``experiment`` as one job array; return the submitit jobs."""
     from vlpbench.engine.rundir import experiment_dir, run_dir
-    from vlpbench.engine.runner import is_stale
+    from vlpbench.engine.rundir import is_stale
     from vlpbench.launchers.jobs import write_record
 
     _require_slurm()

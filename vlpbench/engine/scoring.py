@@ -1,0 +1,177 @@
+"""Scoring a run's frozen encoders with its downstream tasks and recording what they give.
+
+:func:`prepare_task_data` builds every task and prepares the tasks' own datasets before
+pretraining (a bad task stops a run at its start); :func:`evaluate_tasks` runs the tasks (a bar
+each); :func:`evaluate_and_record` writes a pretrained run's ``metrics.json``, ``samples.npz`` and
+``provenance.json`` and marks it finished; :func:`finished_line` is the line a user reads about it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+from vlpbench.config.loader import RunSpec
+from vlpbench.engine.files import read_json, write_json
+from vlpbench.engine.rundir import RunDir, write_run_config
+from vlpbench.errors import UserError
+
+
+
+def record_metrics(run: RunDir, metrics: dict[str, Any], samples: dict[str, Any]) -> None:
+    """Write ``metrics.json`` and ``samples.npz``; a task with a non-finite score fails the run (its
+    other tasks' results are kept in the files)."""
+    from vlpbench.engine.samples import FILE, write_samples
+
+    for key, reason in write_samples(run.file(FILE), samples).items():
+        task, _, column = key.partition("/")
+        metrics[task].setdefault("samples_left_out", {})[column] = reason
+    write_json(run.file("metrics.json"), metrics)
+    failed = {key: result["error"] for key, result in metrics.items() if result.get("error")}
+    if failed:
+        raise TaskFailed("; ".join(f"task '{key}': {error}" for key, error in failed.items()))
+
+
+class TaskFailed(UserError):
+    """A task produced no valid score (non-finite); the run is marked failed."""
+
+
+def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any,
+                        progress: bool = False) -> None:
+    """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
+    from vlpbench.engine.provenance import write_provenance
+    from vlpbench.tasks.base import Encoders
+
+    config = spec.run_config()
+    built.model.to(device)
+    eval_started = time.perf_counter()
+    task_data: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
+    encoders = Encoders(built.model.image_encoder, built.model.text_encoder, precision=config.pretrain.precision)
+    try:
+        metrics, task_seconds = evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device,
+                                               task_data=task_data, samples=samples, progress=progress)
+    finally:
+        encoders.close()  # removes the evaluation's on-disk feature cache, if it made one
+    eval_seconds = time.perf_counter() - eval_started
+    write_provenance(
+        run.file("provenance.json"), seed=spec.seed, run_hash=spec.run_hash, device=device,
+        data=built.data_source.protocol(), task_data=task_data,
+        timings={"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
+                 "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
+        data_statistics=built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
+        pretrain={"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
+                  "resumed_from_step": getattr(result, "resumed_from_step", None),
+                  "stages": getattr(result, "stages", []), "active_steps": result.active_steps},
+        distributed={"world_size": spec.world_size, "negative_scope": built.model.objective.scopes(),
+                     **({"rendezvous": f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"}
+                        if spec.world_size > 1 and os.environ.get("MASTER_PORT") else {})},
+        parameters=sum(p.numel() for p in built.model.parameters()),
+        pretraining_reused_from=run.status().get("pretraining_reused_from"),
+    )
+    if not run.file("config.yaml").is_file():  # the folder was deleted (and recreated) while the run went on
+        write_run_config(spec, run)
+    record_metrics(run, metrics, samples)
+    run.set_status("finished", finished=time.time())
+
+
+def prepare_task_data(tasks: list[Any], context: Any) -> None:
+    """Build every task and prepare the tasks' own datasets that can be prepared (real datasets
+    check their files and build their image store) before pretraining, so that a bad task parameter,
+    a missing file or a bad sample stops the run at its start, not after hours of pretraining."""
+    from vlpbench.build import build_component
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    for task_spec in tasks:
+        build_component(registry, "task", task_spec, context)
+        dataset_spec = task_spec.params().get("dataset")
+        if isinstance(dataset_spec, dict):
+            source = build_component(registry, "dataset", dataset_spec, context)
+            if hasattr(source, "prepare"):
+                source.prepare()
+
+
+def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
+                   echo: Callable[[str], None] | None = None,
+                   task_data: dict[str, Any] | None = None,
+                   samples: dict[str, Any] | None = None,
+                   progress: bool = False) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every task of a run on the frozen encoders: ``{task key: {scores, protocols, details}}`` and
+    the seconds each task took.
+
+    ``task_data``, when given, receives per task the provenance of a task's own dataset when that
+    dataset reports one (real datasets: protocol with the manifest hash, skipped bad samples).
+
+    ``samples``, when given, receives per task its per-test-case outputs (``{column: Samples}``).
+    A task with a non-finite score keeps no scores and gets an ``error`` (see :func:`record_metrics`).
+
+    A task that compares images with text is skipped (and said so) when there is no text encoder.
+    With ``progress``, each task shows a bar (:mod:`vlpbench.engine.progress`) while it runs.
+    """
+    from vlpbench.build import build_component
+    from vlpbench.engine.progress import task_bar
+    from vlpbench.plugins import get_registry
+
+    registry = get_registry()
+    metrics: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for index, task_spec in enumerate(tasks):
+        task = build_component(registry, "task", task_spec, context)
+        key = task_spec.name if sum(t.name == task_spec.name for t in tasks) == 1 else f"{task_spec.name}#{index}"
+        if encoders.text is None and "text:global" in getattr(task, "requires", ()):
+            if echo:
+                echo(f"  {key}: skipped (needs a text encoder; this checkpoint has only an image encoder)")
+            continue
+        dataset_spec = getattr(task.params, "dataset", None)
+        source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
+        if source is not data_source and getattr(data_source, "evaluation", "test") == "validation":
+            from vlpbench.engine.validation import ValidationSource
+
+            source = ValidationSource(source)
+        started = time.perf_counter()
+        with task_bar(key, progress):
+            outcome = task.evaluate(encoders, source, device)
+        metrics[key] = task_metrics(task, outcome)
+        if samples is not None and not metrics[key].get("error"):
+            samples[key] = outcome.samples
+        if task_data is not None and source is not data_source and hasattr(source, "provenance"):
+            task_data[key] = source.provenance()
+        seconds[key] = time.perf_counter() - started
+    return metrics, seconds
+
+
+def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
+    """A task's entry of ``metrics.json``: scores, protocols, details, the columns it declares and
+    its metric version; with an ``error`` and no scores when a score is not finite."""
+    import math
+
+    entry = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details,
+             "columns": {c: info.as_dict() for c, info in getattr(outcome, "columns", {}).items()},
+             "metric_version": str(getattr(task, "metric_version", "") or "") or None,
+             "samples": {c: s.kind for c, s in getattr(outcome, "samples", {}).items()}}
+    bad = {c: v for c, v in outcome.scores.items() if not isinstance(v, (int, float)) or not math.isfinite(v)}
+    if bad:
+        entry.update(scores={}, error="non-finite score(s) " + ", ".join(f"{c} = {v}" for c, v in bad.items())
+                     + " (a degenerate model or a test split without both classes); the task gives no result")
+    return entry
+
+
+def finished_line(run: RunDir) -> str:
+    """``finished in 5m40s (pretrain 2m40s, eval 3m00s): linear_probe auroc@1% 61.2 …``: a finished
+    run's times and headline scores (×100, as on the board)."""
+    from vlpbench.engine.progress import duration
+
+    timings = read_json(run.file("provenance.json"), expect=dict).get("timings") or {}
+    pretrain, evaluation = float(timings.get("pretrain_seconds") or 0), float(timings.get("eval_seconds") or 0)
+    scores = []
+    for task, result in read_json(run.file("metrics.json"), expect=dict).items():
+        columns = result.get("columns") or {}
+        for column, value in (result.get("scores") or {}).items():
+            if (columns.get(column) or {}).get("headline", True):
+                scores.append(f"{task} {column} {100 * float(value):.1f}")
+        if result.get("error"):
+            scores.append(f"{task}: no result")
+    return (f"finished in {duration(pretrain + evaluation)} (pretrain {duration(pretrain)}, eval "
+            f"{duration(evaluation)}): " + ", ".join(scores))
