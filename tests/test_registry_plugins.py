@@ -115,9 +115,29 @@ def test_duplicate_plugin_name_is_refused_naming_both_origins(plugin_modules) ->
 
 
 def test_every_builtin_component_imports() -> None:
+    """Each built-in entry imports to the class its target names, built the way build_component
+    builds it: ``cls(Params.model_validate(...) or None, context)``, with ``Params`` forbidding
+    unknown keys (or absent for a component without parameters)."""
+    import inspect
+
+    from pydantic import BaseModel
+
     registry = load_plugins(entry_points=[]).registry
-    for entry in registry.all_entries():
-        entry.load()
+    entries = registry.all_entries()
+    core = {"dataset", "image_encoder", "text_encoder", "global_loss", "positive_miner", "negative_weighting", "task"}
+    assert core <= {entry.kind for entry in entries}
+    for entry in entries:
+        assert entry.origin == "vlpbench"
+        loaded = entry.load()
+        if entry.kind == "preset":
+            assert isinstance(loaded, dict), entry.name
+            continue
+        module, _, attr = entry.target.partition(":")
+        assert inspect.isclass(loaded) and loaded.__module__ == module and loaded.__qualname__ == attr, entry.target
+        params = getattr(loaded, "Params", None)
+        if params is not None:
+            assert issubclass(params, BaseModel) and params.model_config.get("extra") == "forbid", entry.target
+        assert list(inspect.signature(loaded.__init__).parameters)[1:3] == ["params", "context"], entry.target
 
 
 def test_plugins_command_does_not_import_torch() -> None:
