@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-import textwrap
-from importlib import metadata
-from importlib.metadata import EntryPoint
-from pathlib import Path
 
 import pytest
 
-import vlpbench.plugins as plugins_module
 from vlpbench.conformance import check_plugin, format_results
-from vlpbench.plugins import get_registry, load_plugins
+from vlpbench.plugins import get_registry
 
 BROKEN = """
 import torch
@@ -77,19 +70,11 @@ def vlpbench_register(registrar, extra_argument):
 
 
 @pytest.fixture
-def broken_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    (tmp_path / "brokenkit.py").write_text(textwrap.dedent(BROKEN))
-    (tmp_path / "wronghook.py").write_text(textwrap.dedent(WRONG_HOOK))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("VLPBENCH_PLUGIN_MODULES", "brokenkit=brokenkit")  # seen by the 2-process checks
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    entry_points = list(metadata.entry_points(group="vlpbench")) + plugins_module.modules_from_env()
-    entry_points += [EntryPoint(name="wronghook", value="wronghook", group="vlpbench")]
+def broken_plugins(throwaway_plugins) -> None:
+    kit = throwaway_plugins.module("brokenkit", BROKEN)
+    throwaway_plugins.share(kit)  # seen by the 2-process checks
     with pytest.warns(UserWarning, match="wronghook"):
-        monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
-    yield
-    for module in ("brokenkit", "wronghook"):
-        sys.modules.pop(module, None)
+        throwaway_plugins.install(kit, throwaway_plugins.module("wronghook", WRONG_HOOK))
 
 
 def failures(results) -> dict[tuple[str, str], str]:
