@@ -1,10 +1,15 @@
-"""Shared fixtures: offline Hugging Face, a tiny experiment, an in-process CLI runner."""
+"""Shared fixtures: offline Hugging Face, a tiny experiment, an in-process CLI runner, throw-away plugins."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import tempfile
+import textwrap
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,3 +81,60 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return invoke
+
+
+class ThrowawayPlugins:
+    """Plugin modules written for one test into a folder on ``sys.path``, and the ways to make
+    vlpbench see them; :meth:`close` (the fixture's teardown) forgets the modules again.
+
+    - :meth:`module` writes ``<module>.py`` and returns its entry point (for ``load_plugins``);
+    - :meth:`install` makes entry points part of this process's plugins (``get_plugins``), beside
+      the installed ones unless ``installed=False``;
+    - :meth:`share` names them in ``VLPBENCH_PLUGIN_MODULES`` (and the folder in ``PYTHONPATH``),
+      so the CLI and the processes it starts load them as if installed.
+
+    The environment and the loaded plugins are restored by ``monkeypatch`` after the test.
+    """
+
+    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.folder, self.monkeypatch = folder, monkeypatch
+        self.modules: list[str] = []
+        monkeypatch.syspath_prepend(str(folder))
+
+    def module(self, module: str, body: str, name: str | None = None) -> metadata.EntryPoint:
+        """Write ``module`` (``body`` dedented); its entry point is called ``name`` (default: the module)."""
+        (self.folder / f"{module}.py").write_text(textwrap.dedent(body))
+        importlib.invalidate_caches()  # the folder's listing may be cached from an earlier module
+        self.modules.append(module)
+        return metadata.EntryPoint(name=name or module, value=module, group="vlpbench")
+
+    def install(self, *entry_points: metadata.EntryPoint, installed: bool = True) -> Any:
+        """Load the plugins with these entry points as this process's plugin set; return it."""
+        import vlpbench.plugins as plugins_module
+
+        base = list(metadata.entry_points(group="vlpbench")) if installed else []
+        loaded = plugins_module.load_plugins(entry_points=[*base, *entry_points])
+        self.monkeypatch.setattr(plugins_module, "_LOADED", loaded)
+        return loaded
+
+    def share(self, *entry_points: metadata.EntryPoint) -> None:
+        """Name these plugins in ``VLPBENCH_PLUGIN_MODULES`` for this process and its children."""
+        import vlpbench.plugins as plugins_module
+
+        self.monkeypatch.setenv("VLPBENCH_PLUGIN_MODULES", ",".join(f"{ep.name}={ep.value}" for ep in entry_points))
+        self.monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(self.folder), os.environ.get("PYTHONPATH", "")]))
+        self.monkeypatch.setattr(plugins_module, "_LOADED", None)  # reloaded, with them, on next use
+
+    def close(self) -> None:
+        for module in self.modules:
+            sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def throwaway_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A :class:`ThrowawayPlugins` writing into ``tmp_path/plugins``."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    plugins = ThrowawayPlugins(folder, monkeypatch)
+    yield plugins
+    plugins.close()

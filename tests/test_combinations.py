@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from importlib import metadata
-from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 import torch
 
-import vlpbench.plugins as plugins_module
 from vlpbench.config.loader import load_experiment
 from vlpbench.config.schema import RunConfig
 from vlpbench.engine.model import build_run
 from vlpbench.errors import ConfigError
-from vlpbench.plugins import get_registry, load_plugins
-
-@pytest.fixture
-def with_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install a one-module test plugin (``<name>_plugin.py``) beside the installed ones."""
-    added: list[str] = []
-
-    def install(name: str, source: str) -> None:
-        module = f"{name}_plugin"
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-        monkeypatch.syspath_prepend(str(tmp_path))
-        entry_points = [*metadata.entry_points(group="vlpbench"), EntryPoint(name=name, value=module, group="vlpbench")]
-        monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
-        added.append(module)
-
-    yield install
-    for module in added:
-        sys.modules.pop(module, None)
-
+from vlpbench.plugins import get_registry
 
 TINY_DATA = {"name": "synthcxr", "image_size": 32, "pretrain_size": 64}
 TINY_TEXT = {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}
@@ -94,8 +72,8 @@ def vlpbench_register(registrar):
 """
 
 
-def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tmp_path: Path, with_plugin, cli) -> None:
-    with_plugin("globalonly", GLOBAL_ONLY_TEXT)
+def test_a_head_that_needs_sentences_is_rejected_with_an_encoder_without_them(tmp_path: Path, throwaway_plugins, cli) -> None:
+    throwaway_plugins.install(throwaway_plugins.module("globalonly_plugin", GLOBAL_ONLY_TEXT, name="globalonly"))
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(textwrap.dedent("""\
         name: combo
@@ -142,8 +120,8 @@ def vlpbench_register(registrar):
 """
 
 
-def test_a_task_whose_targets_the_dataset_lacks_is_rejected(tmp_path: Path, with_plugin) -> None:
-    with_plugin("labelsonly", NO_BOXES_DATA)
+def test_a_task_whose_targets_the_dataset_lacks_is_rejected(tmp_path: Path, throwaway_plugins) -> None:
+    throwaway_plugins.install(throwaway_plugins.module("labelsonly_plugin", NO_BOXES_DATA, name="labelsonly"))
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(textwrap.dedent("""\
         name: tasks

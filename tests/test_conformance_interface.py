@@ -3,16 +3,9 @@ text encoders tokenize, tasks evaluate on SynthCXR with finite scores (issue 21)
 
 from __future__ import annotations
 
-import sys
-import textwrap
-from importlib import metadata
-from pathlib import Path
-
 import pytest
 
-import vlpbench.plugins as plugins_module
 from vlpbench.conformance import check_plugin
-from vlpbench.plugins import load_plugins
 
 PARTIAL = """
 from vlpbench.hookspecs import hookimpl
@@ -41,14 +34,8 @@ def vlpbench_register(registrar):
 
 
 @pytest.fixture
-def partial_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    (tmp_path / "partialkit.py").write_text(textwrap.dedent(PARTIAL))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    entry_points = list(metadata.entry_points(group="vlpbench"))
-    entry_points.append(metadata.EntryPoint(name="partial", value="partialkit", group="vlpbench"))
-    monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=entry_points))
-    yield
-    sys.modules.pop("partialkit", None)
+def partial_plugin(throwaway_plugins) -> None:
+    throwaway_plugins.install(throwaway_plugins.module("partialkit", PARTIAL, name="partial"))
 
 
 def test_an_encoder_without_feature_maps_and_a_task_with_nan_scores_fail(partial_plugin) -> None:

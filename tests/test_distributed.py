@@ -45,9 +45,12 @@ def outcomes() -> dict[tuple[str, str, str], object]:
     return {(o.case.label, o.case.scope, o.case.mode): o for o in check_cases(cases)}
 
 
-pytestmark = pytest.mark.integration
+#: the tests that start processes (a 2-process gloo group, torchrun) are integration tests; the
+#: unit tests of this file (blocks, sharding, identity) run in the default run
+multi_process = pytest.mark.integration
 
 
+@multi_process
 @pytest.mark.parametrize("label", list(GLOBAL_CASES))
 @pytest.mark.parametrize("scope", ["local", "gathered"])
 def test_two_processes_equal_the_single_process_reference(outcomes, label: str, scope: str) -> None:
@@ -56,6 +59,7 @@ def test_two_processes_equal_the_single_process_reference(outcomes, label: str, 
     assert set(outcome.worst) >= {"loss", "d/dimage_global", "d/dtext_global"}
 
 
+@multi_process
 @pytest.mark.parametrize("label", list(DDP_CASES))
 @pytest.mark.parametrize("scope", ["local", "gathered"])
 def test_ddp_averaged_step_equals_the_single_process_step(outcomes, label: str, scope: str) -> None:
@@ -63,6 +67,7 @@ def test_ddp_averaged_step_equals_the_single_process_step(outcomes, label: str, 
     assert outcome.ok, outcome.message
 
 
+@multi_process
 def test_the_compared_mechanisms_were_active(outcomes) -> None:
     cgns = outcomes[("cgns", "gathered", "own")].steps
     assert all("cmcgns.cluster_negatives/fn" in step["terms"] for step in cgns)
@@ -72,6 +77,7 @@ def test_the_compared_mechanisms_were_active(outcomes) -> None:
     assert all({"cmcgns.cross_attention/sentence", "cmcgns.cross_attention/fn"} <= set(s["terms"]) for s in head)
 
 
+@multi_process
 @pytest.mark.parametrize("label", ["infonce", "cgns"])
 def test_a_wrong_scope_is_caught(outcomes, label: str) -> None:
     outcome = outcomes[(f"{label}-wrong", "local", "own")]
@@ -135,6 +141,7 @@ def _torchrun(folder: Path, experiment: Path, results: Path) -> subprocess.Compl
     return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
 
 
+@multi_process
 def test_vlpbench_run_on_two_processes(tmp_path: Path) -> None:
     from tests.conftest import TINY_EXPERIMENT
 
@@ -158,6 +165,7 @@ def test_vlpbench_run_on_two_processes(tmp_path: Path) -> None:
     assert re.search(r"\|\s+gathered\s+\|\s+2\s+\|", board)  # the ablation view: scope and processes
 
 
+@multi_process
 def test_a_two_process_run_skips_a_run_another_process_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Rank 0 takes the run's lock and broadcasts the answer: both ranks skip the busy run together
     (neither trains it, neither hangs in a collective the other never joins)."""

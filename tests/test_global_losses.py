@@ -107,9 +107,39 @@ def test_combined_weightings_multiply_and_concatenate() -> None:
     assert merged.extra_logits.shape == (2, 3)
 
 
-def test_learnable_temperature_receives_gradient() -> None:
-    loss_fn = InfoNCELoss(InfoNCELoss.Params(temperature=0.07))
+def test_learnable_temperature_receives_the_clip_gradient() -> None:
+    """The gradients equal those of CLIP's loss written out by hand (two cross-entropies).
+
+    For ``log_scale`` also against the closed form: with cosines ``c``, scale ``s`` and
+    ``p = softmax(s·c)`` per row, ``∂L/∂log s = s · ½ Σ_dir (1/B) Σ_i (Σ_j p_ij c_ij − c_ii)``.
+    """
+    generator = torch.Generator().manual_seed(0)
+    loss_fn = InfoNCELoss(InfoNCELoss.Params(temperature=0.07)).double()
+    assert loss_fn.log_scale.item() == pytest.approx(2.6592600, abs=1e-6)  # log(1/0.07)
+    v = torch.randn(4, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(4, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    loss_fn(v, t, Positives(eye(4)), NONE, NONE).backward()
+
+    log_scale = loss_fn.log_scale.detach().clone().requires_grad_()  # log(1/0.07) as stored (float32 → 64)
+    v_ref, t_ref = v.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
+    cosines = torch.nn.functional.normalize(v_ref, dim=1) @ torch.nn.functional.normalize(t_ref, dim=1).t()
+    logits, labels = log_scale.exp() * cosines, torch.arange(4)
+    reference = 0.5 * (torch.nn.functional.cross_entropy(logits, labels)
+                       + torch.nn.functional.cross_entropy(logits.t(), labels))
+    reference.backward()
+    assert torch.allclose(v.grad, v_ref.grad, atol=1e-10) and torch.allclose(t.grad, t_ref.grad, atol=1e-10)
+    assert loss_fn.log_scale.grad.item() == pytest.approx(log_scale.grad.item(), abs=1e-10)
+
+    c, scale = cosines.detach(), log_scale.detach().exp()
+    by_direction = [((torch.softmax(scale * m, 1) * m).sum(1) - m.diagonal()).mean() for m in (c, c.t())]
+    closed_form = scale * 0.5 * sum(by_direction)
+    assert loss_fn.log_scale.grad.item() == pytest.approx(closed_form.item(), abs=1e-8)
+    assert abs(closed_form.item()) > 1e-3  # a gradient that could tell a wrong one apart
+
+
+def test_a_fixed_temperature_gets_no_gradient() -> None:
+    loss_fn = InfoNCELoss(InfoNCELoss.Params(temperature=0.07, learnable=False))
     v = torch.randn(4, 8, requires_grad=True)
     loss_fn(v, torch.randn(4, 8), Positives(torch.eye(4)), NONE, NONE).backward()
-    assert loss_fn.log_scale.grad is not None and v.grad is not None
-    assert loss_fn.log_scale.item() == pytest.approx(2.6592600, abs=1e-6)  # log(1/0.07)
+    assert not loss_fn.log_scale.requires_grad and loss_fn.log_scale.grad is None
+    assert v.grad.abs().sum() > 0

@@ -164,26 +164,6 @@ def test_a_corrupt_sibling_does_not_block_a_new_run(results, cli, tmp_path: Path
 
 
 # -- 3. a component's failure fails its run only -----------------------------------------------------
-@pytest.fixture
-def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Install a plugin module (``VLPBENCH_PLUGIN_MODULES``) for the CLI; returns a factory."""
-    import vlpbench.plugins as plugins_module
-
-    monkeypatch.syspath_prepend(str(tmp_path))
-    created: list[str] = []
-
-    def install(name: str, body: str) -> None:
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
-        created.append(name)
-        monkeypatch.setenv("VLPBENCH_PLUGIN_MODULES", ",".join(f"{m}={m}" for m in created))
-        plugins_module.reset()
-
-    yield install
-    for name in created:
-        sys.modules.pop(name, None)
-    plugins_module.reset()
-
-
 FAILING_MINER = """
 from vlpbench.hookspecs import hookimpl
 from vlpbench.objective.miners import IdentityMiner
@@ -200,8 +180,8 @@ def vlpbench_register(registrar):
 """
 
 
-def test_an_exception_in_a_component_fails_that_run_only(plugin, cli, tmp_path: Path) -> None:
-    plugin("evil", FAILING_MINER)
+def test_an_exception_in_a_component_fails_that_run_only(throwaway_plugins, cli, tmp_path: Path) -> None:
+    throwaway_plugins.share(throwaway_plugins.module("evil", FAILING_MINER))
     experiment = write_tiny_run(tmp_path, "isolated", pretrain_size=32, epochs=1, extra="""
 variants:
   broken: {objective.positive_miner: {name: evil.miner}}
@@ -220,24 +200,6 @@ variants:
     assert "evil.miner" in board and "fine" in board
 
 
-@pytest.fixture
-def plugin_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Plugin modules on a temporary import path; returns a factory of entry points."""
-    from importlib.metadata import EntryPoint
-
-    monkeypatch.syspath_prepend(str(tmp_path))
-    created: list[str] = []
-
-    def make(module: str, body: str) -> EntryPoint:
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(body))
-        created.append(module)
-        return EntryPoint(name=module, value=module, group="vlpbench")
-
-    yield make
-    for module in created:
-        sys.modules.pop(module, None)
-
-
 REGISTERS = """
 from vlpbench.hookspecs import hookimpl
 
@@ -250,11 +212,11 @@ def vlpbench_register(registrar):
 """
 
 
-def test_sys_exit_in_a_plugin_import_is_contained(plugin_modules, monkeypatch, cli) -> None:
+def test_sys_exit_in_a_plugin_import_is_contained(throwaway_plugins, monkeypatch, cli) -> None:
     import vlpbench.plugins as plugins_module
     from vlpbench.plugins import load_plugins
 
-    ep = plugin_modules("exiter", "import sys\nsys.exit(3)\n")
+    ep = throwaway_plugins.module("exiter", "import sys\nsys.exit(3)\n")
     with pytest.warns(UserWarning, match="exiter.*SystemExit"):
         loaded = load_plugins(entry_points=[ep])
     assert {p.name: p.status for p in loaded.plugins}["exiter"] == "failed"
@@ -264,11 +226,11 @@ def test_sys_exit_in_a_plugin_import_is_contained(plugin_modules, monkeypatch, c
 
 
 @pytest.mark.parametrize("order", ["intruder-first", "owner-first"])
-def test_a_plugin_cannot_take_another_plugins_name_whatever_the_order(plugin_modules, order: str) -> None:
+def test_a_plugin_cannot_take_another_plugins_name_whatever_the_order(throwaway_plugins, order: str) -> None:
     from vlpbench.plugins import load_plugins
 
-    owner = plugin_modules("zowner", REGISTERS.format(name="zowner.miner", module="zowner"))
-    intruder = plugin_modules("aintruder", REGISTERS.format(name="zowner.miner", module="aintruder"))
+    owner = throwaway_plugins.module("zowner", REGISTERS.format(name="zowner.miner", module="zowner"))
+    intruder = throwaway_plugins.module("aintruder", REGISTERS.format(name="zowner.miner", module="aintruder"))
     with pytest.warns(UserWarning, match="aintruder"):
         loaded = load_plugins(entry_points=[intruder, owner] if order == "intruder-first" else [owner, intruder])
     assert loaded.registry.get("positive_miner", "zowner.miner").origin == "zowner"
@@ -276,12 +238,12 @@ def test_a_plugin_cannot_take_another_plugins_name_whatever_the_order(plugin_mod
     assert components["aintruder"] == [] and components["zowner"] == [("positive_miner", "zowner.miner")]
 
 
-def test_two_plugins_clashing_outside_their_namespaces_both_lose(plugin_modules) -> None:
+def test_two_plugins_clashing_outside_their_namespaces_both_lose(throwaway_plugins) -> None:
     from vlpbench.errors import RegistryError
     from vlpbench.plugins import load_plugins
 
-    one = plugin_modules("onep", REGISTERS.format(name="shared.miner", module="onep"))
-    two = plugin_modules("twop", REGISTERS.format(name="shared.miner", module="twop"))
+    one = throwaway_plugins.module("onep", REGISTERS.format(name="shared.miner", module="onep"))
+    two = throwaway_plugins.module("twop", REGISTERS.format(name="shared.miner", module="twop"))
     for order in ([one, two], [two, one]):
         with pytest.warns(UserWarning, match="shared.miner"):
             loaded = load_plugins(entry_points=order)
@@ -289,12 +251,12 @@ def test_two_plugins_clashing_outside_their_namespaces_both_lose(plugin_modules)
             loaded.registry.get("positive_miner", "shared.miner")
 
 
-def test_a_misspelt_hook_fails_the_plugin(plugin_modules, monkeypatch) -> None:
+def test_a_misspelt_hook_fails_the_plugin(throwaway_plugins, monkeypatch) -> None:
     from vlpbench.errors import PluginError
     from vlpbench.plugins import load_plugins
 
     body = REGISTERS.format(name="typo.miner", module="typo").replace("def vlpbench_register", "def vlpbench_regster")
-    ep = plugin_modules("typo", body)
+    ep = throwaway_plugins.module("typo", body)
     with pytest.warns(UserWarning, match="typo.*vlpbench_regster.*did you mean 'vlpbench_register'"):
         loaded = load_plugins(entry_points=[ep])
     assert {p.name: p.status for p in loaded.plugins}["typo"] == "failed"
@@ -303,11 +265,11 @@ def test_a_misspelt_hook_fails_the_plugin(plugin_modules, monkeypatch) -> None:
         load_plugins(entry_points=[ep])
 
 
-def test_schema_lists_what_it_can_and_names_what_it_cannot(plugin_modules, monkeypatch, cli) -> None:
+def test_schema_lists_what_it_can_and_names_what_it_cannot(throwaway_plugins, monkeypatch, cli) -> None:
     import vlpbench.plugins as plugins_module
     from vlpbench.plugins import load_plugins
 
-    ep = plugin_modules("halfgone", REGISTERS.format(name="halfgone.miner", module="halfgone_missing"))
+    ep = throwaway_plugins.module("halfgone", REGISTERS.format(name="halfgone.miner", module="halfgone_missing"))
     monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=[ep]))
     code, out, err = cli("schema")
     assert code == 0 and "Traceback" not in err

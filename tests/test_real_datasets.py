@@ -180,9 +180,10 @@ def test_mgca_recipes_match_pandas_and_scikit_learn(roots) -> None:
     assert [r.id for r in records["train"]] == frontal(train)
     disjoint = dataset("chexpert", root, recipe="mgca-disjoint").records()
     assert not {r.id for r in disjoint["train"]} & {r.id for r in disjoint["val"]}
-    sklearn = pytest.importorskip("sklearn.model_selection")
+    from sklearn.model_selection import train_test_split  # the `test` extra installs it: fail, never skip
+
     for n, kwargs in ((37, {"test_size": 0.3}), (41, {"train_size": 0.8}), (50, {"test_size": 12}), (9, {"test_size": 0.5})):
-        train_part, test_part = sklearn.train_test_split(np.arange(n), random_state=0, **kwargs)
+        train_part, test_part = train_test_split(np.arange(n), random_state=0, **kwargs)
         mine = shuffle_split(n, random_state=0, **kwargs)
         assert train_part.tolist() == mine[0].tolist() and test_part.tolist() == mine[1].tolist()
 

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import sys
-import textwrap
-from importlib.metadata import EntryPoint
-from pathlib import Path
 
 import pytest
 
 from vlpbench.errors import PluginError, RegistryError
 from vlpbench.plugins import load_plugins
 from vlpbench.registry import Entry, Registry
-
-
-@pytest.fixture
-def plugin_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Write plugin modules into a temporary import path; return a factory of entry points."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    created: list[str] = []
-
-    def make(module: str, body: str) -> EntryPoint:
-        (tmp_path / f"{module}.py").write_text(textwrap.dedent(body))
-        created.append(module)
-        return EntryPoint(name=module, value=module, group="vlpbench")
-
-    yield make
-    for module in created:
-        sys.modules.pop(module, None)
 
 
 GOOD = """
@@ -57,8 +38,8 @@ def test_duplicate_builtin_is_an_error() -> None:
         registry.add(Entry("global_loss", "x", "m:B", "vlpbench"))
 
 
-def test_good_plugin_registers_with_its_origin(plugin_modules) -> None:
-    ep = plugin_modules("goodplug", GOOD.format(name="goodplug.miner", module="goodplug"))
+def test_good_plugin_registers_with_its_origin(throwaway_plugins) -> None:
+    ep = throwaway_plugins.module("goodplug", GOOD.format(name="goodplug.miner", module="goodplug"))
     loaded = load_plugins(entry_points=[ep])
     entry = loaded.registry.get("positive_miner", "goodplug.miner")
     assert entry.origin == "goodplug"
@@ -66,9 +47,9 @@ def test_good_plugin_registers_with_its_origin(plugin_modules) -> None:
     assert [p.status for p in loaded.plugins] == ["ok", "ok"]
 
 
-def test_broken_plugin_warns_and_the_rest_keeps_working(plugin_modules) -> None:
-    broken = plugin_modules("brokenplug", "raise ImportError('missing dependency foo')\n")
-    good = plugin_modules("goodplug2", GOOD.format(name="goodplug2.miner", module="goodplug2"))
+def test_broken_plugin_warns_and_the_rest_keeps_working(throwaway_plugins) -> None:
+    broken = throwaway_plugins.module("brokenplug", "raise ImportError('missing dependency foo')\n")
+    good = throwaway_plugins.module("goodplug2", GOOD.format(name="goodplug2.miner", module="goodplug2"))
     with pytest.warns(UserWarning, match="brokenplug.*missing dependency foo"):
         loaded = load_plugins(entry_points=[broken, good])
     assert loaded.registry.get("positive_miner", "goodplug2.miner")
@@ -76,8 +57,8 @@ def test_broken_plugin_warns_and_the_rest_keeps_working(plugin_modules) -> None:
     assert status == {"vlpbench": "ok", "brokenplug": "failed", "goodplug2": "ok"}
 
 
-def test_plugin_whose_registration_raises_is_skipped(plugin_modules) -> None:
-    ep = plugin_modules("raiser", """
+def test_plugin_whose_registration_raises_is_skipped(throwaway_plugins) -> None:
+    ep = throwaway_plugins.module("raiser", """
         from vlpbench.hookspecs import hookimpl
         @hookimpl
         def vlpbench_register(registrar):
@@ -88,8 +69,8 @@ def test_plugin_whose_registration_raises_is_skipped(plugin_modules) -> None:
     assert loaded.registry.get("global_loss", "infonce")
 
 
-def test_hook_with_wrong_signature_is_reported(plugin_modules) -> None:
-    ep = plugin_modules("badsig", """
+def test_hook_with_wrong_signature_is_reported(throwaway_plugins) -> None:
+    ep = throwaway_plugins.module("badsig", """
         from vlpbench.hookspecs import hookimpl
         @hookimpl
         def vlpbench_register(registrar, unexpected):
@@ -100,24 +81,44 @@ def test_hook_with_wrong_signature_is_reported(plugin_modules) -> None:
     assert {p.name: p.status for p in loaded.plugins}["badsig"] == "failed"
 
 
-def test_strict_mode_makes_a_broken_plugin_fatal(plugin_modules, monkeypatch) -> None:
-    ep = plugin_modules("brokenstrict", "raise ImportError('nope')\n")
+def test_strict_mode_makes_a_broken_plugin_fatal(throwaway_plugins, monkeypatch) -> None:
+    ep = throwaway_plugins.module("brokenstrict", "raise ImportError('nope')\n")
     monkeypatch.setenv("VLPBENCH_STRICT_PLUGINS", "1")
     with pytest.raises(PluginError, match="brokenstrict"):
         load_plugins(entry_points=[ep])
 
 
-def test_duplicate_plugin_name_is_refused_naming_both_origins(plugin_modules) -> None:
-    ep = plugin_modules("thief", GOOD.format(name="identity", module="thief"))
+def test_duplicate_plugin_name_is_refused_naming_both_origins(throwaway_plugins) -> None:
+    ep = throwaway_plugins.module("thief", GOOD.format(name="identity", module="thief"))
     with pytest.warns(UserWarning, match="'thief'.*already taken by plugin 'vlpbench'"):
         loaded = load_plugins(entry_points=[ep])
     assert loaded.registry.get("positive_miner", "identity").origin == "vlpbench"
 
 
 def test_every_builtin_component_imports() -> None:
+    """Each built-in entry imports to the class its target names, built the way build_component
+    builds it: ``cls(Params.model_validate(...) or None, context)``, with ``Params`` forbidding
+    unknown keys (or absent for a component without parameters)."""
+    import inspect
+
+    from pydantic import BaseModel
+
     registry = load_plugins(entry_points=[]).registry
-    for entry in registry.all_entries():
-        entry.load()
+    entries = registry.all_entries()
+    core = {"dataset", "image_encoder", "text_encoder", "global_loss", "positive_miner", "negative_weighting", "task"}
+    assert core <= {entry.kind for entry in entries}
+    for entry in entries:
+        assert entry.origin == "vlpbench"
+        loaded = entry.load()
+        if entry.kind == "preset":
+            assert isinstance(loaded, dict), entry.name
+            continue
+        module, _, attr = entry.target.partition(":")
+        assert inspect.isclass(loaded) and loaded.__module__ == module and loaded.__qualname__ == attr, entry.target
+        params = getattr(loaded, "Params", None)
+        if params is not None:
+            assert issubclass(params, BaseModel) and params.model_config.get("extra") == "forbid", entry.target
+        assert list(inspect.signature(loaded.__init__).parameters)[1:3] == ["params", "context"], entry.target
 
 
 def test_plugins_command_does_not_import_torch() -> None:
@@ -137,10 +138,10 @@ def test_help_does_not_import_torch() -> None:
     assert out.stdout.strip().endswith("heavy: []")
 
 
-def test_plugins_check_reports_a_component_that_fails_to_import(plugin_modules, monkeypatch, cli) -> None:
+def test_plugins_check_reports_a_component_that_fails_to_import(throwaway_plugins, monkeypatch, cli) -> None:
     import vlpbench.plugins as plugins_module
 
-    ep = plugin_modules("halfbroken", """
+    ep = throwaway_plugins.module("halfbroken", """
         from vlpbench.hookspecs import hookimpl
         @hookimpl
         def vlpbench_register(registrar):

@@ -72,7 +72,15 @@ def test_submitit_accepts_the_parameters(tmp_path: Path) -> None:
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=4096MB", "#SBATCH --account=proj",
                  "#SBATCH --signal=USR2@90"):
         assert line in script
-    assert submitit.SlurmExecutor  # the extra is installed
+    # the executor the launcher submits through takes every parameter (submitit refuses unknown
+    # names) and keeps them, with the requeue limit
+    from vlpbench.launchers.slurm import _executor
+
+    executor = _executor(tmp_path / "jobs", config.model_copy(update={"max_requeues": 2}), "vlpbench-x")
+    assert isinstance(executor, submitit.SlurmExecutor) and executor.max_num_timeout == 2
+    assert executor.parameters == executor_parameters(config, "vlpbench-x")
+    with pytest.raises(ValueError):
+        executor.update_parameters(not_an_sbatch_option=1)
     # another signal: Slurm sends it and the job listens for it (exported before the tasks start)
     config = SlurmConfig(signal="sighup", time=5)
     script = _make_sbatch_string(command="python -m x", folder=tmp_path, **executor_parameters(config, "vlpbench-x"))

@@ -68,11 +68,22 @@ def test_sigmoid_multi_positive_loss_by_hand() -> None:
 
 
 def test_sigmoid_scale_is_used_as_is_and_learns() -> None:
-    loss = SigmoidMultiPositiveLoss(SigmoidMultiPositiveLoss.Params())
+    """∂L/∂a and ∂L/∂b equal the closed form of L = (1/B) Σ_ij softplus(u_ij), u = H(−a·s + b):
+    ∂L/∂a = (1/B) Σ σ(u)·(−H s), ∂L/∂b = (1/B) Σ σ(u)·H (a used as is, b with a plus sign)."""
+    loss = SigmoidMultiPositiveLoss(SigmoidMultiPositiveLoss.Params()).double()
     assert loss.scale.item() == pytest.approx(2.6592600, abs=1e-6) and loss.bias.item() == -10.0
-    value = loss(torch.randn(4, 8), torch.randn(4, 8), Positives(torch.eye(4)), NONE, NONE)
-    value.backward()
-    assert loss.scale.grad is not None and loss.bias.grad is not None
+    generator = torch.Generator().manual_seed(0)
+    v, t = (torch.randn(4, 8, generator=generator, dtype=torch.float64) for _ in range(2))
+    positives = torch.eye(4, dtype=torch.float64)
+    positives[0, 1] = positives[1, 0] = 1.0  # a mined positive off the diagonal: H = +1 there too
+    loss(v, t, Positives(positives), NONE, NONE).backward()
+    a, b = loss.scale.item(), loss.bias.item()
+    s = torch.nn.functional.normalize(v, dim=1) @ torch.nn.functional.normalize(t, dim=1).t() / 0.1
+    h = 2 * positives - 1
+    sigma = torch.sigmoid(h * (-a * s + b))
+    assert loss.scale.grad.item() == pytest.approx((sigma * -h * s).sum().item() / 4, abs=1e-10)
+    assert loss.bias.grad.item() == pytest.approx((sigma * h).sum().item() / 4, abs=1e-10)
+    assert abs(loss.scale.grad.item()) > 1e-3 and abs(loss.bias.grad.item()) > 1e-3
 
 
 def hard_negative(**params) -> HardNegativeIntraModal:
