@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -36,16 +34,8 @@ def vlpbench_register(registrar):
 
 
 @pytest.fixture
-def queue_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import vlpbench.plugins as plugins_module
-
-    (tmp_path / "jobqueue.py").write_text(textwrap.dedent(RECORDING_LAUNCHER))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setenv("VLPBENCH_PLUGIN_MODULES", "jobqueue=jobqueue")
-    plugins_module.reset()
-    yield
-    sys.modules.pop("jobqueue", None)
-    plugins_module.reset()
+def queue_plugin(throwaway_plugins) -> None:
+    throwaway_plugins.share(throwaway_plugins.module("jobqueue", RECORDING_LAUNCHER))
 
 
 def test_a_plugin_launcher_gets_the_experiment(queue_plugin, tmp_path: Path, cli, monkeypatch) -> None:
