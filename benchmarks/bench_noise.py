@@ -11,7 +11,7 @@ with ``checkpoints/final.pt`` (``--run DIR``; its ``config.yaml`` gives the conf
 that run's). Its frozen encoders are then evaluated ``--repeats`` times with different *downstream*
 seeds only: the label-fraction draw (``sampling_seed``) stays as the protocol has it; the head's
 initialisation and data order move (``train_seed`` of the dense tasks, ``probe_seeds`` of the linear
-probe; repetition 0 is the protocol's own seeds, so it is the board's evaluation). Tasks without a
+probe; the first repetition (r = 0) is the protocol's own seeds, so it is the board's evaluation). Tasks without a
 downstream seed (zero-shot, retrieval) are evaluated too; their spread is 0 by construction.
 
 Per headline column (×100, as the board shows): the mean and the sample standard deviation over the
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"{args.threads}, {sum(seconds) / len(seconds):.0f} s per evaluation; points ×100; "
           f"seed spread: {len(same_variant)} runs of {variant} in {args.reference or '—'}")
     print(format_noise_table(rows))
-    print(f"\nrepetition 0 (the protocol's own seeds) against the run's own metrics.json: largest |difference| "
+    print(f"\nrepetition 1 (the protocol's own seeds) against the run's own metrics.json: largest |difference| "
           f"{_num(reproduced, 3)} points (0 = the evaluation is exactly reproducible in one process and machine)")
     if same_seed is not None and this:
         print(f"run − ref., same seed: this run against {same_seed['path']} "
