@@ -56,11 +56,11 @@ RSS_PROBE = textwrap.dedent("""
                   "text_encoder": {"name": "bert", "layers": 2, "hidden": 128, "heads": 2}, "embed_dim": 128},
         "pretrain": {"epochs": 1, "batch_size": 32, "lr": 1e-4, "log_every": 1}})
     built = build_run(config, get_registry(), seed=0)
-    from vlpbench.engine.pretrain import Interrupt
+    from vlpbench.engine.callbacks import Interrupt, StopAfter
     config.pretrain.checkpoint_every = steps  # the real loop for a few steps (a 16k-pair epoch at 224 px takes hours on a CPU)
     try:
         pretrain(built.model, built.pretrain, config.pretrain, 0, RunDir(__import__("pathlib").Path(tempfile.mkdtemp())),
-                 torch.device("cpu"), progress=False, stop_after_step=steps)
+                 torch.device("cpu"), progress=False, callbacks=[StopAfter(step=steps)])
     except Interrupt:
         pass
     peak["anon"] = max(peak["anon"], anon_kib())

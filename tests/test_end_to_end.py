@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from vlpbench.config.loader import load_experiment
-from vlpbench.engine.pretrain import Interrupt
+from vlpbench.engine.callbacks import Interrupt, StopAfter
 from vlpbench.engine.rundir import run_dir
 from vlpbench.engine.execute import execute_run
 
@@ -102,7 +102,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path, tiny_exp
     execute_run(spec, whole, progress=False)
     cut = run_dir(tmp_path / "b", spec.experiment, spec.run_id)
     with pytest.raises(Interrupt):
-        execute_run(spec, cut, progress=False, stop_after_epoch=0)
+        execute_run(spec, cut, progress=False, callbacks=[StopAfter(epoch=0)])
     assert not cut.finished and cut.latest_epoch_checkpoint() is not None
     partial = json.loads(cut.file("history.json").read_text())  # watchable while it trains
     assert partial["complete"] is False and partial["epochs_done"] == 1 and partial["epochs"] == 2

@@ -78,7 +78,7 @@ def test_eval_of_a_poisoned_checkpoint_refuses_it_without_running_it(results, cl
 
 def test_resume_skips_a_poisoned_or_truncated_latest_epoch_checkpoint(finished, tmp_path: Path) -> None:
     from vlpbench.config.loader import load_experiment
-    from vlpbench.engine.pretrain import Interrupt
+    from vlpbench.engine.callbacks import Interrupt, StopAfter
     from vlpbench.engine.rundir import run_dir
     from vlpbench.engine.execute import execute_run
 
@@ -86,7 +86,7 @@ def test_resume_skips_a_poisoned_or_truncated_latest_epoch_checkpoint(finished, 
     spec = load_experiment(experiment, variants=["a"]).runs[0]
     run = run_dir(tmp_path, spec.experiment, spec.run_id)
     with pytest.raises(Interrupt):
-        execute_run(spec, run, progress=False, stop_after_epoch=1)
+        execute_run(spec, run, progress=False, callbacks=[StopAfter(epoch=1)])
     latest = run.checkpoints / "epoch-001.pt"
     marker = tmp_path / "pwned"
     torch.save({"epoch": 1, "model": Payload(marker)}, latest)
@@ -97,7 +97,7 @@ def test_resume_skips_a_poisoned_or_truncated_latest_epoch_checkpoint(finished, 
     # the same run with a truncated newest checkpoint
     again = run_dir(tmp_path / "again", spec.experiment, spec.run_id)
     with pytest.raises(Interrupt):
-        execute_run(spec, again, progress=False, stop_after_epoch=1)
+        execute_run(spec, again, progress=False, callbacks=[StopAfter(epoch=1)])
     newest = again.checkpoints / "epoch-001.pt"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     with pytest.warns(UserWarning, match="epoch-001.pt"):

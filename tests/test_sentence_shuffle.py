@@ -73,7 +73,7 @@ def test_the_loader_shuffles_tokens_and_tells_the_frozen_encoder() -> None:
 
 def test_resume_with_the_shuffle_equals_uninterrupted(tmp_path: Path) -> None:
     from tests.test_training_loop import train
-    from vlpbench.engine.pretrain import Interrupt
+    from vlpbench.engine.callbacks import Interrupt
 
     _, whole = train(tmp_path, "whole", sentence_shuffle=True, checkpoint_every=2)
     with pytest.raises(Interrupt):

@@ -12,7 +12,8 @@ import torch
 
 from vlpbench.config.schema import PretrainConfig, RunConfig
 from vlpbench.engine.model import build_run
-from vlpbench.engine.pretrain import Interrupt, _Loop, check_options, micro_batches, pretrain
+from vlpbench.engine.callbacks import Interrupt, StopAfter
+from vlpbench.engine.pretrain import _Loop, check_options, micro_batches, pretrain
 from vlpbench.engine.rundir import RunDir
 from vlpbench.errors import ConfigError
 from vlpbench.plugins import get_registry
@@ -34,11 +35,11 @@ def tiny(**pretrain_options) -> tuple[object, PretrainConfig]:
     return build_run(run_config, get_registry(), seed=0), run_config.pretrain
 
 
-def train(tmp_path: Path, name: str, **options):
-    extra = {k: options.pop(k) for k in ("stop_after_step",) if k in options}
+def train(tmp_path: Path, name: str, stop_after_step: int | None = None, **options):
     built, config = tiny(**options)
+    stop = [StopAfter(step=stop_after_step)] if stop_after_step is not None else []
     result = pretrain(built.model, built.pretrain, config, 0, RunDir(tmp_path / name), torch.device("cpu"),
-                      progress=False, **extra)
+                      progress=False, callbacks=stop)
     return built.model, result
 
 
@@ -175,7 +176,7 @@ def test_resume_across_a_stage_boundary_equals_uninterrupted(tmp_path: Path) -> 
     built, config = tiny(stages=TWO_STAGES)
     with pytest.raises(Interrupt):
         pretrain(built.model, built.pretrain, config, 0, RunDir(tmp_path / "cut"), torch.device("cpu"),
-                 progress=False, stop_after_epoch=0)
+                 progress=False, callbacks=[StopAfter(epoch=0)])
     _, resumed = train(tmp_path, "cut", stages=TWO_STAGES)
     assert [r["total"] for r in resumed.history] == [r["total"] for r in whole.history]
 

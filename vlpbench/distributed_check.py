@@ -131,7 +131,7 @@ def _step(objective: Any, features: dict[str, Any], step: int) -> dict[str, Any]
 def _run_steps(objective_config: dict[str, Any], rows: slice | None, samples: int,
                gradient: str = "own") -> list[dict[str, Any]]:
     objective = _build_objective(objective_config)
-    objective.gradient = gradient
+    objective.use_gradient(gradient)
     results = []
     for step in range(STEPS):
         features = fixed_features(step, samples)

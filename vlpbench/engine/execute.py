@@ -9,9 +9,10 @@ finished result.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from vlpbench.config.loader import RunSpec
+from vlpbench.engine.callbacks import Callback, EpochEnd, LogTo
 from vlpbench.engine.files import read_json, write_json
 from vlpbench.engine.rundir import RunDir, write_run_config
 from vlpbench.engine.scoring import evaluate_and_record, evaluate_tasks, prepare_task_data
@@ -21,9 +22,9 @@ from vlpbench.engine.scoring import evaluate_and_record, evaluate_tasks, prepare
 EpochHook = Callable[[int, float, Callable[[], dict[str, Any]]], None]
 
 
-def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_epoch: int | None = None,
-                reuse_pretraining: bool = True, on_epoch_end: EpochHook | None = None,
-                report_to: list[str] | tuple[str, ...] = ()) -> None:
+def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, reuse_pretraining: bool = True,
+                on_epoch_end: EpochHook | None = None, report_to: list[str] | tuple[str, ...] = (),
+                callbacks: Sequence[Callback] = ()) -> None:
     """Pretrain (or resume) one run and evaluate its tasks; write every result file.
 
     With ``reuse_pretraining``, a finished sibling run that differs only in its tasks lends its
@@ -35,7 +36,8 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
     ``on_epoch_end(epoch, mean epoch loss, evaluate)`` is called after every epoch's checkpoint;
     ``evaluate()`` scores the tasks on the current model (in the run's evaluation mode) and leaves
     the model and the RNG states as they were. ``report_to`` names experiment trackers
-    (:mod:`vlpbench.engine.tracking`) that rank 0 logs the run to while it trains.
+    (:mod:`vlpbench.engine.tracking`) that rank 0 logs the run to while it trains. ``callbacks``
+    go to the training loop after those (:mod:`vlpbench.engine.callbacks`; e.g. ``StopAfter``).
     """
     if report_to and is_main_process():
         from vlpbench.engine.tracking import Tracking
@@ -43,12 +45,34 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, stop_after_ep
         tracking = Tracking(report_to, spec, run.path.parent.parent)
         state = "failed"
         try:
-            _execute_run(spec, run, progress, stop_after_epoch, reuse_pretraining, on_epoch_end, tracking)
+            _execute_run(spec, run, progress, reuse_pretraining, [LogTo(tracking.log_history), *callbacks],
+                         on_epoch_end)
+            tracking.log_results(read_json(run.file("metrics.json")),
+                                 read_json(run.file("provenance.json")).get("timings", {}))
             state = "finished"
         finally:
             tracking.finish(state)
     else:
-        _execute_run(spec, run, progress, stop_after_epoch, reuse_pretraining, on_epoch_end, None)
+        _execute_run(spec, run, progress, reuse_pretraining, list(callbacks), on_epoch_end)
+
+
+def _epoch_report(on_epoch_end: EpochHook, built: Any, config: Any, device: Any) -> Callback:
+    """``on_epoch_end(epoch, loss, evaluate)`` as a training-loop callback; ``evaluate()`` scores the
+    tasks on the current weights and leaves the RNG states as they were."""
+    from vlpbench.tasks.base import Encoders
+
+    def evaluate_now() -> dict[str, Any]:
+        from vlpbench.engine.checkpoint import rng_state, set_rng_state
+
+        saved = rng_state()
+        encoders = Encoders(built.model.image_encoder, built.model.text_encoder, precision=config.pretrain.precision)
+        try:  # fresh Encoders: features shared between tasks must not outlive this epoch's weights
+            return evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device)[0]
+        finally:
+            encoders.close()
+            set_rng_state(saved)
+
+    return EpochEnd(lambda epoch, loss: on_epoch_end(epoch, loss, evaluate_now))
 
 
 def is_main_process() -> bool:
@@ -57,8 +81,8 @@ def is_main_process() -> bool:
     return is_main()
 
 
-def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: int | None, reuse_pretraining: bool,
-                 on_epoch_end: EpochHook | None, tracking: Any) -> None:
+def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: bool, callbacks: list[Callback],
+                 on_epoch_end: EpochHook | None) -> None:
     import torch
 
     from vlpbench.engine.checkpoint import save_checkpoint
@@ -66,7 +90,6 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import pretrain, resolve_device
     from vlpbench.plugins import get_registry
-    from vlpbench.tasks.base import Encoders
 
     config = spec.run_config()
     registry = get_registry()
@@ -93,21 +116,8 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
     if unstarted and reuse_pretraining and floor is None:
         reuse_finished_pretraining(spec, run)
     barrier()
-    hook = None
     if on_epoch_end is not None:
-        def evaluate_now() -> dict[str, Any]:
-            from vlpbench.engine.checkpoint import rng_state, set_rng_state
-
-            saved = rng_state()
-            try:  # fresh Encoders: features shared between tasks must not outlive this epoch's weights
-                encoders = Encoders(built.model.image_encoder, built.model.text_encoder,
-                                    precision=config.pretrain.precision)
-                return evaluate_tasks(config.tasks, encoders, built.data_source, built.context, device)[0]
-            finally:
-                set_rng_state(saved)
-
-        def hook(epoch: int, loss: float) -> None:
-            on_epoch_end(epoch, loss, evaluate_now)
+        callbacks = [_epoch_report(on_epoch_end, built, config, device), *callbacks]
     final = _load_final(run)
     if final is not None:
         built.model.load_state_dict(final[0])
@@ -121,8 +131,7 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
             result = PretrainResult()  # no pretraining: not one optimiser step
         else:
             result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
-                              progress=progress, stop_after_epoch=stop_after_epoch, on_epoch_end=hook,
-                              on_log=tracking.log_history if tracking is not None else None)
+                              progress=progress, callbacks=callbacks)
         if main:
             epochs = 0 if floor is not None else config.pretrain.epochs
             write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
@@ -134,9 +143,6 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, stop_after_epoch: i
     try:
         if main:
             evaluate_and_record(spec, run, built, result, device, progress=progress)
-            if tracking is not None:
-                tracking.log_results(read_json(run.file("metrics.json")),
-                                     read_json(run.file("provenance.json")).get("timings", {}))
     finally:
         barrier()  # the other ranks wait for rank 0's evaluation (also when it fails)
 

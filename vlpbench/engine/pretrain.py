@@ -6,6 +6,9 @@ checkpointing, freezing of text layers and image stages, ``channels_last``, ``to
 checkpoints every N steps with exact mid-epoch resume, and DistributedDataParallel whose
 ``find_unused_parameters`` is on only where a component needs it.
 
+Everything that watches the loop — the progress bar, the history written at each epoch end, a
+sweep's report, trackers, a stop for resume tests — is a callback (:mod:`vlpbench.engine.callbacks`).
+
 The loop never waits for the device within a step: batches come from the loader already pinned
 (:mod:`vlpbench.data.pipeline`), are copied ``non_blocking`` and normalised/augmented on the
 device; losses stay on the device and are read every ``log_every`` steps
@@ -24,15 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
 from vlpbench.config.schema import PretrainConfig
 from vlpbench.data.pipeline import PretrainData
+from vlpbench.engine.callbacks import Callback, Callbacks, PartialHistory, ProgressBar, TrainState
 from vlpbench.engine.checkpoint import load_latest_good, prune, rng_state, save_checkpoint, set_rng_state
 from vlpbench.engine.metrics import MetricWindow, step_values
 from vlpbench.engine.model import VLPModel
@@ -127,10 +130,6 @@ class PretrainResult:
     resumed_from_epoch: int | None = None
     resumed_from_step: int | None = None
     stages: list[dict[str, Any]] = field(default_factory=list)  # the schedule's stages as run
-
-
-class Interrupt(Exception):
-    """Raised by a test hook to simulate a run killed after an epoch or a step checkpoint."""
 
 
 def check_options(config: PretrainConfig, device: torch.device, world_size: int) -> None:
@@ -241,6 +240,32 @@ class _Loop:
     wall_before: float = 0.0  # training seconds of the run before a resume (kept in the checkpoints)
     started: float = field(default_factory=time.perf_counter)
 
+    @classmethod
+    def build(cls, model: VLPModel, data: PretrainData, config: PretrainConfig, seed: int, device: torch.device,
+              world: Any) -> "_Loop":
+        """The model configured (options, device, DistributedDataParallel on several processes), with
+        the first stage's optimiser and schedule and, for fp16, a gradient scaler."""
+        check_options(config, device, world.size)
+        apply_model_options(model, config)
+        model.to(device)
+        forward: torch.nn.Module = model
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model.objective.use_gradient("summed")  # DDP averages gradients; gathered terms must count in full
+            probe = None
+            if config.find_unused_parameters is None and data.steps_per_epoch(config.batch_size):
+                plan = data.plan(0, seed, config.batch_size, config.augment)
+                probe = data.gather(plan, 0, config.batch_size, world).to(device)
+            unused = needs_unused_parameters(model, config.find_unused_parameters, probe)
+            forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                              find_unused_parameters=unused)
+        params = [p for p in model.parameters() if p.requires_grad]
+        plans = stage_plans(config, data.steps_per_epoch(config.batch_size))
+        optimizer, schedule = plans[0].build(params)
+        scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
+        return cls(model, forward, optimizer, schedule, scaler, config, device, params, plans)
+
     def enter_stage(self, index: int) -> None:
         """Rebuild the optimiser and schedule for stage ``index`` (fresh moments and warm-up)."""
         self.stage = index
@@ -292,97 +317,71 @@ def pretrain(
     run: RunDir,
     device: torch.device,
     progress: bool = True,
-    stop_after_epoch: int | None = None,
-    on_epoch_end: Callable[[int, float], None] | None = None,
-    stop_after_step: int | None = None,
-    on_log: Callable[[list[dict[str, Any]]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> PretrainResult:
     """Train ``model`` on ``data``; resume from the run's most advanced checkpoint if there is one.
 
-    ``on_epoch_end(epoch, mean loss of the epoch)`` is called after each epoch's checkpoint is
-    written (sweeps report to Ray Tune from it); it must leave the model and the RNGs as it found
-    them. ``stop_after_epoch`` / ``stop_after_step`` raise :class:`Interrupt` after that epoch's
-    checkpoint or after that (global) step's checkpoint (tests of resume). ``on_log(records)``
-    receives each window of history records as it is read from the device (experiment trackers).
+    What watches the loop is a callback (:mod:`vlpbench.engine.callbacks`): the progress bar (with
+    ``progress``), the loss history written at each epoch end, then ``callbacks`` in order (a
+    sweep's report, trackers, a stop for resume tests).
     """
     from vlpbench.engine.distributed import barrier, collectives_on, is_main
     from vlpbench.objective.scope import current_world
 
     world = current_world()
-    check_options(config, device, world.size)
-    apply_model_options(model, config)
-    model.to(device)
-    forward: torch.nn.Module = model
-    if world.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model.objective.gradient = "summed"  # DDP averages gradients; gathered terms must count in full
-        probe = None
-        if config.find_unused_parameters is None and data.steps_per_epoch(config.batch_size):
-            plan = data.plan(0, seed, config.batch_size, config.augment)
-            probe = data.gather(plan, 0, config.batch_size, world).to(device)
-        unused = needs_unused_parameters(model, config.find_unused_parameters, probe)
-        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          find_unused_parameters=unused)
-    params = [p for p in model.parameters() if p.requires_grad]
+    loop = _Loop.build(model, data, config, seed, device, world)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
     total = steps_per_epoch * config.epochs
-    plans = stage_plans(config, steps_per_epoch)
-    optimizer, schedule = plans[0].build(params)
-    scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
-    loop = _Loop(model, forward, optimizer, schedule, scaler, config, device, params, plans)
     result = PretrainResult()
     done = _resume(loop, run, result, steps_per_epoch)
-    bar = _progress_bar(total, done, progress and is_main())
+    state = TrainState(run, total, config.epochs, done=done, history=result.history, main=is_main())
+    hooks = Callbacks([*([ProgressBar()] if progress else []), PartialHistory(), *callbacks])
     window = MetricWindow(world)
     workers = loader_workers(config, device)
     model.train()
-    started, samples = time.perf_counter(), 0
-    loop.started = started
-    guard = collectives_on(device) if world.distributed else contextlib.nullcontext()
-    with guard:
+    loop.started = state.started
+
+    def flush() -> None:
+        records = window.flush()
+        result.history.extend(records)
+        hooks.on_log(state, records)
+
+    hooks.on_train_start(state)
+    with collectives_on(device) if world.distributed else contextlib.nullcontext():
         for epoch in range(done // max(1, steps_per_epoch), config.epochs):
+            state.epoch = epoch
             first = done - epoch * steps_per_epoch if done > epoch * steps_per_epoch else 0
             batches = data.epoch_batches(epoch, seed, config.batch_size, config.augment, world, start_step=first,
                                          workers=workers, pin_memory=device.type == "cuda")
             for step_in_epoch, batch in enumerate(batches, start=first):
                 step = epoch * steps_per_epoch + step_in_epoch
-                if stage_of(plans, step) != loop.stage:
-                    loop.enter_stage(stage_of(plans, step))
+                if stage_of(loop.plans, step) != loop.stage:
+                    loop.enter_stage(stage_of(loop.plans, step))
                 values = loop.step(batch.to(device), progress=step / max(1, total))
                 window.add(step, epoch, loop.schedule.get_last_lr()[0], values)
-                samples += len(batch) * world.size
-                if bar is not None:
-                    bar.update(1)
+                state.done, state.samples = step + 1, state.samples + len(batch) * world.size
+                hooks.on_step_end(state)
                 if len(window) >= config.log_every:
-                    _flush(window, result, on_log)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{result.history[-1]['total']:.3f}",
-                                        sps=f"{samples / (time.perf_counter() - started):.0f}")
+                    flush()
                 if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and \
                         step_in_epoch + 1 < steps_per_epoch:
-                    _flush(window, result, on_log)
+                    flush()
                     _save(loop, run, "step", step + 1, epoch, result.history)
-                    if stop_after_step is not None and step + 1 >= stop_after_step:
-                        raise Interrupt(f"stopped after step {step + 1}")
-            _flush(window, result, on_log)
+                    hooks.on_checkpoint(state, "step")
+            flush()
             _save(loop, run, "epoch", (epoch + 1) * steps_per_epoch, epoch, result.history)
-            _write_partial_history(run, result.history, epoch + 1, config.epochs, total)
             barrier()
-            if on_epoch_end is not None:
-                losses = [r["total"] for r in result.history if r["epoch"] == epoch]
-                on_epoch_end(epoch, sum(losses) / max(1, len(losses)))
-            if stop_after_epoch is not None and epoch == stop_after_epoch:
-                raise Interrupt(f"stopped after epoch {epoch}")
-    if bar is not None:
-        bar.close()
-    elapsed = time.perf_counter() - started
+            hooks.on_checkpoint(state, "epoch")
+            losses = [r["total"] for r in result.history if r["epoch"] == epoch]
+            hooks.on_epoch_end(state, epoch, sum(losses) / max(1, len(losses)))
+    hooks.on_train_end(state)
+    elapsed = time.perf_counter() - state.started
     result.wall_seconds = loop.wall_before + elapsed  # a resumed run's pretraining time counts in full
-    result.samples_per_second = samples / elapsed if elapsed > 0 and samples else 0.0
+    result.samples_per_second = state.samples / elapsed if elapsed > 0 and state.samples else 0.0
     result.steps = total
     result.active_steps = model.objective.step_counts()
     result.stages = [{"name": p.name, "first_step": p.first_step, "steps": p.steps, "optimizer": p.optimizer,
-                      "lr": p.lr, "weight_decay": p.weight_decay} for p in plans]
+                      "lr": p.lr, "weight_decay": p.weight_decay} for p in loop.plans]
     return result
 
 
@@ -410,14 +409,6 @@ def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: i
     return done
 
 
-def _flush(window: Any, result: PretrainResult, on_log: Callable[[list[dict[str, Any]]], None] | None) -> None:
-    """Move the window's records into the history (and hand them to ``on_log``)."""
-    records = window.flush()
-    result.history.extend(records)
-    if on_log is not None and records:
-        on_log(records)
-
-
 def _save(loop: _Loop, run: RunDir, kind: str, done: int, epoch: int, history: list[dict[str, float]]) -> None:
     """Write a checkpoint after ``done`` steps on rank 0 (``epoch-E.pt`` or ``step-S.pt``); keep two."""
     from vlpbench.engine.distributed import is_main
@@ -431,24 +422,3 @@ def _save(loop: _Loop, run: RunDir, kind: str, done: int, epoch: int, history: l
         for stale in run.checkpoints.glob("step-*.pt"):
             if int(stale.stem.split("-")[1]) <= done:
                 stale.unlink(missing_ok=True)
-
-
-def _write_partial_history(run: RunDir, history: list[dict[str, float]], epochs_done: int, epochs: int,
-                           total: int) -> None:
-    """``history.json`` as of this epoch's end (rank 0), so a run can be watched (or plotted) while it
-    trains; ``complete: false`` until the runner writes the finished run's history over it."""
-    from vlpbench.engine.distributed import is_main
-    from vlpbench.engine.files import write_json
-
-    if is_main():
-        write_json(run.file("history.json"), {"steps": history, "epochs_done": epochs_done, "epochs": epochs,
-                                              "total_steps": total, "complete": False})
-
-
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc="pretrain", unit="step", file=sys.stderr,
-                dynamic_ncols=True, leave=False)

@@ -87,6 +87,14 @@ class Objective(nn.Module):
         #: trainer under DistributedDataParallel, see :mod:`vlpbench.objective.scope`).
         self.gradient = "own"
 
+    def use_gradient(self, mode: str) -> None:
+        """How gathered rows pass gradients back: ``own`` (each process its own rows' share, as
+        open_clip) or ``summed`` (in full; the trainer's choice under DistributedDataParallel, which
+        averages gradients over the processes; see :mod:`vlpbench.objective.scope`)."""
+        if mode not in ("own", "summed"):
+            raise ValueError(f"gradient mode {mode!r}: use 'own' or 'summed'")
+        self.gradient = mode
+
     def scopes(self) -> dict[str, object]:
         """Every component's negative scope, for the run's provenance."""
         return {"global": self.global_scope, "positive_miner": self.miner_scope,
