@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (the reference board's runs recorded 1; floating point depends on it)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    parser.add_argument("--floor", default=None, help="write the noise floor for the board to this file, e.g. "
+                                                      "results/<experiment>/noise_floor.json (see vlpbench/board/noise.py)")
     args = parser.parse_args(argv)
     if args.repeats < 2:
         parser.error("--repeats must be at least 2 (a standard deviation needs two repetitions)")
@@ -334,6 +336,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(format_cross_machine(result["cross_machine_columns"]) if pairs else "no run of the fresh folder is in the reference")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if args.floor:
+        from vlpbench.board.noise import floor_document
+
+        document = floor_document(rows, variant, seed, args.repeats, time.strftime("%Y-%m-%d"),
+                                  "benchmarks/bench_noise.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+        Path(args.floor).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"noise floor for the board written to {args.floor}")
     return result
 
 

@@ -27,6 +27,7 @@ from vlpbench.board.html import page
 from vlpbench.board.render import Board, latex, long_csv, markdown
 from vlpbench.board.reported import matching_reported, reported_html, reported_markdown
 from vlpbench.board.stats import SampleStore, best_per_column, mean_ranks, paired_differences, summarise
+from vlpbench.board.noise import load_noise_floor, mark_meaningful
 from vlpbench.engine.files import write_text
 
 
@@ -80,6 +81,10 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
     floor_scores = scores[scores["variant"].isin(floors | {baseline})]
     floor_differences = (paired_differences(floor_scores, baseline or "", store, adjustment, resamples, resamples)
                          if floors else pd.DataFrame())
+    noise, noise_notes = load_noise_floor(roots)
+    notes += noise_notes
+    differences = mark_meaningful(differences, summary, baseline, noise)
+    floor_differences = mark_meaningful(floor_differences, summary, baseline, noise)
     unfinished = runs[runs["state"] != "finished"][["variant", "seed", "state", "error", "path"]]
     headline = [c for c in columns if info[c]["headline"]] or columns
     finished_runs = runs[runs["state"] == "finished"]
@@ -92,7 +97,7 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
         column_info=info, superseded=superseded, adjustment=adjustment,
         ranks=mean_ranks(ranked, headline, lower) if len(order) > 1 and not ranked.empty else pd.DataFrame(),
         reported=matching_reported(collected.protocols, columns),
-        roles={v: roles.get(v, "") for v in order}, floor_differences=floor_differences,
+        roles={v: roles.get(v, "") for v in order}, floor_differences=floor_differences, noise=noise,
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from vlpbench.board.noise import ALPHA, NOISE_MULTIPLE
 from vlpbench.board.multiple import METHODS
 
 
@@ -46,6 +47,7 @@ class Board:
     roles: dict[str, str] = field(default_factory=dict)
     #: (floor variant, column) → its paired difference from the baseline (their own comparison family)
     floor_differences: pd.DataFrame = field(default_factory=pd.DataFrame)
+    noise: dict[str, float] = field(default_factory=dict)  # column → downstream noise floor (std)
 
     def has_roles(self) -> bool:
         return any(self.roles.get(v) for v in self.variants)
@@ -102,9 +104,28 @@ def difference_table(board: Board, columns: list[str], floors: bool = False) -> 
                 continue
             d = frame.loc[(variant, column)]
             p = f"p{_p(d['p'])}, adj.{_p(d['p_adjusted'])}" if d["p"] == d["p"] else "p n/a"
-            row[column] = f"{100 * d['difference']:+.1f} ({p}, {int(d['pairs'])} seeds)"
+            mark = " ✓" if _is_true(d.get("meaningful")) else ""
+            row[column] = f"{100 * d['difference']:+.1f}{mark} ({p}, {int(d['pairs'])} seeds)"
         rows[variant] = row
+    if board.noise:
+        rows["noise floor (std)"] = {c: f"{100 * board.noise[c]:.1f}" if c in board.noise else "not measured"
+                                     for c in columns}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("variant")
+
+
+def meaningful_text(board: Board) -> str:
+    """What ✓ means on this board, or how to get it."""
+    if not board.noise:
+        return ("No downstream noise floor was measured for this board, so no difference is called meaningful here: "
+                "`benchmarks/bench_noise.py --floor <this folder>/noise_floor.json` measures it.")
+    return (f"✓ = meaningful: adjusted p < {ALPHA}, |difference| above {NOISE_MULTIPLE:g}× the column's downstream noise "
+            "floor (the last row: the std of one encoder's score over downstream seeds) and above the baseline's "
+            "std over its seeds; a column without a measured floor gets no ✓.")
+
+
+def _is_true(value: Any) -> bool:
+    """A table cell that holds True (not False, NaN or pandas' NA)."""
+    return value is not None and value is not pd.NA and value == value and bool(value)
 
 
 def _p(value: float) -> str:
@@ -150,7 +171,8 @@ def markdown(board: Board, full: bool, reported: str = "") -> str:
         methods = sorted(set(board.differences["p_method"])) if not board.differences.empty else []
         parts += [f"## Difference from the baseline `{board.baseline}`\n",
                   f"Mean difference over the seeds both ran, ×100; p: {'; '.join(methods) or 'none'}; adjusted over the "
-                  f"{int(board.differences['p'].notna().sum())} comparisons of the board by {METHODS.get(board.adjustment, board.adjustment)}.\n",
+                  f"{int(board.differences['p'].notna().sum())} comparisons of the board by {METHODS.get(board.adjustment, board.adjustment)}. "
+                  + meaningful_text(board) + "\n",
                   difference_table(board, columns).to_markdown() + "\n"]
     if board.baseline and not board.floor_differences.empty:
         parts += [f"## Floors: what pretraining adds over `{board.baseline}`\n", FLOORS_TEXT + "\n",
