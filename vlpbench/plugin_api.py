@@ -6,10 +6,9 @@ A plugin imports vlpbench only from here (its tests may also use :mod:`vlpbench.
 
 The names in ``__all__`` are the promise: they keep their meaning and signature across releases,
 and one is renamed or removed only after a release in which the old name still works. Everything
-else under ``vlpbench.*`` is internal and may move between releases (the package layout is being
-reorganised, issue 23) — importing it from a plugin is what this module exists to make unnecessary.
-The repository's test ``tests/test_plugin_api.py`` checks that the shipped plugins and the
-``vlpbench new-plugin`` scaffold import nothing else.
+else under ``vlpbench.*`` is internal and may move between releases; importing it from a plugin is
+what this module exists to make unnecessary. ``tests/test_plugin_api.py`` checks that the shipped
+plugins and the ``vlpbench new-plugin`` scaffold import nothing else.
 
 What is here:
 
