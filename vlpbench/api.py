@@ -14,7 +14,8 @@ run identities, resume, files and board::
     print(board.summary)                      # (variant, column) → n, mean, std, 95 % CI
 
 User mistakes raise :class:`vlpbench.errors.UserError` (the CLI prints them as one paragraph).
-Importing this module imports nothing heavy; torch is imported when a run starts.
+Importing this module imports nothing heavy; torch is imported when a run starts. Plugins import
+from :mod:`vlpbench.plugin_api` instead (the component contracts and building blocks).
 """
 
 from __future__ import annotations

@@ -36,8 +36,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.contracts import Positives
+from vlpbench.plugin_api import AlignmentInputs, Positives
 
 
 class SimilarityMiner(nn.Module):
@@ -64,8 +63,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
+from vlpbench.plugin_api import AlignmentInputs, DirectionAdjustment, NegativeAdjustment, Positives
 
 
 class HardnessWeighting(nn.Module):
@@ -92,8 +90,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.local_losses import mean_over_reports
+from vlpbench.plugin_api import AlignmentInputs, mean_over_reports
 
 
 class MaxSimilarityHead(nn.Module):
@@ -127,7 +124,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.features import AlignmentInputs
+from vlpbench.plugin_api import AlignmentInputs
 
 
 class CrossModalRegression(nn.Module):
@@ -158,8 +155,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
-from vlpbench.objective.global_losses import soft_infonce_direction
+from vlpbench.plugin_api import DirectionAdjustment, Positives, soft_infonce_direction
 
 
 class FixedTemperatureInfoNCE(nn.Module):
@@ -191,7 +187,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
-from vlpbench.tasks.base import Column, Encoders, TaskParams, TaskResult, frozen_global_features, with_hash
+from vlpbench.plugin_api import Column, Encoders, TaskParams, TaskResult, frozen_global_features, with_hash
 
 
 class PrototypeProbe:
@@ -239,7 +235,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.features import ImageFeatures
+from vlpbench.plugin_api import ImageFeatures
 
 
 class SmallConvEncoder(nn.Module):
@@ -299,9 +295,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from vlpbench.data.real.base import RealDataset, RealParams
-from vlpbench.data.real.common import Record
-from vlpbench.errors import DataError
+from vlpbench.plugin_api import DataError, RealDataset, RealParams, Record
 
 SPLITS = ("train", "val", "test")
 
@@ -358,11 +352,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError, DataError
-from vlpbench.features import TextFeatures
-from vlpbench.models.text_bert import sentence_means
-from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
+from vlpbench.plugin_api import (BuildContext, ConfigError, DataError, TextFeatures, TokenizedReports, pack_reports,
+                                 sentence_means, train_wordpiece)
 
 
 class SmallTransformerTextEncoder(nn.Module):
@@ -494,7 +485,7 @@ where = ["src"]
 
 from __future__ import annotations
 
-from vlpbench.hookspecs import hookimpl
+from vlpbench.plugin_api import Registrar, hookimpl
 
 COMPONENTS = [
 {chr(10).join(registrations)}
@@ -502,7 +493,7 @@ COMPONENTS = [
 
 
 @hookimpl
-def vlpbench_register(registrar) -> None:
+def vlpbench_register(registrar: Registrar) -> None:
     for kind, component, target, summary in COMPONENTS:
         registrar.add(kind, component, target, summary)
 ''',
@@ -521,7 +512,7 @@ def vlpbench_register(registrar) -> None:
 def _tests(name: str, kinds: list[str]) -> str:
     package = f"vlpbench_{name}"
     lines = ['"""Out-of-the-box tests of the scaffolded components: replace them with hand-worked values."""', "",
-             "import torch", "", "from vlpbench.objective.contracts import Positives",
+             "import torch", "", "from vlpbench.plugin_api import Positives",
              "from vlpbench.testing import feature_inputs, permute_inputs", ""]
     if "positive_miner" in kinds:
         lines += [f"from {package}.miner import SimilarityMiner", "", "",
@@ -563,7 +554,7 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "    assert float(loss) < 1e-12", ""]
     if "global_loss" in kinds:
         lines += [f"from {package}.loss import FixedTemperatureInfoNCE",
-                  "from vlpbench.objective.contracts import DirectionAdjustment", "", "",
+                  "from vlpbench.plugin_api import DirectionAdjustment", "", "",
                   "def test_aligned_pairs_give_a_lower_loss_than_swapped_ones() -> None:",
                   "    loss = FixedTemperatureInfoNCE(FixedTemperatureInfoNCE.Params(temperature=0.1))",
                   "    v = torch.eye(3)",
@@ -576,7 +567,7 @@ def _tests(name: str, kinds: list[str]) -> str:
                   "def test_probe_scores_a_perfectly_separating_encoder_auroc_1() -> None:",
                   "    import numpy as np",
                   "    from types import SimpleNamespace",
-                  "    from vlpbench.tasks.base import Encoders",
+                  "    from vlpbench.plugin_api import Encoders",
                   "",
                   "    class Split(SimpleNamespace):",
                   "        pass",
@@ -605,7 +596,7 @@ def _tests(name: str, kinds: list[str]) -> str:
     if "text_encoder" in kinds:
         lines += [f"from {package}.text_encoder import SmallTransformerTextEncoder", "", "",
                   "def test_text_encoder_gives_every_feature_the_objectives_and_tasks_read() -> None:",
-                  "    from vlpbench.context import BuildContext",
+                  "    from vlpbench.plugin_api import BuildContext",
                   "",
                   "    reports = [['Small left pleural effusion.', 'Heart size is normal.'], ['No acute process.']]",
                   "    context = BuildContext(embed_dim=16, corpus=[' '.join(r) for r in reports])",

@@ -2,8 +2,11 @@
 
 ``feature_inputs`` builds an :class:`~vlpbench.features.AlignmentInputs` from given or random
 feature tensors with ragged sentences and words (padding masked), without any encoder, so a loss
-or head can be checked on literal numbers. ``synthcxr_inputs`` runs real encoders on a small
-SynthCXR batch for end-to-end checks.
+or head can be checked on literal numbers; ``permute_inputs`` reorders a batch for
+permutation-invariance checks.
+
+Part of the public surface (with :mod:`vlpbench.plugin_api`): a plugin's tests import these
+helpers from here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import torch
 from torch import Tensor
 
 from vlpbench.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
+
+__all__ = ["feature_inputs", "permute_inputs"]
 
 
 def feature_inputs(

@@ -6,6 +6,10 @@ ragged random inputs after the transformer: hidden states [B,M,H] with a sentenc
 (−1 for [CLS], [SEP] and padding), patch tokens and global image vectors, all float64, so the
 plugin path (``BertTextEncoder.features`` + ``Objective``) and a per-sample port of the official
 code can be compared term by term, with gradients.
+
+Used by the tests of the method plugins shipped in this repository; unlike :mod:`vlpbench.plugin_api`
+and :mod:`vlpbench.testing` it builds on internals (the config resolver, the built-in BERT, the
+objective), so its names may change with them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from vlpbench.features import AlignmentInputs, Batch, ImageFeatures
 from vlpbench.models.text_bert import BertTextEncoder
 from vlpbench.objective.objective import Objective
 from vlpbench.plugins import get_registry
+
+__all__ = ["CORPUS", "preset_config", "PresetModules", "build_preset", "RaggedStep", "ragged_step", "piece_ids",
+           "plugin_step", "official_sentence_stacks", "official_sentence_pool", "gradients", "assert_close_gradients"]
 
 CORPUS = [
     "The heart is enlarged. No effusion. Lungs are clear.",

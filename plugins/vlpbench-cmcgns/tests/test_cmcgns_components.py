@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import Positives
+from vlpbench.plugin_api import BuildContext, Positives
 from vlpbench.testing import feature_inputs, permute_inputs
 from vlpbench_cmcgns.cluster_negatives import ClusterGuidedNegatives
 from vlpbench_cmcgns.cross_attention import CACHE_KEY, BidirectionalCrossAttentionHead

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives
 from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, plugin_step,
                                        preset_config, ragged_step)
 from vlpbench_convirt.loss import ConVIRTLoss

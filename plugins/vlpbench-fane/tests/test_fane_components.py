@@ -7,13 +7,11 @@ import math
 import pytest
 import torch
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, within_report_infonce
 from vlpbench.testing import feature_inputs, permute_inputs
 from vlpbench_fane.losses import HardNegativeIntraModal, SigmoidMultiPositiveLoss
 from vlpbench_fane.loop_reference import tcsap_loop
 from vlpbench_fane.miner import AdaptiveSemanticMiner, adaptive_normalise, batch_baseline
-from vlpbench.objective.local_losses import within_report_infonce
 from vlpbench_fane.tcsap import TCSAP
 
 NONE = DirectionAdjustment()

@@ -14,10 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs, Batch, ImageFeatures
-from vlpbench.objective.contracts import DirectionAdjustment
-from vlpbench.objective.global_losses import InfoNCELoss, SigmoidLoss
+from vlpbench.plugin_api import (AlignmentInputs, Batch, BuildContext, DirectionAdjustment, ImageFeatures, InfoNCELoss,
+                                 SigmoidLoss)
 from vlpbench.testing import feature_inputs
 from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, preset_config,
                                        ragged_step)

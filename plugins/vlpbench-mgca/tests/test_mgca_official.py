@@ -11,11 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs, Batch, ImageFeatures
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
+from vlpbench.plugin_api import (AlignmentInputs, Batch, BuildContext, DirectionAdjustment, ImageFeatures, Positives,
+                                 aggregate, piece_words)
 from vlpbench.testing import feature_inputs
-from vlpbench.models.word_pieces import aggregate, piece_words
 from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
                                        preset_config, ragged_step)
 from vlpbench_mgca.cta import TokenAlignment, clipped_weights

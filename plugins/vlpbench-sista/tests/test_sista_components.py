@@ -5,13 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import DirectionAdjustment
-from vlpbench.objective.global_losses import InfoNCELoss
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, InfoNCELoss, within_report_infonce
 from vlpbench.testing import feature_inputs, permute_inputs
 from vlpbench_sista.loop_reference import sta_loop
 from vlpbench_sista.miner import FalseNegativeElimination, eliminate_false_negatives
-from vlpbench.objective.local_losses import within_report_infonce
 from vlpbench_sista.sta import SparseTokenAlignment, sparse_alignment_weights
 
 NONE = DirectionAdjustment()

@@ -22,9 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, DirectionAdjustment, NegativeAdjustment, Positives
 from vlpbench_cmcgns.cluster_loss import cluster_negatives
 from vlpbench_cmcgns.kmeans import StreamingKMeans
 

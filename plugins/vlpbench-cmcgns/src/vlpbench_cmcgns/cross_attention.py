@@ -39,10 +39,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.models.text_bert import sentence_means
-from vlpbench.objective.scope import gather_rows
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, gather_rows, sentence_means
 from vlpbench_cmcgns.cluster_loss import cluster_negatives
 from vlpbench_cmcgns.kmeans import StreamingKMeans
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlpbench.features import AlignmentInputs
+from vlpbench.plugin_api import AlignmentInputs
 from vlpbench_cmcgns.cross_attention import BidirectionalCrossAttentionHead
 
 

@@ -48,9 +48,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError
-from vlpbench.features import AlignmentInputs
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, ConfigError
 from vlpbench_cmcgns.cross_attention import CACHE_KEY
 
 

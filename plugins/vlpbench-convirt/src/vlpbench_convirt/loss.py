@@ -11,7 +11,7 @@ baseline instead (``mgca/models/convirt/convirt_module.py:55-77``): τ = 0.07 an
 SUMMED with weight 1 each — the numbers in MGCA's tables come from that loss, not from λ = 0.75.
 
 Through the shared contracts each direction is vlpbench's multi-positive weighted InfoNCE
-(:func:`vlpbench.objective.global_losses.soft_infonce_direction`): with the identity miner and no
+(:func:`vlpbench.plugin_api.soft_infonce_direction`): with the identity miner and no
 weighting it is exactly the formula above; a miner's positives become soft targets, ignored pairs
 leave the denominator, negative weights and extra columns enter it.
 """
@@ -24,9 +24,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
-from vlpbench.objective.global_losses import soft_infonce_direction
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, soft_infonce_direction
 
 #: style → (τ, weight of image→text, weight of text→image)
 STYLES = {"vilmedic": (0.1, 0.75, 0.25), "mgca": (0.07, 1.0, 1.0)}

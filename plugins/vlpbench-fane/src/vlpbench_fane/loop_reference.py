@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlpbench.features import AlignmentInputs
+from vlpbench.plugin_api import AlignmentInputs
 from vlpbench_fane.tcsap import TCSAP
 
 

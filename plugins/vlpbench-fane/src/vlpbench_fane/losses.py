@@ -10,10 +10,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
-from vlpbench.objective.global_losses import sigmoid_pair_loss
+from vlpbench.plugin_api import (AlignmentInputs, BuildContext, DirectionAdjustment, NegativeAdjustment, Positives,
+                                 sigmoid_pair_loss)
 
 
 class SigmoidMultiPositiveLoss(nn.Module):

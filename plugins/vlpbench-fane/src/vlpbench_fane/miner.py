@@ -20,10 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.models.report_vectors import build_report_vectors, report_similarity
-from vlpbench.objective.contracts import Positives
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives, build_report_vectors, report_similarity
 
 
 def adaptive_normalise(similarity: Tensor, baseline: Tensor, kappa: float, eps: float = 1e-6) -> Tensor:

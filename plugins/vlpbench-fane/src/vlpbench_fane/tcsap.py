@@ -24,9 +24,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.local_losses import masked_mean, mean_over_reports, within_report_infonce
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, masked_mean, mean_over_reports, within_report_infonce
 
 
 class SparseTextConditionedAttention(nn.Module):

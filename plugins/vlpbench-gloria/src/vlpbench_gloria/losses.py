@@ -5,7 +5,7 @@
 objective adds both (``gloria_model.py:77-80``): the two directions are SUMMED, not averaged.
 
 Through the shared contracts each direction is vlpbench's multi-positive weighted InfoNCE
-(:func:`vlpbench.objective.global_losses.soft_infonce_direction`), which with the identity miner
+(:func:`vlpbench.plugin_api.soft_infonce_direction`), which with the identity miner
 and no weighting is exactly the cross-entropy above.
 """
 
@@ -15,9 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
-from vlpbench.objective.global_losses import soft_infonce_direction
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, soft_infonce_direction
 
 
 def gloria_cosine(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:

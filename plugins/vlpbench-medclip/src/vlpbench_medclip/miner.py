@@ -35,9 +35,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.contracts import Positives
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives
 
 NO_FINDING_NAMES = {"no_finding", "no finding", "nofinding", "normal"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vlpbench.hookspecs import hookimpl
+from vlpbench.plugin_api import Registrar, hookimpl
 
 COMPONENTS = [
     ("positive_miner", "medclip.label_similarity", "vlpbench_medclip.miner:LabelSimilarityMiner",
@@ -13,6 +13,6 @@ COMPONENTS = [
 
 
 @hookimpl
-def vlpbench_register(registrar) -> None:
+def vlpbench_register(registrar: Registrar) -> None:
     for kind, name, target, summary in COMPONENTS:
         registrar.add(kind, name, target, summary)

@@ -44,10 +44,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-
-from vlpbench.models.word_pieces import aggregate, slot_mask
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, aggregate, slot_mask
 
 
 def clipped_weights(attention: Tensor, nonzero_only: bool, low: float = 0.1, high: float = 0.9) -> Tensor:

@@ -11,9 +11,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.objective.contracts import DirectionAdjustment, Positives
-from vlpbench.objective.global_losses import soft_infonce_direction
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, soft_infonce_direction
 
 
 class InstanceAlignment(nn.Module):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vlpbench.hookspecs import hookimpl
+from vlpbench.plugin_api import Registrar, hookimpl
 
 COMPONENTS = [
     ("global_loss", "mgca.ita", "vlpbench_mgca.ita:InstanceAlignment",
@@ -16,6 +16,6 @@ COMPONENTS = [
 
 
 @hookimpl
-def vlpbench_register(registrar) -> None:
+def vlpbench_register(registrar: Registrar) -> None:
     for kind, name, target, summary in COMPONENTS:
         registrar.add(kind, name, target, summary)

@@ -28,9 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.scope import gather_rows
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, gather_rows
 
 
 @torch.no_grad()

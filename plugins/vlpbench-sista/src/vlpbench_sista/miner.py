@@ -22,10 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.models.report_vectors import build_report_vectors, report_similarity
-from vlpbench.objective.contracts import Positives
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives, build_report_vectors, report_similarity
 
 
 def eliminate_false_negatives(similarity: Tensor, threshold: float, mode: str) -> Positives:

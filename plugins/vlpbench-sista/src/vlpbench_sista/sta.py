@@ -21,9 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
-from vlpbench.objective.local_losses import mean_over_reports, within_report_infonce
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, mean_over_reports, within_report_infonce
 
 
 def sparse_alignment_weights(similarity: Tensor, sparsify: str, top_k: int) -> Tensor:
