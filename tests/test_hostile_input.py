@@ -431,6 +431,30 @@ def test_sigterm_marks_the_run_interrupted(tmp_path: Path) -> None:
     assert json.loads(status_file.read_text())["state"] == "interrupted"
 
 
+def test_a_sigterm_whose_exception_a_finaliser_swallowed_still_stops_the_run(tmp_path: Path, cli, monkeypatch) -> None:
+    """Python runs the SIGTERM handler wherever the main thread is; raised inside a finaliser, its
+    exception is printed and dropped. The request it recorded stops the run at the next step."""
+    import vlpbench.engine.callbacks as callbacks
+    from vlpbench.errors import request_termination
+
+    seen = []
+
+    def handler_fired_in_a_finaliser(self, state, epoch, loss):
+        seen.append(state.done)
+        request_termination()  # what the CLI's handler records before its raise (which was lost)
+
+    experiment = write_tiny_run(tmp_path, "lost", pretrain_size=64, epochs=3)
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.PartialHistory, "on_epoch_end", handler_fired_in_a_finaliser)
+        code, _, err = cli("run", str(experiment), "--results", str(tmp_path / "results"), "--quiet")
+    assert code == 143 and "terminated (SIGTERM)" in err
+    folder = next((tmp_path / "results" / "lost" / "runs").iterdir())
+    assert status(folder)["state"] == "interrupted" and seen == [4]  # stopped one step into epoch 1
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == ["epoch-000.pt"]
+    code, _, _ = cli("run", str(experiment), "--results", str(tmp_path / "results"), "--quiet")
+    assert code == 0 and status(folder)["state"] == "finished"  # the request was cleared: the rerun finishes
+
+
 def test_a_run_folder_deleted_during_the_run_is_recorded_complete(finished, tmp_path: Path) -> None:
     from vlpbench.board.collect import collect
     from vlpbench.config.loader import load_experiment

@@ -35,6 +35,27 @@ class Terminated(BaseException):
     """SIGTERM arrived (a scheduler or ``kill``): like Ctrl-C, the current run is marked interrupted."""
 
 
+_termination = {"requested": False}
+
+
+def request_termination() -> None:
+    """Remember that SIGTERM arrived. The signal handler also raises :class:`Terminated`, but Python
+    runs a handler wherever the main thread is, a finaliser (``__del__``, a weakref callback) included,
+    and an exception raised there is printed and dropped; the loops call :func:`check_termination`
+    so that the request is never lost."""
+    _termination["requested"] = True
+
+
+def check_termination() -> None:
+    """Raise :class:`Terminated` if SIGTERM arrived (cheap: a dictionary read)."""
+    if _termination["requested"]:
+        raise Terminated("SIGTERM")
+
+
+def clear_termination() -> None:
+    _termination["requested"] = False
+
+
 class EnvironmentProblem(UserError):
     """The machine, not the input: a full disk, a missing permission, a read-only folder, memory.
 

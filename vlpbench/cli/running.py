@@ -107,13 +107,17 @@ class _TerminateToInterrupt:
 
     @staticmethod
     def _raise(signum: int, frame: object) -> None:
-        from vlpbench.errors import Terminated
+        from vlpbench.errors import Terminated, request_termination
 
+        request_termination()  # raised again at the next step or run if this raise lands in a finaliser
         raise Terminated("SIGTERM")
 
     def __exit__(self, *exc: object) -> None:
         import signal
 
+        from vlpbench.errors import clear_termination
+
+        clear_termination()
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)
 

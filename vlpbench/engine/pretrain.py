@@ -40,7 +40,7 @@ from vlpbench.engine.checkpoint import load_latest_good, prune, rng_state, save_
 from vlpbench.engine.metrics import MetricWindow, step_values
 from vlpbench.engine.model import VLPModel
 from vlpbench.engine.rundir import RunDir
-from vlpbench.errors import ConfigError
+from vlpbench.errors import ConfigError, check_termination
 from vlpbench.features import Batch
 
 
@@ -361,6 +361,7 @@ def pretrain(
                 window.add(step, epoch, loop.schedule.get_last_lr()[0], values)
                 state.done, state.samples = step + 1, state.samples + len(batch) * world.size
                 hooks.on_step_end(state)
+                check_termination()
                 if len(window) >= config.log_every:
                     flush()
                 if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and \

@@ -16,7 +16,7 @@ from vlpbench.engine.execute import execute_run
 from vlpbench.engine.progress import RunClock
 from vlpbench.engine.rundir import RunDir, is_stale, run_dir
 from vlpbench.engine.scoring import finished_line
-from vlpbench.errors import UserError
+from vlpbench.errors import UserError, check_termination
 
 
 
@@ -67,6 +67,7 @@ def run_experiment(
         run = run_dir(results_root, experiment.name, spec.run_id)
         label = f"[{number}/{total}] {spec.variant} seed {spec.seed}"
         started = time.perf_counter()
+        check_termination()
         outcome.runs.append(run_one(spec, run, label, rerun_stale=rerun_stale, progress=progress,
                                     reuse_pretraining=reuse_pretraining, echo=echo, report_to=report_to,
                                     eta=clock.suffix() if progress else ""))

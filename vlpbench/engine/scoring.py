@@ -15,7 +15,7 @@ from typing import Any, Callable
 from vlpbench.config.loader import RunSpec
 from vlpbench.engine.files import read_json, write_json
 from vlpbench.engine.rundir import RunDir, write_run_config
-from vlpbench.errors import UserError
+from vlpbench.errors import UserError, check_termination
 
 
 
@@ -131,6 +131,7 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
 
             source = ValidationSource(source)
         started = time.perf_counter()
+        check_termination()
         with task_bar(key, progress):
             outcome = task.evaluate(encoders, source, device)
         metrics[key] = task_metrics(task, outcome)

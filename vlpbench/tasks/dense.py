@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from vlpbench.errors import check_termination
 from vlpbench.tasks.base import Encoders, TaskParams
 from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps
 
@@ -134,6 +135,7 @@ def fit_with_early_stopping(
     epoch_order = lambda: torch.cat([torch.randperm(train_size, generator=generator) for _ in range(repeats)])  # noqa: E731
     stream = torch.empty(0, dtype=torch.long)  # shuffled indices not yet used (capped epochs)
     for epoch in range(max_epochs):
+        check_termination()  # a SIGTERM whose exception a finaliser swallowed
         model.train()
         if max_steps_per_epoch is None:
             order = epoch_order()
