@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vlpbench.plugin_api import (AlignmentInputs, Batch, BuildContext, DirectionAdjustment, ImageFeatures, InfoNCELoss,

@@ -11,7 +11,6 @@ and no weighting is exactly the cross-entropy above.
 
 from __future__ import annotations
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
