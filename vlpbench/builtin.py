@@ -48,5 +48,4 @@ BUILTINS: list[tuple[str, str, str, str]] = [
 
 @hookimpl
 def vlpbench_register(registrar: Registrar) -> None:
-    for kind, name, target, summary in BUILTINS:
-        registrar.add(kind, name, target, summary)
+    registrar.add_all(BUILTINS)

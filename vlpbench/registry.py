@@ -15,7 +15,7 @@ import importlib
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from vlpbench.errors import RegistryError, did_you_mean
 
@@ -168,3 +168,8 @@ class Registrar:
         entry = Entry(kind=kind, name=name, target=target, origin=self.origin, summary=summary)
         if self._registry.add(entry):
             self.added.append(entry)
+
+    def add_all(self, components: Iterable[tuple[str, str, str, str]]) -> None:
+        """Register every ``(kind, name, target, summary)`` of a plugin's component table."""
+        for kind, name, target, summary in components:
+            self.add(kind, name, target, summary)

@@ -61,8 +61,7 @@ COMPONENTS = [
 
 @hookimpl
 def vlpbench_register(registrar: Registrar) -> None:
-    for kind, component, target, summary in COMPONENTS:
-        registrar.add(kind, component, target, summary)
+    registrar.add_all(COMPONENTS)
 ''',
         f"tests/test_{name}.py": tests_module(name, kinds),
         f"experiments/{name}.yaml": _experiment(name, kinds),

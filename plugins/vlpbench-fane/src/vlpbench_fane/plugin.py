@@ -19,8 +19,7 @@ COMPONENTS = [
 
 @hookimpl
 def vlpbench_register(registrar: Registrar) -> None:
-    for kind, name, target, summary in COMPONENTS:
-        registrar.add(kind, name, target, summary)
+    registrar.add_all(COMPONENTS)
 
 
 @hookimpl

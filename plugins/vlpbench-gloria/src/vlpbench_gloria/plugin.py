@@ -15,5 +15,4 @@ COMPONENTS = [
 
 @hookimpl
 def vlpbench_register(registrar: Registrar) -> None:
-    for kind, name, target, summary in COMPONENTS:
-        registrar.add(kind, name, target, summary)
+    registrar.add_all(COMPONENTS)
