@@ -39,7 +39,9 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, reuse_pretrai
     (:mod:`vlpbench.engine.tracking`) that rank 0 logs the run to while it trains. ``callbacks``
     go to the training loop after those (:mod:`vlpbench.engine.callbacks`; e.g. ``StopAfter``).
     """
-    if report_to and is_main_process():
+    from vlpbench.engine.distributed import is_main
+
+    if report_to and is_main():
         from vlpbench.engine.tracking import Tracking
 
         tracking = Tracking(report_to, spec, run.path.parent.parent)
@@ -73,12 +75,6 @@ def _epoch_report(on_epoch_end: EpochHook, built: Any, config: Any, device: Any)
             set_rng_state(saved)
 
     return EpochEnd(lambda epoch, loss: on_epoch_end(epoch, loss, evaluate_now))
-
-
-def is_main_process() -> bool:
-    from vlpbench.engine.distributed import is_main
-
-    return is_main()
 
 
 def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: bool, callbacks: list[Callback],
