@@ -241,7 +241,7 @@ def evaluate_repetitions(run: Path, repeats: int) -> tuple[list[dict[str, float]
     from vlpbench.engine.checkpoint import load_checkpoint
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import resolve_device
-    from vlpbench.engine.runner import evaluate_tasks
+    from vlpbench.engine.scoring import evaluate_tasks
     from vlpbench.plugins import get_registry
     from vlpbench.tasks.base import Encoders
 

@@ -11,7 +11,8 @@ scored once, with the selected state.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+import math
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ class DenseTaskParams(TaskParams):
     batch_size: int = Field(32, ge=1)
     max_epochs: int = Field(12, ge=1)
     patience: int = Field(3, ge=1)
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate over the head's training: constant, or cosine decay to 0 over "
+                                "max_epochs (a head then ends at a small step size, so its seed matters less)")
     min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
     max_steps_per_epoch: int | None = Field(
         None, ge=1, description="cap on the steps of an epoch: a large training set is then seen over several "
@@ -107,6 +111,18 @@ class MaskRows:
                                for i in range(0, self.count, chunk)]) if self.count else np.zeros(0, bool)
 
 
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, schedule: str,
+                           total_steps: int) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """None for a constant learning rate; for ``"cosine"`` a per-step factor ``½(1 + cos(π·t/T))``
+    that reaches 0 at step ``total_steps`` (and stays there)."""
+    if schedule == "constant":
+        return None
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning rate schedule {schedule!r} (constant or cosine)")
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
 def fit_with_early_stopping(
     model: nn.Module,
     train_size: int,
@@ -120,6 +136,7 @@ def fit_with_early_stopping(
     seed: int,
     min_steps_per_epoch: int = 1,
     max_steps_per_epoch: int | None = None,
+    schedule: str = "constant",
 ) -> dict[str, float]:
     """AdamW over shuffled mini-batches; keep the state with the lowest validation loss.
 
@@ -127,11 +144,15 @@ def fit_with_early_stopping(
     cycled through several times), so that a 1 % subset of a few images is not judged after a
     handful of updates. With ``max_steps_per_epoch`` an epoch stops after that many steps and the
     next one continues the same shuffled stream, so every image is still seen, over several epochs.
+    ``schedule="cosine"`` decays the learning rate to 0 over ``max_epochs`` epochs, step by step.
     """
     generator = torch.Generator().manual_seed(seed)
     repeats = max(1, -(-min_steps_per_epoch * batch_size // train_size))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     best, best_state, waited, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
+    epoch_images = repeats * train_size if max_steps_per_epoch is None else min(max_steps_per_epoch * batch_size,
+                                                                                repeats * train_size)
+    scheduler = learning_rate_schedule(optimizer, schedule, -(-epoch_images // batch_size) * max_epochs)
     epoch_order = lambda: torch.cat([torch.randperm(train_size, generator=generator) for _ in range(repeats)])  # noqa: E731
     stream = torch.empty(0, dtype=torch.long)  # shuffled indices not yet used (capped epochs)
     for epoch in range(max_epochs):
@@ -140,14 +161,15 @@ def fit_with_early_stopping(
         if max_steps_per_epoch is None:
             order = epoch_order()
         else:  # a capped epoch is never longer than an uncapped one, and below the cap it is the same
-            take = min(max_steps_per_epoch * batch_size, repeats * train_size)
-            while len(stream) < take:
+            while len(stream) < epoch_images:
                 stream = torch.cat([stream, epoch_order()])
-            order, stream = stream[:take], stream[take:]
+            order, stream = stream[:epoch_images], stream[epoch_images:]
         for start in range(0, len(order), batch_size):
             optimizer.zero_grad(set_to_none=True)
             train_loss(order[start:start + batch_size]).backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
         model.eval()
         with torch.no_grad():
             current = val_loss()
@@ -168,7 +190,8 @@ def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_l
     """:func:`fit_with_early_stopping` with a dense task's training parameters."""
     return fit_with_early_stopping(model, train_size, train_loss, val_loss, params.lr, params.weight_decay,
                                    min(params.batch_size, train_size), params.max_epochs, params.patience,
-                                   params.train_seed, params.min_steps_per_epoch, params.max_steps_per_epoch)
+                                   params.train_seed, params.min_steps_per_epoch, params.max_steps_per_epoch,
+                                   params.schedule)
 
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
