@@ -1,6 +1,6 @@
 """Wheels carry the repository's experiments (``experiments/*.yaml``) as package data in
 ``vlpbench/experiments/``, so that ``vlpbench run quickstart`` works with only the wheel installed
-(see :mod:`vlpbench.shipped`). The repository's folder stays the one source: this copies it at
+(see :mod:`vlpbench.config.shipped`). The repository's folder stays the one source: this copies it at
 build time. Everything else is in pyproject.toml."""
 
 from pathlib import Path

@@ -45,7 +45,7 @@ def main() -> None:
 
     from vlpbench.config.loader import load_experiment
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     spec = load_experiment(REPO / "experiments" / "quickstart.yaml").runs[0]
     config = spec.run_config()

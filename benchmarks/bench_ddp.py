@@ -30,7 +30,7 @@ CONFIG = {
 def _build(scope: str, batch: int):  # type: ignore[no-untyped-def]
     from vlpbench.config.schema import RunConfig
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     config = {**CONFIG, "objective": {**CONFIG["objective"], "negative_scope": scope},
               "pretrain": {**CONFIG["pretrain"], "batch_size": batch}}

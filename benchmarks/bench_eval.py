@@ -34,7 +34,7 @@ PROBE = textwrap.dedent("""
     args = json.loads(sys.argv[2])
     import torch
     torch.set_num_threads(args["threads"])
-    from vlpbench.context import BuildContext
+    from vlpbench.core.context import BuildContext
     from vlpbench.data.synthcxr_source import SynthCXRSource
     from vlpbench.models.image_timm import TimmImageEncoder
     from vlpbench.models.text_bert import BertTextEncoder

@@ -20,10 +20,10 @@ import time
 import torch
 
 from vlpbench.config.schema import RunConfig
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.engine.model import build_run
-from vlpbench.plugins import get_registry
-from vlpbench.testing import feature_inputs
+from vlpbench.core.plugins import get_registry
+from vlpbench.devkit.testing import feature_inputs
 
 BASE = {
     "data": {"name": "synthcxr", "image_size": 64, "pretrain_size": 1024},

@@ -236,13 +236,13 @@ def evaluate_repetitions(run: Path, repeats: int) -> tuple[list[dict[str, float]
     downstream seeds of :func:`downstream_seed_overrides`), their wall times, and the config."""
     import yaml
 
-    from vlpbench.build import build_component
+    from vlpbench.core.build import build_component
     from vlpbench.config.schema import ComponentSpec, RunConfig
     from vlpbench.engine.checkpoint import load_checkpoint
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import resolve_device
     from vlpbench.engine.scoring import evaluate_tasks
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
     from vlpbench.tasks.base import Encoders
 
     recorded = yaml.safe_load((run / "config.yaml").read_text())

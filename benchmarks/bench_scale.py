@@ -47,7 +47,7 @@ RSS_PROBE = textwrap.dedent("""
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import pretrain
     from vlpbench.engine.rundir import RunDir
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
     torch.set_num_threads(2)
     config = RunConfig.model_validate({
         "data": {"name": "synthcxr", "image_size": 224, "pretrain_size": size, "train_size": 16, "val_size": 16,
@@ -146,7 +146,7 @@ def batch_cpu_time(store: str) -> None:
     from vlpbench.config.schema import RunConfig
     from vlpbench.data.pipeline import light_augment, normalise
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     os.environ["VLPBENCH_STORE_DIR"] = store
     config = RunConfig.model_validate({
@@ -183,7 +183,7 @@ STEP_PROBE = textwrap.dedent("""
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import pretrain
     from vlpbench.engine.rundir import RunDir
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
     torch.set_num_threads(2)
     spec = load_experiment(pathlib.Path(sys.argv[2])).runs[0]
     config = spec.run_config()

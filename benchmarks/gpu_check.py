@@ -55,7 +55,7 @@ def loop_throughput(config_dict: dict, device, folder: Path) -> tuple[float, flo
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import pretrain
     from vlpbench.engine.rundir import RunDir
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     config = RunConfig.model_validate(config_dict)
     built = build_run(config, get_registry(), seed=0)

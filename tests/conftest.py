@@ -110,7 +110,7 @@ class ThrowawayPlugins:
 
     def install(self, *entry_points: metadata.EntryPoint, installed: bool = True) -> Any:
         """Load the plugins with these entry points as this process's plugin set; return it."""
-        import vlpbench.plugins as plugins_module
+        import vlpbench.core.plugins as plugins_module
 
         base = list(metadata.entry_points(group="vlpbench")) if installed else []
         loaded = plugins_module.load_plugins(entry_points=[*base, *entry_points])
@@ -119,7 +119,7 @@ class ThrowawayPlugins:
 
     def share(self, *entry_points: metadata.EntryPoint) -> None:
         """Name these plugins in ``VLPBENCH_PLUGIN_MODULES`` for this process and its children."""
-        import vlpbench.plugins as plugins_module
+        import vlpbench.core.plugins as plugins_module
 
         self.monkeypatch.setenv("VLPBENCH_PLUGIN_MODULES", ",".join(f"{ep.name}={ep.value}" for ep in entry_points))
         self.monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(self.folder), os.environ.get("PYTHONPATH", "")]))

@@ -15,7 +15,7 @@ from vlpbench.config.schema import RunConfig
 from vlpbench.engine.model import build_run
 from vlpbench.engine.pretrain import pretrain
 from vlpbench.engine.rundir import RunDir
-from vlpbench.plugins import get_registry
+from vlpbench.core.plugins import get_registry
 
 #: The loss terms each component must contribute (besides the global loss).
 EXPECTED_TERMS = {

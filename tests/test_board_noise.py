@@ -11,7 +11,7 @@ import pytest
 
 from tests.test_leaderboard import write_run
 from vlpbench.board.noise import NOISE_FILE, floor_document, load_noise_floor
-from vlpbench.leaderboard import build_board, write_leaderboard
+from vlpbench.board.leaderboard import build_board, write_leaderboard
 
 COLUMN = "linear_probe/auroc@1%"
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.test_leaderboard import BASE_CONFIG, write_run
-from vlpbench.leaderboard import build_board, write_leaderboard
+from vlpbench.board.leaderboard import build_board, write_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_the_experiment_files_configuration_is_current_and_the_rerun_warns(tmp_p
 def test_eval_label_that_names_a_variant_is_refused_unless_a_separate_row(tmp_path: Path) -> None:
     from tests.conftest import write_tiny_run
     from vlpbench.engine.evaluate import eval_label
-    from vlpbench.errors import ConfigError
+    from vlpbench.core.errors import ConfigError
 
     experiment = write_tiny_run(tmp_path, "labels")
     with pytest.raises(ConfigError, match="--separate-row"):
@@ -153,7 +153,7 @@ def test_provenance_names_vlpbenchs_commit_inside_a_foreign_repository(tmp_path:
 
 def test_zero_step_pretraining_is_refused_before_it_starts() -> None:
     from vlpbench.engine.execute import refuse_zero_steps
-    from vlpbench.errors import ConfigError
+    from vlpbench.core.errors import ConfigError
 
     config = SimpleNamespace(pretrain=SimpleNamespace(batch_size=128, epochs=3))
     built = SimpleNamespace(pretrain=type("Data", (), {"steps_per_epoch": staticmethod(lambda b: 96 // b),

@@ -23,7 +23,7 @@ def reference() -> dict[str, torch.Tensor]:
 
 
 def _backbone():
-    from vlpbench.context import BuildContext
+    from vlpbench.core.context import BuildContext
     from vlpbench.models.image_timm import TimmImageEncoder
 
     return TimmImageEncoder(TimmImageEncoder.Params(arch="resnet18"), BuildContext(embed_dim=16, image_size=32)).backbone
@@ -113,7 +113,7 @@ def test_what_did_not_load_is_reported(reference, tmp_path: Path) -> None:
 
 def test_a_mostly_random_backbone_is_refused(reference, tmp_path: Path) -> None:
     from vlpbench.engine.importing import load_backbone
-    from vlpbench.errors import DataError
+    from vlpbench.core.errors import DataError
 
     path = tmp_path / "wrong.ckpt"
     torch.save(LAYOUTS["gloria"](reference), path)
@@ -131,7 +131,7 @@ def test_a_mostly_random_backbone_is_refused(reference, tmp_path: Path) -> None:
 
 def test_lightning_hyperparameters_load_and_code_does_not_run(reference, tmp_path: Path, monkeypatch) -> None:
     from vlpbench.engine.importing import load_backbone
-    from vlpbench.errors import DataError
+    from vlpbench.core.errors import DataError
 
     # a checkpoint whose hyper-parameters are Lightning's AttributeDict (a dict subclass)
     module = types.ModuleType("lightning.fabric.utilities.data")

@@ -59,7 +59,7 @@ def test_flush_reads_the_device_once_and_keeps_one_record_per_step() -> None:
 
 
 def test_a_non_finite_loss_is_reported_with_its_step() -> None:
-    from vlpbench.errors import UserError
+    from vlpbench.core.errors import UserError
 
     window = MetricWindow()
     window.add(7, 0, 0.1, {"total": torch.tensor(float("nan"))})
@@ -101,7 +101,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(miner: str) -> None:
     from tests.test_training_loop import TINY
     from vlpbench.config.schema import RunConfig
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     config = copy.deepcopy(TINY)
     config["objective"]["positive_miner"] = {"name": miner}

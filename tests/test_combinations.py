@@ -11,8 +11,8 @@ import torch
 from vlpbench.config.loader import load_experiment
 from vlpbench.config.schema import RunConfig
 from vlpbench.engine.model import build_run
-from vlpbench.errors import ConfigError
-from vlpbench.plugins import get_registry
+from vlpbench.core.errors import ConfigError
+from vlpbench.core.plugins import get_registry
 
 TINY_DATA = {"name": "synthcxr", "image_size": 32, "pretrain_size": 64}
 TINY_TEXT = {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}
@@ -60,7 +60,7 @@ def test_any_miner_with_any_global_loss_and_stacked_weightings() -> None:
 
 
 GLOBAL_ONLY_TEXT = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 from vlpbench.models.text_bert import BertTextEncoder
 
 class GlobalOnlyText(BertTextEncoder):
@@ -108,7 +108,7 @@ def test_a_variant_overrides_its_preset(tmp_path: Path) -> None:
 
 
 NO_BOXES_DATA = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 from vlpbench.data.synthcxr_source import SynthCXRSource
 
 class LabelsOnly(SynthCXRSource):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vlpbench.config.loader import load_experiment
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 BASE = """\
 name: exp

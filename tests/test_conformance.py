@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from vlpbench.conformance import check_plugin, format_results
-from vlpbench.plugins import get_registry
+from vlpbench.devkit.conformance import check_plugin, format_results
+from vlpbench.core.plugins import get_registry
 
 BROKEN = """
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 from vlpbench.objective.miners import IdentityMiner
 
 
@@ -61,7 +61,7 @@ def vlpbench_register(registrar):
     registrar.add("positive_miner", "broken.dense_miner", "brokenkit:DenseMiner")
 """
 WRONG_HOOK = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 
 @hookimpl
 def vlpbench_register(registrar, extra_argument):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from vlpbench.conformance import check_plugin
+from vlpbench.devkit.conformance import check_plugin
 
 PARTIAL = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 from vlpbench.models.image_timm import TimmImageEncoder
 from vlpbench.tasks.zero_shot import ZeroShot
 
@@ -50,7 +50,7 @@ def test_an_encoder_without_feature_maps_and_a_task_with_nan_scores_fail(partial
 
 
 def test_the_builtin_encoders_and_tasks_pass_the_interface_checks() -> None:
-    from vlpbench.conformance import _image_interface_check, _task_check, _text_interface_check
+    from vlpbench.devkit.conformance import _image_interface_check, _task_check, _text_interface_check
 
     assert "feature map" in _image_interface_check("timm")
     _text_interface_check("bert")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.data.synthcxr_source import SynthCXRSource
 from vlpbench.models.image_timm import TimmImageEncoder
 from vlpbench.tasks.base import Encoders

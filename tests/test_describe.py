@@ -8,7 +8,7 @@ import sys
 
 
 def test_plugins_json_lists_every_component_of_a_kind(cli) -> None:
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     code, out, err = cli("plugins", "--kind", "positive_miner", "--json")
     assert code == 0, err
@@ -67,8 +67,8 @@ def test_describe_names_close_matches_and_filters_by_kind(cli) -> None:
 
 def test_describe_matches_what_validation_accepts() -> None:
     """Every parameter `describe` lists is one the component's Params accepts, and only those."""
-    from vlpbench.describe import describe_entry
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.describe import describe_entry
+    from vlpbench.core.plugins import get_plugins
 
     loaded = get_plugins()
     for entry in loaded.registry.all_entries():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlpbench.distributed_check import Case, check_cases
+from vlpbench.devkit.distributed_check import Case, check_cases
 from vlpbench.objective.scope import World
 
 CLUSTERS = {"clusters": 4, "queue_size": 8, "init_threshold": 1.0,  # centroids from the first step on,

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import ConfigError
 from vlpbench.models.image_timm import TimmImageEncoder
 from vlpbench.models.requests import apply_feature_requests, collect_requests
 from vlpbench.models.text_bert import BertTextEncoder

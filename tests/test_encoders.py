@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import DataError, RegistryError
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import DataError, RegistryError
 from vlpbench.models.image_timm import TimmImageEncoder
 from vlpbench.models.text_bert import BertTextEncoder, sentence_means
 

@@ -281,7 +281,7 @@ def test_a_task_failure_keeps_the_pretraining_for_the_next_attempt(tmp_path: Pat
 
 def test_a_task_that_cannot_be_built_stops_the_run_before_pretraining(tmp_path: Path, cli, monkeypatch) -> None:
     from tests.conftest import write_tiny_run
-    from vlpbench.errors import ConfigError
+    from vlpbench.core.errors import ConfigError
     from vlpbench.tasks.linear_probe import LinearProbe
 
     experiment = write_tiny_run(tmp_path, "early", pretrain_size=32, epochs=1)

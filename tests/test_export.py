@@ -28,7 +28,7 @@ def test_image_encoder_loads_with_timm_and_gives_the_same_features(finished_run:
     import timm
     from safetensors.torch import load_file
 
-    from vlpbench.export import load_run_model
+    from vlpbench.engine.export import load_run_model
 
     code, out, err = cli("export", str(finished_run), "--format", "timm", "--out", str(tmp_path))
     assert code == 0, err
@@ -62,7 +62,7 @@ def test_image_encoder_loads_with_timm_and_gives_the_same_features(finished_run:
 def test_text_encoder_loads_with_transformers_and_gives_the_same_features(finished_run: Path, tmp_path: Path, cli) -> None:
     from transformers import AutoModel, AutoTokenizer
 
-    from vlpbench.export import load_run_model
+    from vlpbench.engine.export import load_run_model
 
     code, out, err = cli("export", str(finished_run), "--format", "hf", "--out", str(tmp_path))
     assert code == 0, err

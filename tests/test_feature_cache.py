@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.data.synthcxr_source import SynthCXRSource
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 from vlpbench.models.image_timm import TimmImageEncoder
 from vlpbench.tasks.base import Encoders
 from vlpbench.tasks.features import (DiskMaps, FeatureCache, FeatureCacheSettings, MemoryMaps, RecomputedMaps,

@@ -57,7 +57,7 @@ def test_random_floor_evaluates_the_freshly_built_encoders_without_a_step(tmp_pa
     from vlpbench.engine.checkpoint import load_checkpoint
     from vlpbench.engine.files import read_json
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     spec, run = run_floor(tmp_path, floor_file(tmp_path), monkeypatch)
     saved = load_checkpoint(run / "checkpoints" / "final.pt")["model"]
@@ -73,7 +73,7 @@ def test_random_floor_evaluates_the_freshly_built_encoders_without_a_step(tmp_pa
     history = read_json(run / "history.json")
     assert history["steps"] == [] and history["floor"] == "random" and history["epochs_done"] == 0
     assert "linear_probe" in read_json(run / "metrics.json")
-    from vlpbench.export import export_run
+    from vlpbench.engine.export import export_run
 
     assert export_run(run, "timm", tmp_path / "exported")  # the weights as evaluated can be exported
 
@@ -142,7 +142,7 @@ def board_results(tmp_path: Path) -> Path:
 
 
 def test_board_labels_floors_keeps_them_out_of_best_ranks_and_the_methods_family(board_results: Path) -> None:
-    from vlpbench.leaderboard import build_board, write_leaderboard
+    from vlpbench.board.leaderboard import build_board, write_leaderboard
 
     board = build_board([board_results], "t")
     column = "linear_probe/auroc@1%"
@@ -170,7 +170,7 @@ def test_board_labels_floors_keeps_them_out_of_best_ranks_and_the_methods_family
 
 
 def test_board_without_floors_or_oracle_has_no_role_column(tmp_path: Path) -> None:
-    from vlpbench.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard
 
     root = tmp_path / "exp"
     for seed in range(2):

@@ -165,7 +165,7 @@ def test_a_corrupt_sibling_does_not_block_a_new_run(results, cli, tmp_path: Path
 
 # -- 3. a component's failure fails its run only -----------------------------------------------------
 FAILING_MINER = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 from vlpbench.objective.miners import IdentityMiner
 
 
@@ -201,7 +201,7 @@ variants:
 
 
 REGISTERS = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 
 class Thing:
     pass
@@ -213,8 +213,8 @@ def vlpbench_register(registrar):
 
 
 def test_sys_exit_in_a_plugin_import_is_contained(throwaway_plugins, monkeypatch, cli) -> None:
-    import vlpbench.plugins as plugins_module
-    from vlpbench.plugins import load_plugins
+    import vlpbench.core.plugins as plugins_module
+    from vlpbench.core.plugins import load_plugins
 
     ep = throwaway_plugins.module("exiter", "import sys\nsys.exit(3)\n")
     with pytest.warns(UserWarning, match="exiter.*SystemExit"):
@@ -227,7 +227,7 @@ def test_sys_exit_in_a_plugin_import_is_contained(throwaway_plugins, monkeypatch
 
 @pytest.mark.parametrize("order", ["intruder-first", "owner-first"])
 def test_a_plugin_cannot_take_another_plugins_name_whatever_the_order(throwaway_plugins, order: str) -> None:
-    from vlpbench.plugins import load_plugins
+    from vlpbench.core.plugins import load_plugins
 
     owner = throwaway_plugins.module("zowner", REGISTERS.format(name="zowner.miner", module="zowner"))
     intruder = throwaway_plugins.module("aintruder", REGISTERS.format(name="zowner.miner", module="aintruder"))
@@ -239,8 +239,8 @@ def test_a_plugin_cannot_take_another_plugins_name_whatever_the_order(throwaway_
 
 
 def test_two_plugins_clashing_outside_their_namespaces_both_lose(throwaway_plugins) -> None:
-    from vlpbench.errors import RegistryError
-    from vlpbench.plugins import load_plugins
+    from vlpbench.core.errors import RegistryError
+    from vlpbench.core.plugins import load_plugins
 
     one = throwaway_plugins.module("onep", REGISTERS.format(name="shared.miner", module="onep"))
     two = throwaway_plugins.module("twop", REGISTERS.format(name="shared.miner", module="twop"))
@@ -252,8 +252,8 @@ def test_two_plugins_clashing_outside_their_namespaces_both_lose(throwaway_plugi
 
 
 def test_a_misspelt_hook_fails_the_plugin(throwaway_plugins, monkeypatch) -> None:
-    from vlpbench.errors import PluginError
-    from vlpbench.plugins import load_plugins
+    from vlpbench.core.errors import PluginError
+    from vlpbench.core.plugins import load_plugins
 
     body = REGISTERS.format(name="typo.miner", module="typo").replace("def vlpbench_register", "def vlpbench_regster")
     ep = throwaway_plugins.module("typo", body)
@@ -266,8 +266,8 @@ def test_a_misspelt_hook_fails_the_plugin(throwaway_plugins, monkeypatch) -> Non
 
 
 def test_schema_lists_what_it_can_and_names_what_it_cannot(throwaway_plugins, monkeypatch, cli) -> None:
-    import vlpbench.plugins as plugins_module
-    from vlpbench.plugins import load_plugins
+    import vlpbench.core.plugins as plugins_module
+    from vlpbench.core.plugins import load_plugins
 
     ep = throwaway_plugins.module("halfgone", REGISTERS.format(name="halfgone.miner", module="halfgone_missing"))
     monkeypatch.setattr(plugins_module, "_LOADED", load_plugins(entry_points=[ep]))
@@ -289,7 +289,7 @@ def test_only_documented_variables_expand_and_validate_says_so(cli, tmp_path: Pa
 
 def test_messages_quote_the_literal_path_not_its_expansion(monkeypatch, tmp_path: Path) -> None:
     from vlpbench.data.real.common import resolve_root
-    from vlpbench.errors import DataError
+    from vlpbench.core.errors import DataError
 
     monkeypatch.setenv("VLPBENCH_DATA", str(tmp_path / "private-location"))
     with pytest.raises(DataError) as info:
@@ -337,7 +337,7 @@ def test_a_slurm_task_reruns_a_stale_run_beside_it_and_skips_a_busy_one(results,
     import vlpbench.engine.pretrain as pretrain_module
     from vlpbench.config.loader import load_experiment
     from vlpbench.engine.lock import RunLock
-    from vlpbench.errors import UserError
+    from vlpbench.core.errors import UserError
     from vlpbench.launchers.slurm import RunTask
 
     experiment, root = results
@@ -435,7 +435,7 @@ def test_a_sigterm_whose_exception_a_finaliser_swallowed_still_stops_the_run(tmp
     """Python runs the SIGTERM handler wherever the main thread is; raised inside a finaliser, its
     exception is printed and dropped. The request it recorded stops the run at the next step."""
     import vlpbench.engine.callbacks as callbacks
-    from vlpbench.errors import request_termination
+    from vlpbench.core.errors import request_termination
 
     seen = []
 
@@ -513,9 +513,9 @@ def test_sizes_beyond_the_machine_are_refused_before_allocating(cli, tmp_path: P
 
 
 def test_sizes_are_checked_against_the_available_memory(monkeypatch) -> None:
-    import vlpbench.resources as resources
+    import vlpbench.core.resources as resources
     from vlpbench.data.synthcxr_source import SynthCXRSource
-    from vlpbench.errors import EnvironmentProblem
+    from vlpbench.core.errors import EnvironmentProblem
 
     monkeypatch.setattr(resources, "available_memory", lambda: 100 << 20)
     source = SynthCXRSource(SynthCXRSource.Params(pretrain_size=1_000_000, image_size=64))

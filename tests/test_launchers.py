@@ -11,7 +11,7 @@ from tests.conftest import write_tiny_run
 
 RECORDING_LAUNCHER = """
 import json, os
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 
 
 class Recorder:

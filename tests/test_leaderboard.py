@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from vlpbench.leaderboard import build_board, write_leaderboard
+from vlpbench.board.leaderboard import build_board, write_leaderboard
 
 PROTOCOL = {"task": "linear_probe", "fraction": 0.01, "sampling_seed": 42, "hash": "aaaa1111"}
 BASE_CONFIG = {"objective": {"positive_miner": {"name": "identity"}, "global": {"name": "infonce", "temperature": 0.07}},

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_leaderboard import write_run
-from vlpbench.leaderboard import write_leaderboard
+from vlpbench.board.leaderboard import write_leaderboard
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

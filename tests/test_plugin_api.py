@@ -1,4 +1,4 @@
-"""The public surface: ``vlpbench.plugin_api`` for plugins, ``vlpbench.testing`` for their tests,
+"""The public surface: ``vlpbench.plugin_api`` for plugins, ``vlpbench.devkit.testing`` for their tests,
 ``vlpbench.api`` for scripts. Every public name resolves; the shipped plugins and the ``new-plugin``
 scaffold import vlpbench only through it; importing it (and a plugin's ``plugin.py``) imports no torch."""
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import vlpbench.plugin_api as plugin_api
-from vlpbench.scaffold import KINDS, new_plugin
+from vlpbench.devkit.scaffold import KINDS, new_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_SOURCES = sorted(REPO.glob("plugins/*/src/**/*.py"))
-PUBLIC_MODULES = ["vlpbench.plugin_api", "vlpbench.testing", "vlpbench.testing_official", "vlpbench.api"]
+PUBLIC_MODULES = ["vlpbench.plugin_api", "vlpbench.devkit.testing", "vlpbench.devkit.testing_official", "vlpbench.api"]
 
 
 def vlpbench_imports(path: Path) -> list[tuple[str, list[str], int]]:
@@ -60,7 +60,7 @@ def test_plugin_api_exports_every_lazy_name_and_nothing_unlisted() -> None:
     assert set(plugin_api.__all__) == eager | set(plugin_api._LAZY)
     assert set(plugin_api.__all__) <= set(dir(plugin_api))
     # a lazy name is the internal object itself, not a copy: isinstance checks across the two paths hold
-    from vlpbench.features import AlignmentInputs
+    from vlpbench.core.features import AlignmentInputs
     from vlpbench.objective.contracts import Positives
 
     assert plugin_api.AlignmentInputs is AlignmentInputs and plugin_api.Positives is Positives
@@ -80,16 +80,16 @@ def test_the_scaffold_imports_vlpbench_only_through_the_public_modules(tmp_path:
     assert len(sources) == len(KINDS) + 2  # one module per kind, __init__.py, plugin.py
     assert sum(len(vlpbench_imports(p)) for p in sources) >= len(KINDS) + 1
     assert not offending_imports(sources, {"vlpbench.plugin_api"})
-    assert not offending_imports(tests, {"vlpbench.plugin_api", "vlpbench.testing"})
+    assert not offending_imports(tests, {"vlpbench.plugin_api", "vlpbench.devkit.testing"})
 
 
 def test_the_check_sees_an_internal_import(tmp_path: Path) -> None:
     bad = tmp_path / "a" / "b" / "c" / "bad.py"
     bad.parent.mkdir(parents=True)
-    bad.write_text("def f():\n    from vlpbench.features import Batch\n    import vlpbench.objective.scope\n"
+    bad.write_text("def f():\n    from vlpbench.core.features import Batch\n    import vlpbench.objective.scope\n"
                    "from vlpbench.plugin_api import hookimpl, Objective\n")
     assert [p.split(" ", 1)[1] for p in offending_imports([bad], {"vlpbench.plugin_api"})] == [
-        "imports Objective (not in plugin_api.__all__)", "imports vlpbench.features",
+        "imports Objective (not in plugin_api.__all__)", "imports vlpbench.core.features",
         "imports vlpbench.objective.scope"]
 
 

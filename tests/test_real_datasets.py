@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests import real_data
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 WRITERS = {"mimic_cxr": real_data.mimic_cxr, "chexpert": real_data.chexpert, "rsna_pneumonia": real_data.rsna,
            "siim_pneumothorax": real_data.siim, "covidx": real_data.covidx, "object_cxr": real_data.object_cxr}
@@ -28,9 +28,9 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def dataset(name: str, root: Path, **params):
-    from vlpbench.build import build_component
-    from vlpbench.context import BuildContext
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.build import build_component
+    from vlpbench.core.context import BuildContext
+    from vlpbench.core.plugins import get_registry
 
     spec = {"name": name, "root": str(root), "image_size": 32, **EXTRA.get(name, {}), **params}
     return build_component(get_registry(), "dataset", spec, BuildContext())

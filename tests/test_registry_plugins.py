@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from vlpbench.errors import PluginError, RegistryError
-from vlpbench.plugins import load_plugins
-from vlpbench.registry import Entry, Registry
+from vlpbench.core.errors import PluginError, RegistryError
+from vlpbench.core.plugins import load_plugins
+from vlpbench.core.registry import Entry, Registry
 
 
 GOOD = """
-from vlpbench.hookspecs import hookimpl
+from vlpbench.core.hookspecs import hookimpl
 
 class Thing:
     pass
@@ -59,7 +59,7 @@ def test_broken_plugin_warns_and_the_rest_keeps_working(throwaway_plugins) -> No
 
 def test_plugin_whose_registration_raises_is_skipped(throwaway_plugins) -> None:
     ep = throwaway_plugins.module("raiser", """
-        from vlpbench.hookspecs import hookimpl
+        from vlpbench.core.hookspecs import hookimpl
         @hookimpl
         def vlpbench_register(registrar):
             raise ValueError("boom")
@@ -71,7 +71,7 @@ def test_plugin_whose_registration_raises_is_skipped(throwaway_plugins) -> None:
 
 def test_hook_with_wrong_signature_is_reported(throwaway_plugins) -> None:
     ep = throwaway_plugins.module("badsig", """
-        from vlpbench.hookspecs import hookimpl
+        from vlpbench.core.hookspecs import hookimpl
         @hookimpl
         def vlpbench_register(registrar, unexpected):
             pass
@@ -139,10 +139,10 @@ def test_help_does_not_import_torch() -> None:
 
 
 def test_plugins_check_reports_a_component_that_fails_to_import(throwaway_plugins, monkeypatch, cli) -> None:
-    import vlpbench.plugins as plugins_module
+    import vlpbench.core.plugins as plugins_module
 
     ep = throwaway_plugins.module("halfbroken", """
-        from vlpbench.hookspecs import hookimpl
+        from vlpbench.core.hookspecs import hookimpl
         @hookimpl
         def vlpbench_register(registrar):
             registrar.add("local_head", "halfbroken.head", "halfbroken_missing_module:Head", "cannot import")

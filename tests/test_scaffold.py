@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import vlpbench.plugins as plugins_module
+import vlpbench.core.plugins as plugins_module
 
 pytestmark = pytest.mark.integration
 

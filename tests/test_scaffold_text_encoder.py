@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import vlpbench.plugins as plugins_module
-from vlpbench.conformance import check_plugin, format_results
-from vlpbench.plugins import load_plugins
-from vlpbench.scaffold import KINDS, new_plugin
+import vlpbench.core.plugins as plugins_module
+from vlpbench.devkit.conformance import check_plugin, format_results
+from vlpbench.core.plugins import load_plugins
+from vlpbench.devkit.scaffold import KINDS, new_plugin
 
 TEXT_CHECK = "tokenizes and gives text features"
 

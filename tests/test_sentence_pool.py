@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import ConfigError
 from vlpbench.models.sentence_pool import SentenceAttentionPool
 from vlpbench.models.text_bert import BertTextEncoder
 
@@ -91,7 +91,7 @@ def test_new_text_settings_stay_out_of_the_resolved_config_at_their_defaults() -
 
 
 def test_presets_refine_the_default_text_encoder_and_clip_keeps_cls() -> None:
-    from vlpbench.testing_official import preset_config
+    from vlpbench.devkit.testing_official import preset_config
 
     fane, cmcgns = preset_config("fane").model.text_encoder, preset_config("cmcgns").model.text_encoder
     assert fane.name == "bert" and fane.params() == {"pooling": "sentence_attention"}

@@ -18,7 +18,7 @@ TINY = ["--set", "data.pretrain_size=48", "--set", "data.train_size=48", "--set"
 
 
 def test_a_bare_name_finds_the_shipped_experiment_and_a_file_wins(tmp_path: Path, cli, monkeypatch) -> None:
-    from vlpbench.shipped import resolve_experiment, shipped_experiments
+    from vlpbench.config.shipped import resolve_experiment, shipped_experiments
 
     assert {"quickstart", "ablation"} <= set(shipped_experiments())
     monkeypatch.chdir(tmp_path)

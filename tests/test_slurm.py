@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import TINY_EXPERIMENT, write_tiny_run
 from vlpbench.config.loader import load_experiment
 from vlpbench.config.schema import SlurmConfig
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 def tiny_run(tmp_path: Path, name: str = "slurmtiny", seeds: str = "[0]", pretrain_size: int = 64,
              epochs: int = 2, extra: str = "") -> Path:
@@ -286,7 +286,7 @@ sweep:
 @pytest.mark.integration
 def test_a_sweep_runs_inside_a_slurm_allocation(slurm, tmp_path: Path, cli) -> None:
     from vlpbench.launchers.slurm import submit_sweep
-    from vlpbench.sweep import load_sweep
+    from vlpbench.launchers.sweep import load_sweep
 
     path = tiny_run(tmp_path, name="slurmsweep", epochs=1, extra=SWEEP)
     path.write_text(path.read_text().replace("cpus: 1,", "cpus: 2,"))
@@ -307,7 +307,7 @@ def test_a_multinode_sweep_driver_starts_the_head_then_srun_workers(tmp_path: Pa
     pytest.importorskip("submitit")
     import vlpbench.launchers.raycluster as raycluster
     import vlpbench.launchers.slurm as slurm_module
-    import vlpbench.sweep as sweep_module
+    import vlpbench.launchers.sweep as sweep_module
 
     path = tiny_run(tmp_path, name="multi", extra=SWEEP + "launcher: {nodes: 3, cpus: 4}\n")
     path.write_text(path.read_text().replace("launcher: {time: 10, cpus: 1, array_parallelism: 4}\n", ""))
@@ -396,7 +396,7 @@ def test_a_sweep_spans_two_slurm_nodes_with_its_own_ray_cluster(slurm, tmp_path:
     """`launcher: {nodes: 2}`: the driver starts the Ray head on the first node and a worker on the
     second through srun; each trial asks for a whole node's CPUs, so the two run at once, one per node."""
     from vlpbench.launchers.slurm import submit_sweep
-    from vlpbench.sweep import load_sweep
+    from vlpbench.launchers.sweep import load_sweep
 
     _two_nodes()
     sweep = SWEEP.replace("max_concurrent: 1", "max_concurrent: 2") + "  resources: {cpu: 2}\n"
@@ -445,7 +445,7 @@ def test_two_sweeps_and_two_ddp_runs_share_the_node_and_each_survives_a_preempti
     gets its own Ray cluster or rendezvous port, each is preempted once (TERM, then its requeue
     signal: USR2 for one of each kind, HUP for the other), requeued, and resumes to a correct end."""
     from vlpbench.launchers.slurm import interrupt, submit_runs, submit_sweep
-    from vlpbench.sweep import load_sweep
+    from vlpbench.launchers.sweep import load_sweep
 
     results = tmp_path / "results"
     sweeps, runs = [], []

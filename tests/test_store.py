@@ -14,7 +14,7 @@ import pytest
 
 from vlpbench.data.store import ImageStore, StoreDamaged, key_digest, open_or_build, quantize
 from vlpbench.data.synthcxr import SynthCXRConfig, generate, generate_stored
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 
 def _builder(calls: list[int], rows: int = 5, fail_at: int | None = None):

@@ -15,8 +15,8 @@ import yaml
 
 from tests.conftest import write_tiny_run
 from vlpbench.config.loader import load_experiment
-from vlpbench.errors import ConfigError
-from vlpbench.sweep import load_sweep
+from vlpbench.core.errors import ConfigError
+from vlpbench.launchers.sweep import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_a_sweep_section_parses_into_tune_domains(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     from ray import tune
 
-    from vlpbench.sweep import search_space
+    from vlpbench.launchers.sweep import search_space
 
     space = search_space(plan.sweep)
     assert isinstance(space["pretrain.lr"], tune.search.sample.Float)

@@ -7,7 +7,7 @@ import pytest
 
 from vlpbench.data.synthcxr import (BILATERAL, FINDINGS, LEFT, LOCAL_FINDINGS, NORMAL_REPORTS, RIGHT,
                                     SynthCXRConfig, checksum, generate, pair_duplicate_rate)
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 
 @pytest.fixture(scope="module")

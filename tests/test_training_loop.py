@@ -15,8 +15,8 @@ from vlpbench.engine.model import build_run
 from vlpbench.engine.callbacks import Interrupt, StopAfter
 from vlpbench.engine.pretrain import _Loop, check_options, micro_batches, pretrain
 from vlpbench.engine.rundir import RunDir
-from vlpbench.errors import ConfigError
-from vlpbench.plugins import get_registry
+from vlpbench.core.errors import ConfigError
+from vlpbench.core.plugins import get_registry
 
 TINY = {
     "data": {"name": "synthcxr", "image_size": 32, "pretrain_size": 96, "train_size": 16, "val_size": 16, "test_size": 16},

@@ -13,7 +13,7 @@ run identities, resume, files and board::
     board = api.read_board("results/quickstart")
     print(board.summary)                      # (variant, column) → n, mean, std, 95 % CI
 
-User mistakes raise :class:`vlpbench.errors.UserError` (the CLI prints them as one paragraph).
+User mistakes raise :class:`vlpbench.core.errors.UserError` (the CLI prints them as one paragraph).
 Importing this module imports nothing heavy; torch is imported when a run starts. Plugins import
 from :mod:`vlpbench.plugin_api` instead (the component contracts and building blocks).
 """
@@ -39,7 +39,7 @@ def load(experiment: str | Path, seeds: list[int] | None = None, variants: list[
     """Validate an experiment file — or a shipped experiment by name (``"quickstart"``) — and expand it
     into runs; ``settings`` are ``--set`` overrides (dotted key → value)."""
     from vlpbench.config.loader import load_experiment
-    from vlpbench.shipped import resolve_experiment
+    from vlpbench.config.shipped import resolve_experiment
 
     return load_experiment(resolve_experiment(str(experiment)), seeds=seeds, variants=variants, settings=settings)
 
@@ -75,7 +75,7 @@ def run(experiment: "Experiment", results: str | Path = "results", rerun_stale: 
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.engine.runner import run_experiment
     from vlpbench.engine.tracking import check_backends
-    from vlpbench.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard
 
     root = Path(results)
     check_backends(list(report_to))
@@ -93,7 +93,7 @@ def read_board(folder: str | Path, baseline: str | None = None) -> "Board":
     """The board of the runs under ``folder`` (``results/<experiment>``, or several folders' runs when a
     list is given): ``summary`` (per variant and column: n, mean, std, CI), ``differences`` against the
     baseline, ``unfinished``, ``superseded``, ``ablation``, … — the tables the board files show."""
-    from vlpbench.leaderboard import build_board
+    from vlpbench.board.leaderboard import build_board
 
     roots = [Path(f) for f in folder] if isinstance(folder, (list, tuple)) else [Path(folder)]
     return build_board(roots, f"Leaderboard: {roots[0].name}", baseline=baseline)
@@ -105,7 +105,7 @@ def evaluate(checkpoint: str | Path, experiment: str | Path, label: str, results
     """Score a run directory or a checkpoint file with an experiment's tasks (``vlpbench eval``);
     ``key_map``: ``{"format": "mgca", "prefix": ..., "strip": [...]}`` for published layouts."""
     from vlpbench.engine.evaluate import evaluate_checkpoint
-    from vlpbench.shipped import resolve_experiment
+    from vlpbench.config.shipped import resolve_experiment
 
     return evaluate_checkpoint(Path(checkpoint), resolve_experiment(str(experiment)), Path(results), label,
                                variant=variant, arch=arch, echo=echo, separate_row=separate_row, key_map=key_map)
@@ -113,23 +113,23 @@ def evaluate(checkpoint: str | Path, experiment: str | Path, label: str, results
 
 def export(run_dir: str | Path, fmt: str = "all", out: str | Path | None = None) -> list[Path]:
     """Write a finished run's encoders for timm / Hugging Face with model cards (``vlpbench export``)."""
-    from vlpbench.export import export_run
+    from vlpbench.engine.export import export_run
 
     return export_run(Path(run_dir), fmt, Path(out) if out is not None else None)
 
 
 def components(kind: str | None = None) -> list[dict[str, Any]]:
     """Installed components (of ``kind``): kind, name, plugin, target, summary (``vlpbench plugins --json``)."""
-    from vlpbench.describe import listing
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.describe import listing
+    from vlpbench.core.plugins import get_plugins
 
     return listing(get_plugins(), kind)["components"]
 
 
 def describe(name: str, kind: str | None = None) -> list[dict[str, Any]]:
     """One component's parameters, defaults, limits, doc and origin (``vlpbench describe``)."""
-    from vlpbench.describe import describe_entry, find_entries
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.describe import describe_entry, find_entries
+    from vlpbench.core.plugins import get_plugins
 
     loaded = get_plugins()
     return [describe_entry(entry, loaded.versions()) for entry in find_entries(loaded.registry, name, kind)]

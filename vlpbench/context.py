@@ -1,26 +1,12 @@
-"""What components are built with: sizes, the corpus and the run's schedule."""
+"""Former location of :mod:`vlpbench.core.context` (moved into ``vlpbench/core/`` by issue 23).
 
-from __future__ import annotations
+Kept so that code written against the old path (``import vlpbench.context``) keeps working: this module
+*is* the new one (same objects, so monkeypatching either name patches both). New code, and
+everything inside this repository, imports :mod:`vlpbench.core.context`.
+"""
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import sys
 
+from vlpbench.core import context as _moved
 
-@dataclass
-class BuildContext:
-    embed_dim: int = 128
-    image_size: int = 64
-    #: (h, w) of the image encoder's patch grid at ``image_size`` (set once the encoder is built).
-    patch_grid: tuple[int, int] | None = None
-    corpus: list[str] = field(default_factory=list)  # pretraining reports (tokenizer, TF-IDF)
-    #: the same reports as lists of sentences (frozen report encoders under the sentence shuffle)
-    corpus_sentences: list[list[str]] = field(default_factory=list)
-    label_names: tuple[str, ...] = ()
-    total_steps: int = 1
-    seed: int = 0
-    run_dir: Path | None = None
-    device: Any = "cpu"
-    #: Filled as components are built, so later ones can look at earlier ones (e.g. a miner that
-    #: reuses the text encoder's tokenizer).
-    built: dict[str, Any] = field(default_factory=dict)
+sys.modules[__name__] = _moved

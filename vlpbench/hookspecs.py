@@ -1,47 +1,12 @@
-"""The pluggy hook specifications every vlpbench plugin implements.
+"""Former location of :mod:`vlpbench.core.hookspecs` (moved into ``vlpbench/core/`` by issue 23).
 
-A plugin is a module (or object) exposed under the ``vlpbench`` entry-point group::
-
-    [project.entry-points.vlpbench]
-    myplugin = "myplugin.plugin"
-
-whose ``vlpbench_register`` hook adds its components through the registrar it is given.
-The built-in components register through the very same hook (see ``vlpbench.builtin``).
+Kept so that code written against the old path (``import vlpbench.hookspecs``) keeps working: this module
+*is* the new one (same objects, so monkeypatching either name patches both). New code, and
+everything inside this repository, imports :mod:`vlpbench.core.hookspecs`.
 """
 
-from __future__ import annotations
+import sys
 
-from typing import TYPE_CHECKING
+from vlpbench.core import hookspecs as _moved
 
-import pluggy
-
-if TYPE_CHECKING:
-    from vlpbench.registry import Registrar
-
-PROJECT = "vlpbench"
-ENTRY_POINT_GROUP = "vlpbench"
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
-
-@hookspec
-def vlpbench_register(registrar: Registrar) -> None:
-    """Register components: ``registrar.add(kind, name, "package.module:Class", summary)``.
-
-    Use names prefixed by your plugin (``myplugin.my_loss``); a name that is already taken is
-    refused with a warning naming both plugins. Keep this hook import-light: targets are
-    strings and are imported only when a component is used.
-    """
-
-
-@hookspec
-def vlpbench_reported_results() -> list[dict]:
-    """Published numbers of the methods this plugin implements (optional hook).
-
-    Each entry: ``method``, ``dataset`` (the registered dataset name the numbers were measured on,
-    e.g. ``chexpert``), ``task`` (``linear_probe``, ``segmentation``, ``detection``, …), ``metric``,
-    ``protocol`` (in words, e.g. "MGCA's linear probe"), ``values`` (label fraction → score ×100,
-    e.g. ``{"1%": 89.7}``) and ``citation``. The leaderboard shows them, labelled as reported by the
-    papers, only on boards with that task on that dataset — never beside SynthCXR numbers.
-    """
+sys.modules[__name__] = _moved

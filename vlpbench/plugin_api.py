@@ -1,6 +1,6 @@
 """The stable surface for plugin authors: everything a vlpbench plugin's code imports.
 
-A plugin imports vlpbench only from here (its tests may also use :mod:`vlpbench.testing`)::
+A plugin imports vlpbench only from here (its tests may also use :mod:`vlpbench.devkit.testing`)::
 
     from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives, hookimpl
 
@@ -36,15 +36,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError, DataError, UserError
-from vlpbench.hookspecs import hookimpl
-from vlpbench.registry import Registrar
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import ConfigError, DataError, UserError
+from vlpbench.core.hookspecs import hookimpl
+from vlpbench.core.registry import Registrar
 
 if TYPE_CHECKING:  # pragma: no cover  (what type checkers and IDEs see for the lazy names)
     from vlpbench.data.real.base import RealDataset, RealParams
     from vlpbench.data.real.common import Record
-    from vlpbench.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
+    from vlpbench.core.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
     from vlpbench.models.report_vectors import build_report_vectors, report_similarity
     from vlpbench.models.text_bert import sentence_means
     from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
@@ -58,10 +58,10 @@ if TYPE_CHECKING:  # pragma: no cover  (what type checkers and IDEs see for the 
 #: Public name → the internal module that defines it (imported on first use; these need torch).
 _LAZY: dict[str, str] = {
     # the tensors between encoders and the objective
-    "AlignmentInputs": "vlpbench.features",
-    "Batch": "vlpbench.features",
-    "ImageFeatures": "vlpbench.features",
-    "TextFeatures": "vlpbench.features",
+    "AlignmentInputs": "vlpbench.core.features",
+    "Batch": "vlpbench.core.features",
+    "ImageFeatures": "vlpbench.core.features",
+    "TextFeatures": "vlpbench.core.features",
     # what a positive miner and a negative weighting return
     "Positives": "vlpbench.objective.contracts",
     "DirectionAdjustment": "vlpbench.objective.contracts",

@@ -21,7 +21,7 @@ METHODS = {"holm": "Holm (family-wise error rate)", "bh": "Benjamini–Hochberg 
 def adjust(p: np.ndarray | list[float], method: str = "holm") -> np.ndarray:
     """Adjusted p-values in the order given."""
     if method not in METHODS:
-        from vlpbench.errors import ConfigError
+        from vlpbench.core.errors import ConfigError
 
         raise ConfigError(f"unknown p-value adjustment '{method}': use one of {', '.join(METHODS)}.")
     values = np.asarray(p, dtype=float)

@@ -1,7 +1,7 @@
 """Published numbers, labelled as *reported by the papers* — never as reproduced here.
 
 They come from the plugins that implement the methods (the ``vlpbench_reported_results`` hook,
-see :mod:`vlpbench.hookspecs`), each with its method, dataset, task, metric, protocol and
+see :mod:`vlpbench.core.hookspecs`), each with its method, dataset, task, metric, protocol and
 citation. A board shows an entry only when it has a column of that task measured on that dataset
 (the dataset named in the column's protocol): the papers' numbers are on the real datasets, so a
 SynthCXR board never shows them. They are listed beside the board, never ranked with its numbers.
@@ -18,7 +18,7 @@ REQUIRED = ("method", "dataset", "task", "metric", "protocol", "values", "citati
 
 def reported_entries() -> list[dict[str, Any]]:
     """Every loaded plugin's published numbers (entries missing a field are skipped)."""
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.plugins import get_plugins
 
     hook = getattr(get_plugins().manager.hook, "vlpbench_reported_results", None)
     if hook is None:

@@ -5,7 +5,7 @@ handler (``cmd_<command>``): :mod:`.running` (run, sweep, status, eval), :mod:`.
 export, validate, schema, plugins, describe), :mod:`.data`, :mod:`.devkit`, :mod:`.board`.
 Start-up stays light: only argparse is imported here, and each command imports what it needs
 (torch, pandas, ...) when it runs, so ``vlpbench --help`` and ``vlpbench plugins`` are fast.
-User mistakes (:class:`~vlpbench.errors.UserError`) print one paragraph and exit 2; anything
+User mistakes (:class:`~vlpbench.core.errors.UserError`) print one paragraph and exit 2; anything
 else is a bug and shows its traceback (exit 1).
 """
 
@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 from vlpbench import __version__
 from vlpbench.cli import board, data, devkit, inspecting, running
-from vlpbench.errors import EnvironmentProblem, Terminated, UserError, environment_message
+from vlpbench.core.errors import EnvironmentProblem, Terminated, UserError, environment_message
 
 #: The commands, in the order ``vlpbench --help`` lists them.
 COMMANDS = (

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 
 def add_leaderboard(sub: Any) -> None:
@@ -18,7 +18,7 @@ def add_leaderboard(sub: Any) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from vlpbench.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard
 
     folders = [Path(folder) for folder in args.dirs]
     for path in folders:
@@ -37,7 +37,7 @@ def _check_baseline(baseline: str, folders: list[Path]) -> None:
     """``--baseline`` must name a variant present in the folders: otherwise the comparison would be
     silently dropped from the board."""
     from vlpbench.board.collect import collect
-    from vlpbench.errors import did_you_mean
+    from vlpbench.core.errors import did_you_mean
 
     variants = sorted({str(v) for v in collect(folders).runs.get("variant", [])})
     if baseline not in variants:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vlpbench.cli.options import bounded_int, set_values
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 
 def add_data(sub: Any) -> None:
@@ -67,7 +67,7 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
 
     config = SynthCXRConfig(seed=args.seed, image_size=args.image_size, difficulty=args.difficulty,
                             normal_fraction=args.normal_fraction)
-    from vlpbench.resources import check_fits, synthcxr_bytes
+    from vlpbench.core.resources import check_fits, synthcxr_bytes
 
     check_fits(synthcxr_bytes(args.size, args.image_size), f"{args.size:,} studies at {args.image_size} px",
                "lower --size or --image-size")
@@ -88,10 +88,10 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
 
-    from vlpbench.build import build_component
-    from vlpbench.context import BuildContext
+    from vlpbench.core.build import build_component
+    from vlpbench.core.context import BuildContext
     from vlpbench.engine.files import write_json, write_text
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     spec = {"name": args.name, "root": args.root, **set_values(args.set)}
@@ -138,10 +138,10 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from vlpbench.build import build_component
-    from vlpbench.context import BuildContext
+    from vlpbench.core.build import build_component
+    from vlpbench.core.context import BuildContext
     from vlpbench.data.prepare import prepare
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     spec = {"name": args.name, **({"root": args.root} if args.root else {}), **set_values(args.set)}
     if args.image_size:
@@ -163,10 +163,10 @@ DEFAULT_MINERS = ("identity", "oracle", "fane.adaptive_miner", "sista.fn_elimina
 def cmd_mining_quality(args: argparse.Namespace) -> int:
     import json
 
-    from vlpbench.build import build_component
-    from vlpbench.context import BuildContext
-    from vlpbench.mining_quality import evaluate_miner
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.build import build_component
+    from vlpbench.core.context import BuildContext
+    from vlpbench.devkit.mining_quality import evaluate_miner
+    from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     specs = [json.loads(m) if m.strip().startswith("{") else {"name": m} for m in (args.miner or DEFAULT_MINERS)]

@@ -26,7 +26,7 @@ def add_check_plugin(sub: Any) -> None:
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
-    from vlpbench.scaffold import new_plugin
+    from vlpbench.devkit.scaffold import new_plugin
 
     root = new_plugin(args.name, Path(args.dest), args.kind)
     print(f"wrote {root}: install it with `pip install -e {root}`, then `vlpbench check-plugin {args.name}`, "
@@ -35,7 +35,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 def cmd_check_plugin(args: argparse.Namespace) -> int:
-    from vlpbench.conformance import check_plugin, format_results
+    from vlpbench.devkit.conformance import check_plugin, format_results
 
     results = check_plugin(args.plugin)
     print(format_results(results))

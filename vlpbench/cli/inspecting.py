@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vlpbench.cli.options import add_settings, experiment_file, settings_of
-from vlpbench.errors import UserError
+from vlpbench.core.errors import UserError
 
 
 def add_init(sub: Any) -> None:
@@ -63,7 +63,7 @@ def add_describe(sub: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from vlpbench.shipped import init_experiment, shipped_experiments
+    from vlpbench.config.shipped import init_experiment, shipped_experiments
 
     if args.list or not args.name:
         import yaml
@@ -101,7 +101,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for line in floor_lines(experiment.runs):
         print(line)
     if experiment.file.sweep is not None:
-        from vlpbench.sweep import load_sweep
+        from vlpbench.launchers.sweep import load_sweep
 
         sweep = experiment.file.sweep
         for variant in experiment.variants if len(experiment.variants) > 1 else [None]:
@@ -133,7 +133,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     import json
 
     from vlpbench.config.jsonschema import experiment_schema
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     schema = experiment_schema(get_registry())
     print(json.dumps(schema, indent=2))
@@ -143,8 +143,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from vlpbench.describe import check_kind, listing
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.describe import check_kind, listing
+    from vlpbench.core.plugins import get_plugins
 
     check_kind(args.kind)
     loaded = get_plugins()
@@ -190,7 +190,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from vlpbench import api
-    from vlpbench.describe import format_description
+    from vlpbench.core.describe import format_description
 
     infos = api.describe(args.component, args.kind)
     if args.json:

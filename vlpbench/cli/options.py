@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 
 def seed_list(text: str) -> list[int]:
@@ -81,6 +81,6 @@ def add_settings(parser: argparse.ArgumentParser) -> None:
 
 def experiment_file(text: str) -> Path:
     """An experiment argument: a file, or the name of an experiment vlpbench ships (``quickstart``)."""
-    from vlpbench.shipped import resolve_experiment
+    from vlpbench.config.shipped import resolve_experiment
 
     return resolve_experiment(text)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vlpbench.cli.options import add_settings, experiment_file, results_folder, seed_list, settings_of
-from vlpbench.errors import UserError
+from vlpbench.core.errors import UserError
 
 
 def add_run(sub: Any) -> None:
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 class _TerminateToInterrupt:
-    """While running: SIGTERM raises :class:`~vlpbench.errors.Terminated`, so the current run is marked
+    """While running: SIGTERM raises :class:`~vlpbench.core.errors.Terminated`, so the current run is marked
     ``interrupted`` (not left ``running``) and the command exits 143."""
 
     def __enter__(self) -> None:
@@ -107,7 +107,7 @@ class _TerminateToInterrupt:
 
     @staticmethod
     def _raise(signum: int, frame: object) -> None:
-        from vlpbench.errors import Terminated, request_termination
+        from vlpbench.core.errors import Terminated, request_termination
 
         request_termination()  # raised again at the next step or run if this raise lands in a finaliser
         raise Terminated("SIGTERM")
@@ -115,7 +115,7 @@ class _TerminateToInterrupt:
     def __exit__(self, *exc: object) -> None:
         import signal
 
-        from vlpbench.errors import clear_termination
+        from vlpbench.core.errors import clear_termination
 
         clear_termination()
         if self.previous is not None:
@@ -179,7 +179,7 @@ def _report_to(args: argparse.Namespace, experiment: Any) -> list[str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from vlpbench.sweep import load_sweep
+    from vlpbench.launchers.sweep import load_sweep
 
     args.file = experiment_file(args.file)
     plan = load_sweep(args.file, args.variant, settings=settings_of(args))
@@ -192,7 +192,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                             "sweep starts its own cluster where the launcher puts it. Use one or the other.")
         launcher(args.launcher, sweep=True).launch_sweep(plan, root, resume=args.resume)
         return 0
-    from vlpbench.sweep import run_sweep
+    from vlpbench.launchers.sweep import run_sweep
 
     outcome = run_sweep(plan, root, resume=args.resume, num_cpus=args.num_cpus, address=args.address)
     if outcome.interrupted:
@@ -209,7 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from vlpbench import api
     from vlpbench.engine.rundir import experiment_dir
-    from vlpbench.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard
 
     root = results_folder(args.results)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from vlpbench.config.schema import RunConfig
-    from vlpbench.registry import Registry
+    from vlpbench.core.registry import Registry
 
 
 def _provides(registry: Registry, kind: str, name: str) -> set[str]:

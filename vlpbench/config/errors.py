@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from vlpbench.errors import did_you_mean
+from vlpbench.core.errors import did_you_mean
 
 Loc = tuple[str | int, ...]
 

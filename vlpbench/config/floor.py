@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 #: floor kind → what the board says of it
 FLOOR_LABELS = {"random": "floor (random init)", "imagenet": "floor (ImageNet init)"}

@@ -102,8 +102,8 @@ def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str
 
 
 def _downstream_only_params(dataset: str) -> frozenset[str]:
-    from vlpbench.errors import RegistryError
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.errors import RegistryError
+    from vlpbench.core.plugins import get_registry
 
     try:
         return frozenset(getattr(get_registry().get("dataset", dataset).load(), "downstream_only_params", ()))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from vlpbench.config.schema import ExperimentFile
-from vlpbench.errors import RegistryError
-from vlpbench.registry import Registry
+from vlpbench.core.errors import RegistryError
+from vlpbench.core.registry import Registry
 
 SLOTS = {  # ($def of the model, property) -> kind
     ("ExperimentFile", "data"): "dataset",

@@ -20,7 +20,7 @@ from vlpbench.config.identity import run_hash, world_size_from_environment
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
-from vlpbench.errors import ConfigError, RegistryError
+from vlpbench.core.errors import ConfigError, RegistryError
 
 RUN_KEYS = tuple(RunConfig.model_fields)
 BASE_VARIANT = "base"
@@ -133,7 +133,7 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
 
     Also returns the protocol versions of the data sources (they enter the run hash).
     """
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     resolved = config.model_dump(by_alias=True, mode="json")
@@ -164,7 +164,7 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
             versions[spec.name] = str(getattr(cls, "protocol_version", "unversioned"))
     problems += [f"{where(loc)}: '{describe(loc)}' = {value}: every number must be finite; give a finite value."
                  for loc, value in _non_finite(resolved)]
-    from vlpbench.envpath import ALLOWED_TEXT, disallowed_references
+    from vlpbench.config.envpath import ALLOWED_TEXT, disallowed_references
 
     problems += [f"{where(loc)}: '{describe(loc)}' refers to the environment variable ${name}, which vlpbench does not "
                  f"expand: only {ALLOWED_TEXT} may appear in paths." for loc, name in disallowed_references(resolved)]
@@ -215,7 +215,7 @@ def resolve_variant(
     overrides = dict(overrides)
     preset = overrides.pop("preset", None)
     if preset is not None:
-        from vlpbench.plugins import get_registry
+        from vlpbench.core.plugins import get_registry
 
         try:
             preset_overrides = get_registry().get("preset", str(preset)).load()
@@ -280,7 +280,7 @@ def load_experiment(
     if variants:
         unknown = [v for v in variants if v not in declared]
         if unknown:
-            from vlpbench.errors import did_you_mean
+            from vlpbench.core.errors import did_you_mean
 
             raise ConfigError(
                 f"{path}: no variant named '{unknown[0]}'{did_you_mean(unknown[0], list(declared))} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 
 def split_path(path: str) -> tuple[str | int, ...]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 Path_ = tuple[str | int, ...]
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vlpbench.features import Batch
+from vlpbench.core.features import Batch
 from vlpbench.models.tokenization import TokenizedReports, sentence_keys, shuffle_sentences
 from vlpbench.objective.scope import World
 

@@ -57,10 +57,10 @@ def prepare(source: Any, splits: list[str], verify: bool = False) -> list[Prepar
 
 def encoder_summary(config: RunConfig) -> str:
     """The image encoder's parameter count and token grid at the run's image size (built on the CPU)."""
-    from vlpbench.build import build_component
-    from vlpbench.context import BuildContext
+    from vlpbench.core.build import build_component
+    from vlpbench.core.context import BuildContext
     from vlpbench.engine.model import probe_patch_grid
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     size = int(config.data.params().get("image_size") or 224)
     context = BuildContext(embed_dim=config.model.embed_dim, image_size=size)

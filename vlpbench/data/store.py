@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 STORE_VERSION = 1
 _CRC_BLOCK = 64 << 20  # bytes read at a time when checksumming
@@ -205,7 +205,7 @@ def open_or_build(name: str, key: dict[str, Any], capacity: int, image_shape: tu
                     shutil.rmtree(folder)
             for leftover in base.glob(f"{folder.name}.building-*"):
                 shutil.rmtree(leftover, ignore_errors=True)  # an interrupted build (we hold the lock)
-            from vlpbench.resources import check_disk
+            from vlpbench.core.resources import check_disk
 
             check_disk(capacity * int(np.prod(image_shape)) * (1 + len(mapped)), base, f"the image store of {name}",
                        "free space there or point VLPBENCH_STORE_DIR (or the dataset's cache_dir) elsewhere")

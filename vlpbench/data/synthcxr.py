@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 if TYPE_CHECKING:
     from vlpbench.data.store import StoreWriter

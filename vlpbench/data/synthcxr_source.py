@@ -58,7 +58,7 @@ class SynthCXRSource:
         sizes = {"pretrain": self.params.pretrain_size, "train": self.params.train_size,
                  "val": self.params.val_size, "test": self.params.test_size}
         from vlpbench.data.store import store_root
-        from vlpbench.resources import check_fits, synthcxr_stored_bytes
+        from vlpbench.core.resources import check_fits, synthcxr_stored_bytes
 
         if name in sizes:
             check_fits(synthcxr_stored_bytes(sizes[name]), f"synthcxr's {name} split of {sizes[name]:,} studies "

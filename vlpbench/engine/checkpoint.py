@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vlpbench.engine.files import atomic_write
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 if TYPE_CHECKING:
     from vlpbench.engine.rundir import RunDir

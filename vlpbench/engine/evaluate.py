@@ -21,7 +21,7 @@ from vlpbench.config.identity import evaluation_identity
 from vlpbench.config.loader import load_experiment
 from vlpbench.engine.files import file_sha256, write_yaml
 from vlpbench.engine.rundir import RunDir, run_dir
-from vlpbench.errors import ConfigError, DataError
+from vlpbench.core.errors import ConfigError, DataError
 
 
 def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
@@ -30,7 +30,7 @@ def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
     from vlpbench.config.schema import RunConfig
     from vlpbench.engine.checkpoint import load_checkpoint
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
     from vlpbench.tasks.base import Encoders
 
     final = RunDir(folder).final_checkpoint
@@ -49,7 +49,7 @@ def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
 
 def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any, key_map: dict[str, Any] | None = None,
                        echo: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
-    from vlpbench.context import BuildContext
+    from vlpbench.core.context import BuildContext
     from vlpbench.models.image_timm import TimmImageEncoder
     from vlpbench.tasks.base import Encoders
 
@@ -107,12 +107,12 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
 
     ``key_map`` (``{"format": ..., "prefix": ..., "strip": [...]}``, any of them) imports a published
     checkpoint's image backbone through :mod:`vlpbench.engine.importing`."""
-    from vlpbench.build import build_component
-    from vlpbench.context import BuildContext
+    from vlpbench.core.build import build_component
+    from vlpbench.core.context import BuildContext
     from vlpbench.engine.pretrain import resolve_device
     from vlpbench.engine.provenance import write_provenance
     from vlpbench.engine.scoring import evaluate_tasks, record_metrics
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     check_label(label)
     label = eval_label(label, experiment_file, separate_row)

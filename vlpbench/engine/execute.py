@@ -85,7 +85,7 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: 
     from vlpbench.engine.distributed import barrier, is_main, local_rank
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import pretrain, resolve_device
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     config = spec.run_config()
     registry = get_registry()
@@ -168,7 +168,7 @@ def refuse_zero_steps(config: Any, built: Any) -> None:
     "finish" an untrained model: refuse it before it starts."""
     steps = built.pretrain.steps_per_epoch(config.pretrain.batch_size) * config.pretrain.epochs
     if steps <= 0:
-        from vlpbench.errors import ConfigError
+        from vlpbench.core.errors import ConfigError
 
         raise ConfigError(
             f"pretraining would take 0 steps: pretrain.batch_size = {config.pretrain.batch_size} is larger than the "

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import yaml
 
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 
 def _umask() -> int:
@@ -27,12 +27,12 @@ def atomic_write(path: Path, write: Callable[[Any], None], binary: bool = False)
     """Write through a temporary file in the same folder, then rename over ``path``.
 
     A full disk, a missing permission or a read-only folder raises
-    :class:`~vlpbench.errors.EnvironmentProblem` naming ``path``; nothing half-written stays behind.
+    :class:`~vlpbench.core.errors.EnvironmentProblem` naming ``path``; nothing half-written stays behind.
     """
     try:
         _atomic_write(path, write, binary)
     except OSError as exc:
-        from vlpbench.errors import EnvironmentProblem, environment_message
+        from vlpbench.core.errors import EnvironmentProblem, environment_message
 
         if exc.filename is None:
             exc.filename = str(path)
@@ -134,7 +134,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """A YAML mapping written by vlpbench (a run's ``config.yaml``), read within bounds; :class:`CorruptFile`
     when it is not one."""
     from vlpbench.config.yamlmap import load_bounded
-    from vlpbench.errors import ConfigError
+    from vlpbench.core.errors import ConfigError
 
     path = Path(path)
     try:

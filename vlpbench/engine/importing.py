@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlpbench.errors import ConfigError, DataError
+from vlpbench.core.errors import ConfigError, DataError
 
 #: The least fraction of the backbone's parameters (by count) a checkpoint must provide.
 MIN_LOADED = 0.5

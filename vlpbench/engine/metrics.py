@@ -53,7 +53,7 @@ class MetricWindow:
     def flush(self) -> list[dict[str, Any]]:
         """The queued steps as history records (one device read), the window emptied.
 
-        Raises :class:`~vlpbench.errors.UserError` when a step's total loss is not finite.
+        Raises :class:`~vlpbench.core.errors.UserError` when a step's total loss is not finite.
         """
         if not self._pending:
             return []
@@ -67,7 +67,7 @@ class MetricWindow:
         self._pending.clear()
         for record in records:
             if not math.isfinite(record["total"]):
-                from vlpbench.errors import UserError
+                from vlpbench.core.errors import UserError
 
                 raise UserError(f"pretraining diverged at step {record['step']} (loss {record['total']}); lower "
                                 "pretrain.lr, set pretrain.grad_clip, or use bf16 instead of fp16.")

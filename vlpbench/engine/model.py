@@ -9,14 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlpbench.build import build_component
+from vlpbench.core.build import build_component
 from vlpbench.config.schema import RunConfig
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.data.pipeline import PretrainData, prepare_images
-from vlpbench.features import AlignmentInputs, Batch
+from vlpbench.core.features import AlignmentInputs, Batch
 from vlpbench.models.requests import apply_feature_requests
 from vlpbench.objective.objective import Objective, ObjectiveOutput
-from vlpbench.registry import Registry
+from vlpbench.core.registry import Registry
 
 
 class VLPModel(nn.Module):

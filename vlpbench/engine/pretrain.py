@@ -40,8 +40,8 @@ from vlpbench.engine.checkpoint import load_latest_good, prune, rng_state, save_
 from vlpbench.engine.metrics import MetricWindow, step_values
 from vlpbench.engine.model import VLPModel
 from vlpbench.engine.rundir import RunDir
-from vlpbench.errors import ConfigError, check_termination
-from vlpbench.features import Batch
+from vlpbench.core.errors import ConfigError, check_termination
+from vlpbench.core.features import Batch
 
 
 def resolve_device(name: str) -> torch.device:

@@ -113,7 +113,7 @@ def record() -> dict[str, Any]:
 def versions() -> dict[str, Any]:
     """vlpbench and every loaded plugin's version (a change marks finished runs stale)."""
     from vlpbench import __version__
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.plugins import get_plugins
 
     return {"vlpbench": __version__, "plugins": get_plugins().versions()}
 

@@ -16,7 +16,7 @@ from vlpbench.engine.execute import execute_run
 from vlpbench.engine.progress import RunClock
 from vlpbench.engine.rundir import RunDir, is_stale, run_dir
 from vlpbench.engine.scoring import finished_line
-from vlpbench.errors import UserError, check_termination
+from vlpbench.core.errors import UserError, check_termination
 
 
 
@@ -52,7 +52,7 @@ def run_experiment(
     files are unreadable is reported ``corrupt`` and left as it is. A failure inside a run — a user error, an exception in a
     component, running out of memory — marks that run ``failed`` (the traceback goes to its
     ``run.log``) and the next run starts. Only errors of the environment that every run would hit
-    (:class:`~vlpbench.errors.EnvironmentProblem`: disk full, permissions) and interruptions stop
+    (:class:`~vlpbench.core.errors.EnvironmentProblem`: disk full, permissions) and interruptions stop
     the experiment; an interrupted run is marked ``interrupted``.
     """
     from vlpbench.engine.distributed import is_main
@@ -161,7 +161,7 @@ def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress
              report_to: list[str] | tuple[str, ...], status: dict[str, Any], eta: str) -> RunOutcome:
     from vlpbench.engine.distributed import barrier
     from vlpbench.engine.files import CorruptFile
-    from vlpbench.errors import EnvironmentProblem, environment_message
+    from vlpbench.core.errors import EnvironmentProblem, environment_message
 
     try:
         run.check()
@@ -266,7 +266,7 @@ def _log_traceback(run: RunDir, exc: BaseException) -> Path | None:
 def blame(exc: BaseException) -> str:
     """One line naming what raised ``exc``: the component (kind, name, plugin) whose module holds the
     innermost frame of the traceback that belongs to a registered component, else vlpbench itself."""
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     entries = get_registry().all_entries()
     modules: dict[str, Any] = {}

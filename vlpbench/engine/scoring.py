@@ -15,7 +15,7 @@ from typing import Any, Callable
 from vlpbench.config.loader import RunSpec
 from vlpbench.engine.files import read_json, write_json
 from vlpbench.engine.rundir import RunDir, write_run_config
-from vlpbench.errors import UserError, check_termination
+from vlpbench.core.errors import UserError, check_termination
 
 
 
@@ -80,8 +80,8 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
     """Build every task and prepare the tasks' own datasets that can be prepared (real datasets
     check their files and build their image store) before pretraining, so that a bad task parameter,
     a missing file or a bad sample stops the run at its start, not after hours of pretraining."""
-    from vlpbench.build import build_component
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.build import build_component
+    from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     for task_spec in tasks:
@@ -110,9 +110,9 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     A task that compares images with text is skipped (and said so) when there is no text encoder.
     With ``progress``, each task shows a bar (:mod:`vlpbench.engine.progress`) while it runs.
     """
-    from vlpbench.build import build_component
+    from vlpbench.core.build import build_component
     from vlpbench.engine.progress import task_bar
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     metrics: dict[str, Any] = {}

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vlpbench.errors import UserError
+from vlpbench.core.errors import UserError
 
 BACKENDS = ("tensorboard", "mlflow", "wandb")
 _EXTRAS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
@@ -38,7 +38,7 @@ def installed(module: str) -> bool:
 
 def check_backends(names: list[str] | tuple[str, ...]) -> None:
     """Refuse an unknown backend, or one whose library is not installed, before any run starts."""
-    from vlpbench.errors import ConfigError, did_you_mean
+    from vlpbench.core.errors import ConfigError, did_you_mean
 
     for name in names:
         if name not in BACKENDS:

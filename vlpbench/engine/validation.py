@@ -29,7 +29,7 @@ def subset_split(split: Any, indices: np.ndarray) -> Any:
     if hasattr(split, "subset"):
         return split.subset(indices)
     if not dataclasses.is_dataclass(split):
-        from vlpbench.errors import DataError
+        from vlpbench.core.errors import DataError
 
         raise DataError(f"validation-mode evaluation needs to subset the train split, but {type(split).__name__} "
                         "has no subset(indices) method; add one to the dataset component.")

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 
 def launcher(name: str, sweep: bool = False) -> Any:
     """The launcher component ``name``, built; a clear error for an unknown name or a launcher that
     cannot do what is asked (``sweep``)."""
-    from vlpbench.errors import RegistryError
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.errors import RegistryError
+    from vlpbench.core.plugins import get_registry
 
     try:
         entry = get_registry().get("launcher", name)

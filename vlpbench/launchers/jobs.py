@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vlpbench.engine.files import read_json, write_json
-from vlpbench.errors import UserError
+from vlpbench.core.errors import UserError
 
 RECORD = "submission.json"
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
@@ -72,7 +72,7 @@ def show_status(results_root: Path, echo: Callable[[str], None] = print) -> int:
                     error = read_json(Path(job["run_dir"]) / "status.json").get("error", "")
                 echo(f"    failed{': ' + error if error else ''}; log: {job['stderr']}")
         if record["kind"] == "run" and done == len(record["jobs"]):
-            from vlpbench.leaderboard import write_leaderboard
+            from vlpbench.board.leaderboard import write_leaderboard
 
             board_dir = Path(record["board_dir"])
             if (board_dir / "runs").is_dir():

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from vlpbench.errors import UserError
+from vlpbench.core.errors import UserError
 from vlpbench.launchers.ports import candidates, first_free, slurm_job_id
 
 #: Unix socket paths under Ray's temp dir must stay short (about 107 bytes), so the dir is short too.

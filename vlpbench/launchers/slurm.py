@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from vlpbench.config.loader import Experiment, RunSpec
 from vlpbench.config.schema import SlurmConfig
-from vlpbench.errors import UserError
+from vlpbench.core.errors import UserError
 
 try:
     import submitit
@@ -272,7 +272,7 @@ class SweepDriver(Checkpointable):
     def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False,
                  settings: dict[str, Any] | None = None) -> str:
         from vlpbench.launchers.raycluster import multinode_cluster
-        from vlpbench.sweep import TUNE_NAME, load_sweep, run_sweep
+        from vlpbench.launchers.sweep import TUNE_NAME, load_sweep, run_sweep
 
         plan = load_sweep(file, variant, settings)
         root = Path(results_root)
@@ -296,7 +296,7 @@ def submit_sweep(plan: Any, results_root: Path, resume: bool = False, echo: Call
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.launchers.jobs import write_record
 
-    from vlpbench.sweep import check_sweep_state
+    from vlpbench.launchers.sweep import check_sweep_state
 
     _require_slurm()
     check_sweep_state(plan, results_root, resume)

@@ -30,10 +30,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.engine.files import file_sha256
-from vlpbench.errors import DataError, RegistryError
-from vlpbench.features import ImageFeatures
+from vlpbench.core.errors import DataError, RegistryError
+from vlpbench.core.features import ImageFeatures
 
 
 class TimmImageEncoder(nn.Module):
@@ -59,7 +59,7 @@ class TimmImageEncoder(nn.Module):
         def _known_arch(cls, value: str) -> str:  # checked by `validate`, not only when the run builds it
             import timm
 
-            from vlpbench.errors import did_you_mean
+            from vlpbench.core.errors import did_you_mean
 
             if not timm.is_model(value):
                 raise ValueError(f"'{value}' is not a timm model{did_you_mean(value, timm.list_models())} "
@@ -115,7 +115,7 @@ class TimmImageEncoder(nn.Module):
     def _pretrained_kwargs(params: "TimmImageEncoder.Params") -> dict:
         if not params.pretrained_path:
             return {"pretrained": False}
-        from vlpbench.envpath import expand_path
+        from vlpbench.config.envpath import expand_path
 
         path = Path(expand_path(params.pretrained_path, "image_encoder.pretrained_path"))
         shown = params.pretrained_path  # messages quote the file's text, never the expansion
@@ -206,7 +206,7 @@ class TimmImageEncoder(nn.Module):
         """Freeze the first ``stages`` stages (``pretrain.freeze_image_stages``). CNN: the stages of
         timm's ``feature_info`` (ResNet: 1 = the stem, 2 = stem + layer1, …); ViT: 1 = the patch
         embedding (with class token and positions), k = it and the first k − 1 blocks."""
-        from vlpbench.errors import ConfigError
+        from vlpbench.core.errors import ConfigError
 
         if self.is_vit:
             blocks = list(self.backbone.blocks)

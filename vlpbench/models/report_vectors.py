@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vlpbench.errors import DataError
-from vlpbench.features import Batch
+from vlpbench.core.errors import DataError
+from vlpbench.core.features import Batch
 from vlpbench.models.tokenization import sentence_keys, sentence_order
 
 _WORD = re.compile(r"[a-z]+")

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vlpbench.errors import ConfigError
+from vlpbench.core.errors import ConfigError
 
 
 class SentenceAttentionPool(nn.Module):

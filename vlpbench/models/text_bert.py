@@ -40,9 +40,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
-from vlpbench.errors import DataError
-from vlpbench.features import TextFeatures
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import DataError
+from vlpbench.core.features import TextFeatures
 from vlpbench.models.sentence_pool import SentenceAttentionPool
 from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
 
@@ -101,7 +101,7 @@ class BertTextEncoder(nn.Module):
         self.params = params
         if params.pretrained:
             local = params.pretrained if isinstance(params.pretrained, LocalModel) else LocalModel(path=params.pretrained)
-            from vlpbench.envpath import expand_path
+            from vlpbench.config.envpath import expand_path
 
             self._load_pretrained(Path(expand_path(local.path, "text_encoder.pretrained")), local.sha256, local.path)
         else:
@@ -123,7 +123,7 @@ class BertTextEncoder(nn.Module):
             self.bert.requires_grad_(False)
         depth = self.bert.config.num_hidden_layers
         if params.hidden_layers > depth:
-            from vlpbench.errors import ConfigError
+            from vlpbench.core.errors import ConfigError
 
             raise ConfigError(f"text_encoder.hidden_layers = {params.hidden_layers}, but the text encoder has {depth} "
                               "layers; give at most that many (GLoRIA's 4 needs a BERT of 4 layers or more).")
@@ -189,7 +189,7 @@ class BertTextEncoder(nn.Module):
         """Freeze the embeddings and the first ``layers`` transformer layers (``pretrain.freeze_text_layers``)."""
         blocks = self.bert.encoder.layer
         if layers > len(blocks):
-            from vlpbench.errors import ConfigError
+            from vlpbench.core.errors import ConfigError
 
             raise ConfigError(f"pretrain.freeze_text_layers = {layers}, but the text encoder has {len(blocks)} layers.")
         self.bert.embeddings.requires_grad_(False)
@@ -226,7 +226,7 @@ class BertTextEncoder(nn.Module):
             attention = getattr(getattr(self.bert, "encoder", None), "layer", [None])[-1]
             attention = getattr(getattr(attention, "attention", None), "self", None)
             if not all(hasattr(attention, a) for a in ("query", "key", "num_attention_heads", "attention_head_size")):
-                from vlpbench.errors import ConfigError
+                from vlpbench.core.errors import ConfigError
 
                 raise ConfigError("a component requests text:cls_attention, but this text encoder's transformer has no "
                                   "BERT-style self-attention in its last layer to read it from; use a BERT model.")

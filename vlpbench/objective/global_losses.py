@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.objective.contracts import DirectionAdjustment, Positives
 
 

@@ -6,8 +6,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
+from vlpbench.core.context import BuildContext
+from vlpbench.core.features import AlignmentInputs
 from vlpbench.objective.contracts import Positives
 
 

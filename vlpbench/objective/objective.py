@@ -20,14 +20,14 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from vlpbench.build import build_component
+from vlpbench.core.build import build_component
 from vlpbench.config.schema import ObjectiveConfig
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
+from vlpbench.core.context import BuildContext
+from vlpbench.core.features import AlignmentInputs
 from vlpbench.objective.contracts import NegativeAdjustment, Positives, combine_directions
 from vlpbench.objective.scope import current_world
 from vlpbench.objective.scoped_inputs import Contract, gathered_view, to_gathered, to_local
-from vlpbench.registry import Registry
+from vlpbench.core.registry import Registry
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from torch import Tensor
 
-from vlpbench.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
+from vlpbench.core.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
 from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
 from vlpbench.objective.scope import World, block_diagonal, gather_constant, gather_rows, own_rows
 

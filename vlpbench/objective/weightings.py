@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from vlpbench.context import BuildContext
-from vlpbench.features import AlignmentInputs
+from vlpbench.core.context import BuildContext
+from vlpbench.core.features import AlignmentInputs
 from vlpbench.objective.contracts import NegativeAdjustment, Positives
 
 

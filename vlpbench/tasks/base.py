@@ -53,7 +53,7 @@ class Encoders:
 
     def require_text(self, task: str) -> torch.nn.Module:
         if self.text is None:
-            from vlpbench.errors import ConfigError
+            from vlpbench.core.errors import ConfigError
 
             raise ConfigError(f"task '{task}' compares images with text and needs a text encoder; this checkpoint "
                               "has only an image encoder. Drop the task or evaluate a full vlpbench checkpoint.")

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from vlpbench.errors import check_termination
+from vlpbench.core.errors import check_termination
 from vlpbench.tasks.base import Encoders, TaskParams
 from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps
 

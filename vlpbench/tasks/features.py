@@ -63,7 +63,7 @@ def parse_bytes(text: str, where: str = ENV_BUDGET) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
-        from vlpbench.errors import ConfigError
+        from vlpbench.core.errors import ConfigError
 
         raise ConfigError(f"{where} = {text!r} is not a size: give bytes with an optional unit, e.g. 2GiB, 512MiB "
                           "or 0 (no dense features in memory).")
@@ -84,13 +84,13 @@ class FeatureCacheSettings:
     def from_environment(cls) -> "FeatureCacheSettings":
         mode = os.environ.get(ENV_MODE, "auto").strip().lower() or "auto"
         if mode not in MODES:
-            from vlpbench.errors import ConfigError
+            from vlpbench.core.errors import ConfigError
 
             raise ConfigError(f"{ENV_MODE} = {mode!r}: use one of {', '.join(MODES)} (auto: memory within "
                               f"{ENV_BUDGET}, then disk, then recomputation).")
         dtype = os.environ.get(ENV_DTYPE, "float16").strip().lower() or "float16"
         if dtype not in DISK_DTYPES:
-            from vlpbench.errors import ConfigError
+            from vlpbench.core.errors import ConfigError
 
             raise ConfigError(f"{ENV_DTYPE} = {dtype!r}: use float16 (half the disk) or float32 (exactly the "
                               "in-memory features).")

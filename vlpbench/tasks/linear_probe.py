@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multilabel_auroc
 
-from vlpbench.context import BuildContext
+from vlpbench.core.context import BuildContext
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
                                  frozen_global_features, nested_stratified_fractions, protocol_hash)
@@ -56,7 +56,7 @@ class LinearProbe:
     def __init__(self, params: "LinearProbe.Params", context: BuildContext | None = None) -> None:
         self.params = params
         if any(not 0 < f <= 1 for f in params.fractions):
-            from vlpbench.errors import ConfigError
+            from vlpbench.core.errors import ConfigError
 
             raise ConfigError(f"linear_probe.fractions = {params.fractions}: each fraction must be in (0, 1].")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vlpbench.plugin_api import BuildContext, Positives
-from vlpbench.testing import feature_inputs, permute_inputs
+from vlpbench.devkit.testing import feature_inputs, permute_inputs
 from vlpbench_cmcgns.cluster_negatives import ClusterGuidedNegatives
 from vlpbench_cmcgns.cross_attention import CACHE_KEY, BidirectionalCrossAttentionHead
 from vlpbench_cmcgns.kmeans import StreamingKMeans, same_cluster_margin

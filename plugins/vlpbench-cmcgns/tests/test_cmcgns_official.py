@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vlpbench.plugin_api import BuildContext
-from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients,
+from vlpbench.devkit.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients,
                                        official_sentence_pool, official_sentence_stacks, plugin_step, preset_config,
                                        ragged_step)
 

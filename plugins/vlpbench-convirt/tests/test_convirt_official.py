@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives
-from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, plugin_step,
+from vlpbench.devkit.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, plugin_step,
                                        preset_config, ragged_step)
 from vlpbench_convirt.loss import ConVIRTLoss
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, within_report_infonce
-from vlpbench.testing import feature_inputs, permute_inputs
+from vlpbench.devkit.testing import feature_inputs, permute_inputs
 from vlpbench_fane.losses import HardNegativeIntraModal, SigmoidMultiPositiveLoss
 from vlpbench_fane.loop_reference import tcsap_loop
 from vlpbench_fane.miner import AdaptiveSemanticMiner, adaptive_normalise, batch_baseline

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives
-from vlpbench.testing import feature_inputs
-from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
+from vlpbench.devkit.testing import feature_inputs
+from vlpbench.devkit.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
                                        plugin_step, preset_config, ragged_step)
 from vlpbench_gloria.local import GloriaLocal
 from vlpbench_gloria.losses import GloriaGlobalLoss

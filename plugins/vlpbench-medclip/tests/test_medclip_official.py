@@ -15,8 +15,8 @@ from torch import Tensor
 
 from vlpbench.plugin_api import (AlignmentInputs, Batch, BuildContext, DirectionAdjustment, ImageFeatures, InfoNCELoss,
                                  SigmoidLoss)
-from vlpbench.testing import feature_inputs
-from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, preset_config,
+from vlpbench.devkit.testing import feature_inputs
+from vlpbench.devkit.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, preset_config,
                                        ragged_step)
 from vlpbench_medclip.miner import LabelSimilarityMiner, soft_affinity, with_no_finding
 
@@ -154,7 +154,7 @@ def test_medclip_preset_equals_the_official_total_on_ragged_reports() -> None:
 def test_validate_refuses_a_dataset_without_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vlpbench.config.loader import load_experiment
     from vlpbench.data.synthcxr_source import SynthCXRSource
-    from vlpbench.errors import ConfigError
+    from vlpbench.core.errors import ConfigError
 
     path = tmp_path / "medclip.yaml"
     path.write_text("name: t\nseeds: [0]\ndata: {name: synthcxr}\ntasks: [{name: retrieval}]\n"

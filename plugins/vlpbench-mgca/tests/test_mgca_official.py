@@ -13,8 +13,8 @@ from torch import Tensor
 
 from vlpbench.plugin_api import (AlignmentInputs, Batch, BuildContext, DirectionAdjustment, ImageFeatures, Positives,
                                  aggregate, piece_words)
-from vlpbench.testing import feature_inputs
-from vlpbench.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
+from vlpbench.devkit.testing import feature_inputs
+from vlpbench.devkit.testing_official import (CORPUS, assert_close_gradients, build_preset, gradients, piece_ids,
                                        preset_config, ragged_step)
 from vlpbench_mgca.cta import TokenAlignment, clipped_weights
 from vlpbench_mgca.ita import InstanceAlignment

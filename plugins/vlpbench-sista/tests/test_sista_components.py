@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vlpbench.plugin_api import BuildContext, DirectionAdjustment, InfoNCELoss, within_report_infonce
-from vlpbench.testing import feature_inputs, permute_inputs
+from vlpbench.devkit.testing import feature_inputs, permute_inputs
 from vlpbench_sista.loop_reference import sta_loop
 from vlpbench_sista.miner import FalseNegativeElimination, eliminate_false_negatives
 from vlpbench_sista.sta import SparseTokenAlignment, sparse_alignment_weights

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.data.real.common import (BadSample, Record, SampleProblems, boxes_to_mask, canonical_sha256, read_pixels,
                                        resize, resolve_root, rle_to_mask, scale_boxes)
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 MANIFEST_FRACTIONS = (0.01, 0.1)
@@ -263,7 +263,7 @@ class RealDataset:
 
         root = None
         if self.params.cache_dir:
-            from vlpbench.envpath import expand_path
+            from vlpbench.config.envpath import expand_path
 
             root = expand_path(self.params.cache_dir, f"dataset '{self.name}': cache_dir")
         store = open_or_build(f"{self.name}-{name}-{size}px", self.store_key(name), len(records), (size, size), build,

@@ -24,20 +24,20 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 
 # ----------------------------------------------------------------------------------------------
 # Roots and tables
 # ----------------------------------------------------------------------------------------------
 def resolve_root(root: str, dataset: str) -> Path:
-    """``root`` with ``~`` and the allowed ``$VARS`` expanded (:mod:`vlpbench.envpath`); a clear error when
+    """``root`` with ``~`` and the allowed ``$VARS`` expanded (:mod:`vlpbench.config.envpath`); a clear error when
     it is not a folder.
 
     The experiment file keeps the literal text (e.g. ``${VLPBENCH_DATA}/chexpert``), so the run
     identity does not depend on where a user keeps the data; the manifest hash pins the content.
     """
-    from vlpbench.envpath import expand_path
+    from vlpbench.config.envpath import expand_path
 
     path = Path(expand_path(root, f"dataset '{dataset}': root"))
     if not path.is_dir():  # the message quotes the file's text, never the expansion (it lands in results)

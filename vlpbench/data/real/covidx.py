@@ -23,7 +23,7 @@ from pydantic import Field
 
 from vlpbench.data.real.base import RealDataset, RealParams
 from vlpbench.data.real.common import Record, shuffle_split
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 CLASSES = {"normal": 0, "pneumonia": 1, "covid-19": 2, "covid19": 2, "covid": 2}
 

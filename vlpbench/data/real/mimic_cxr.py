@@ -41,7 +41,7 @@ from pydantic import Field
 from vlpbench.data.real.base import RealDataset, RealParams
 from vlpbench.data.real.chexpert import COMPETITION, finding_prompts, map_uncertain, snake
 from vlpbench.data.real.common import Record, find_table, line_of, numeric_columns, read_table
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 METADATA, SPLIT, LABELS = "mimic-cxr-2.0.0-metadata.csv", "mimic-cxr-2.0.0-split.csv", "mimic-cxr-2.0.0-chexpert.csv"
 OFFICIAL = {"train": "pretrain", "validate": "val", "test": "test"}

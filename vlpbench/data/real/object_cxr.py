@@ -23,7 +23,7 @@ import numpy as np
 
 from vlpbench.data.real.base import RealDataset
 from vlpbench.data.real.common import Record, find_table, line_of, read_table, shuffle_split, split_sizes
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 
 def annotation_boxes(text: str) -> list[tuple[float, float, float, float]]:

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from vlpbench.data.real.base import RealDataset, RealParams
 from vlpbench.data.real.common import Record, find_table, line_of, numeric_columns, read_table, shuffle_split, split_sizes
-from vlpbench.errors import DataError
+from vlpbench.core.errors import DataError
 
 TABLE = "stage_2_train_labels.csv"
 IMAGES = "stage_2_train_images"

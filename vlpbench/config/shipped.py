@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlpbench.errors import ConfigError, did_you_mean
+from vlpbench.core.errors import ConfigError, did_you_mean
 
 
 def experiment_folders() -> list[Path]:
     """Where shipped experiments live: the package's copy (wheels), then the source checkout's."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     return [folder for folder in (package / "experiments", package.parent / "experiments") if folder.is_dir()]
 
 

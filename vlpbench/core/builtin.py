@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vlpbench.hookspecs import hookimpl
-from vlpbench.registry import Registrar
+from vlpbench.core.hookspecs import hookimpl
+from vlpbench.core.registry import Registrar
 
 BUILTINS: list[tuple[str, str, str, str]] = [
     ("dataset", "synthcxr", "vlpbench.data.synthcxr_source:SynthCXRSource",

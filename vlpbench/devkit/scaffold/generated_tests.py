@@ -1,5 +1,5 @@
 """The tests ``vlpbench new-plugin`` writes for a plugin: one honest, passing test per chosen kind
-(:func:`tests_module`), importing only :mod:`vlpbench.plugin_api` and :mod:`vlpbench.testing`."""
+(:func:`tests_module`), importing only :mod:`vlpbench.plugin_api` and :mod:`vlpbench.devkit.testing`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ def tests_module(name: str, kinds: list[str]) -> str:
     package = f"vlpbench_{name}"
     lines = ['"""Out-of-the-box tests of the scaffolded components: replace them with hand-worked values."""', "",
              "import torch", "", "from vlpbench.plugin_api import Positives",
-             "from vlpbench.testing import feature_inputs, permute_inputs", ""]
+             "from vlpbench.devkit.testing import feature_inputs, permute_inputs", ""]
     if "positive_miner" in kinds:
         lines += [f"from {package}.miner import SimilarityMiner", "", "",
                   "def test_identical_reports_are_positives() -> None:",

@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from vlpbench.config.schema import ComponentSpec
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError
-from vlpbench.registry import Registry
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import ConfigError
+from vlpbench.core.registry import Registry
 
 
 def build_component(registry: Registry, kind: str, spec: ComponentSpec | dict[str, Any], context: BuildContext) -> Any:

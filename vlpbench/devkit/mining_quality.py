@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlpbench.build import build_component
+from vlpbench.core.build import build_component
 from vlpbench.config.schema import ComponentSpec
-from vlpbench.context import BuildContext
-from vlpbench.errors import ConfigError
-from vlpbench.testing import feature_inputs
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import ConfigError
+from vlpbench.devkit.testing import feature_inputs
 
 
 @dataclass
@@ -48,7 +48,7 @@ def truth_matrix(rows: torch.Tensor) -> torch.Tensor:
 
 def evaluate_miner(spec: dict[str, Any], source: Any, batches: int, batch_size: int, seed: int,
                    with_laterality: bool = False) -> MiningQuality:
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     component = ComponentSpec.model_validate(spec)
     if component.params().get("source") == "learned":

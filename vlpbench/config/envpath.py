@@ -28,7 +28,7 @@ def references(text: str) -> list[str]:
 def expand_path(text: str, what: str) -> str:
     """``text`` with ``~`` and the allowed ``$VARS`` expanded; a one-paragraph error (quoting ``text``, never
     a value) for a variable that is not allowed or not set."""
-    from vlpbench.errors import ConfigError, DataError
+    from vlpbench.core.errors import ConfigError, DataError
 
     for name in references(text):
         if not ALLOWED.match(name):

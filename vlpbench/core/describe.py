@@ -13,8 +13,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from vlpbench.errors import ConfigError, did_you_mean
-from vlpbench.registry import KINDS, Entry, Registry
+from vlpbench.core.errors import ConfigError, did_you_mean
+from vlpbench.core.registry import KINDS, Entry, Registry
 
 #: Where a component of each kind is named in an experiment file.
 CONFIG_SLOTS = {

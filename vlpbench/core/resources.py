@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from vlpbench.errors import EnvironmentProblem
+from vlpbench.core.errors import EnvironmentProblem
 
 #: Bytes per pixel SynthCXR holds while generating a split: float32 image, uint8 mask, the
 #: concatenation's copy, and the tensors the pipeline makes of it.

@@ -14,9 +14,9 @@ import textwrap
 from pathlib import Path
 
 from vlpbench import __version__
-from vlpbench.errors import ConfigError
-from vlpbench.scaffold.components import DOCSTRING, MODULES
-from vlpbench.scaffold.generated_tests import tests_module
+from vlpbench.core.errors import ConfigError
+from vlpbench.devkit.scaffold.components import DOCSTRING, MODULES
+from vlpbench.devkit.scaffold.generated_tests import tests_module
 
 KINDS = ("positive_miner", "negative_weighting", "local_head", "auxiliary", "global_loss", "task", "image_encoder",
          "text_encoder", "dataset")
@@ -145,8 +145,8 @@ def _refuse_taken_name(name: str) -> None:
     components to the registry's ownership rule (``fane`` owns ``fane.*``): refuse it at once."""
     from importlib import metadata
 
-    from vlpbench.hookspecs import ENTRY_POINT_GROUP
-    from vlpbench.plugins import get_plugins
+    from vlpbench.core.hookspecs import ENTRY_POINT_GROUP
+    from vlpbench.core.plugins import get_plugins
 
     taken = {p.name: p.distribution or p.name for p in get_plugins().plugins}
     taken.update({ep.name: getattr(ep.dist, "name", ep.name) for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})

@@ -36,7 +36,7 @@ from vlpbench.config.loader import (BASE_VARIANT, RUN_KEYS, Experiment, RunSpec,
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import RunConfig, SweepConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines
-from vlpbench.errors import ConfigError, UserError, did_you_mean
+from vlpbench.core.errors import ConfigError, UserError, did_you_mean
 
 LOSS_METRIC = "pretrain/loss"
 TUNE_NAME = "tune"
@@ -383,7 +383,7 @@ def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
 
 def _write_outputs(plan: SweepPlan, outcome: SweepOutcome, echo: Callable[[str], None]) -> None:
     from vlpbench.engine.files import write_json, write_text
-    from vlpbench.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard
 
     write_json(outcome.folder / "sweep.json", {
         "experiment": plan.experiment.name, "file": str(plan.path), "variant": plan.variant,

@@ -64,11 +64,11 @@ class Outcome:
 def _build_objective(objective: dict[str, Any]) -> Any:
     import torch
 
-    from vlpbench.build import build_component
+    from vlpbench.core.build import build_component
     from vlpbench.config.schema import ObjectiveConfig
-    from vlpbench.context import BuildContext
+    from vlpbench.core.context import BuildContext
     from vlpbench.objective.objective import Objective
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     torch.manual_seed(0)
     registry = get_registry()
@@ -113,7 +113,7 @@ def _step(objective: Any, features: dict[str, Any], step: int) -> dict[str, Any]
     """One forward/backward on ``features``; the loss, each term and the feature gradients."""
     import torch
 
-    from vlpbench.testing import feature_inputs
+    from vlpbench.devkit.testing import feature_inputs
 
     leaves = {k: features[k].clone().requires_grad_(True) for k in FEATURES}
     inputs = feature_inputs(leaves["image_global"], leaves["text_global"], leaves["patches"], leaves["sentences"],

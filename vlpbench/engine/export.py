@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vlpbench.errors import ConfigError, DataError
+from vlpbench.core.errors import ConfigError, DataError
 
 FORMATS = ("timm", "hf", "all")
 
@@ -58,7 +58,7 @@ def load_run_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     from vlpbench.config.schema import RunConfig
     from vlpbench.engine.checkpoint import load_checkpoint
     from vlpbench.engine.model import build_run
-    from vlpbench.plugins import get_registry
+    from vlpbench.core.plugins import get_registry
 
     saved, _, _ = _read_run(folder)
     config = RunConfig.model_validate(saved["config"])
