@@ -107,7 +107,7 @@ def test_dry_run_reports_resume_stale_and_corrupt(tmp_path: Path, cli, monkeypat
 
 
 def test_sweep_trials_take_the_settings_and_the_space_wins(tmp_path: Path) -> None:
-    from vlpbench.launchers.sweep import load_sweep
+    from vlpbench.launchers.sweep_plan import load_sweep
 
     path = write_tiny_run(tmp_path, "swept", extra=(
         "sweep:\n  space: {pretrain.lr: {loguniform: [1.0e-4, 1.0e-2]}}\n  metric: pretrain/loss\n  mode: min\n"

@@ -286,7 +286,7 @@ sweep:
 @pytest.mark.integration
 def test_a_sweep_runs_inside_a_slurm_allocation(slurm, tmp_path: Path, cli) -> None:
     from vlpbench.launchers.slurm import submit_sweep
-    from vlpbench.launchers.sweep import load_sweep
+    from vlpbench.launchers.sweep_plan import load_sweep
 
     path = tiny_run(tmp_path, name="slurmsweep", epochs=1, extra=SWEEP)
     path.write_text(path.read_text().replace("cpus: 1,", "cpus: 2,"))
@@ -396,7 +396,7 @@ def test_a_sweep_spans_two_slurm_nodes_with_its_own_ray_cluster(slurm, tmp_path:
     """`launcher: {nodes: 2}`: the driver starts the Ray head on the first node and a worker on the
     second through srun; each trial asks for a whole node's CPUs, so the two run at once, one per node."""
     from vlpbench.launchers.slurm import submit_sweep
-    from vlpbench.launchers.sweep import load_sweep
+    from vlpbench.launchers.sweep_plan import load_sweep
 
     _two_nodes()
     sweep = SWEEP.replace("max_concurrent: 1", "max_concurrent: 2") + "  resources: {cpu: 2}\n"
@@ -445,7 +445,7 @@ def test_two_sweeps_and_two_ddp_runs_share_the_node_and_each_survives_a_preempti
     gets its own Ray cluster or rendezvous port, each is preempted once (TERM, then its requeue
     signal: USR2 for one of each kind, HUP for the other), requeued, and resumes to a correct end."""
     from vlpbench.launchers.slurm import interrupt, submit_runs, submit_sweep
-    from vlpbench.launchers.sweep import load_sweep
+    from vlpbench.launchers.sweep_plan import load_sweep
 
     results = tmp_path / "results"
     sweeps, runs = [], []

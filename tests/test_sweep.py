@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import write_tiny_run
 from vlpbench.config.loader import load_experiment
 from vlpbench.core.errors import ConfigError
-from vlpbench.launchers.sweep import load_sweep
+from vlpbench.launchers.sweep_plan import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 

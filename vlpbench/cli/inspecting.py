@@ -101,7 +101,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for line in floor_lines(experiment.runs):
         print(line)
     if experiment.file.sweep is not None:
-        from vlpbench.launchers.sweep import load_sweep
+        from vlpbench.launchers.sweep_plan import load_sweep
 
         sweep = experiment.file.sweep
         for variant in experiment.variants if len(experiment.variants) > 1 else [None]:

@@ -179,7 +179,7 @@ def _report_to(args: argparse.Namespace, experiment: Any) -> list[str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from vlpbench.launchers.sweep import load_sweep
+    from vlpbench.launchers.sweep_plan import load_sweep
 
     args.file = experiment_file(args.file)
     plan = load_sweep(args.file, args.variant, settings=settings_of(args))

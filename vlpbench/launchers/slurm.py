@@ -272,7 +272,8 @@ class SweepDriver(Checkpointable):
     def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False,
                  settings: dict[str, Any] | None = None) -> str:
         from vlpbench.launchers.raycluster import multinode_cluster
-        from vlpbench.launchers.sweep import TUNE_NAME, load_sweep, run_sweep
+        from vlpbench.launchers.sweep import TUNE_NAME, run_sweep
+        from vlpbench.launchers.sweep_plan import load_sweep
 
         plan = load_sweep(file, variant, settings)
         root = Path(results_root)
