@@ -185,6 +185,6 @@ def test_stages_are_validated() -> None:
     with pytest.raises(ValueError, match="start at 0.0"):
         PretrainConfig(stages=[{"name": "a", "start": 0.5}])
     with pytest.raises(ConfigError, match="at least one step of its own"):
-        from vlpbench.engine.pretrain import stage_plans
+        from vlpbench.engine.schedule import stage_plans
 
         stage_plans(PretrainConfig(epochs=2, stages=[{"name": "a", "start": 0.0}, {"name": "b", "start": 0.01}]), 5)

@@ -26,7 +26,6 @@ with a smaller batch; stateful components (EMAs, queues, k-means) see every micr
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -40,6 +39,7 @@ from vlpbench.engine.checkpoint import load_latest_good, prune, rng_state, save_
 from vlpbench.engine.metrics import MetricWindow, step_values
 from vlpbench.engine.model import VLPModel
 from vlpbench.engine.rundir import RunDir
+from vlpbench.engine.schedule import StagePlan, stage_of, stage_plans
 from vlpbench.core.errors import ConfigError, check_termination
 from vlpbench.core.features import Batch
 
@@ -50,74 +50,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("pretrain.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'.")
     return torch.device(name)
-
-
-def warmup_cosine(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """A stage resolved against the run: its first step, optimiser and learning-rate schedule."""
-
-    name: str
-    first_step: int
-    steps: int
-    optimizer: str
-    lr: float
-    weight_decay: float
-    warmup: float
-    warmup_start_lr: float | None  # None: the single-schedule ramp ((step + 1) / warm-up steps)
-    min_lr: float
-
-    def build(self, params: list[torch.nn.Parameter]) -> tuple[torch.optim.Optimizer, Any]:
-        """A fresh optimiser (new moments) and its schedule over this stage's steps."""
-        kind = torch.optim.Adam if self.optimizer == "adam" else torch.optim.AdamW
-        optimizer = kind(params, lr=self.lr, weight_decay=self.weight_decay)
-        warmup = int(self.warmup * self.steps)
-        if self.warmup_start_lr is None:
-            factor = warmup_cosine(warmup, self.steps)
-        else:
-            factor = stage_factor(warmup, self.steps, self.warmup_start_lr / self.lr, self.min_lr / self.lr)
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def stage_factor(warmup_steps: int, total_steps: int, start: float, end: float) -> Callable[[int], float]:
-    """Linear warm-up from ``start`` to 1 over ``warmup_steps``, then cosine from 1 to ``end`` (as
-    pl_bolts' LinearWarmupCosineAnnealingLR, which CM-CGNS uses), as a multiple of the peak rate."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return start + (1.0 - start) * step / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
-def stage_plans(config: PretrainConfig, steps_per_epoch: int) -> list[StagePlan]:
-    """The run's stages: one AdamW warm-up + cosine over the run, or ``pretrain.stages`` (each from
-    its ``start``, a fraction of the run's steps as the components' ``start``, to the next stage's)."""
-    total = steps_per_epoch * config.epochs
-    if not config.stages:
-        return [StagePlan("main", 0, total, "adamw", config.lr, config.weight_decay, config.warmup, None, 0.0)]
-    firsts = [round(stage.start * total) for stage in config.stages]
-    if any(b <= a for a, b in zip(firsts, firsts[1:])) or firsts[-1] >= max(1, total):
-        raise ConfigError(f"pretrain.stages start at steps {firsts} of {total}: every stage needs at least one step "
-                          "of its own; use more epochs or data, or fewer stages.")
-    ends = firsts[1:] + [total]
-    return [StagePlan(stage.name, first, end - first, stage.optimizer, stage.lr or config.lr,
-                      config.weight_decay if stage.weight_decay is None else stage.weight_decay, stage.warmup,
-                      stage.warmup_start_lr, stage.min_lr)
-            for stage, first, end in zip(config.stages, firsts, ends)]
-
-
-def stage_of(plans: list[StagePlan], step: int) -> int:
-    """Index of the stage that runs ``step``."""
-    return max(i for i, plan in enumerate(plans) if plan.first_step <= step) if plans else 0
 
 
 @dataclass
@@ -325,7 +257,7 @@ def pretrain(
     ``progress``), the loss history written at each epoch end, then ``callbacks`` in order (a
     sweep's report, trackers, a stop for resume tests).
     """
-    from vlpbench.engine.distributed import barrier, collectives_on, is_main
+    from vlpbench.engine.distributed import collectives_on, is_main
     from vlpbench.objective.scope import current_world
 
     world = current_world()
@@ -336,54 +268,87 @@ def pretrain(
     done = _resume(loop, run, result, steps_per_epoch)
     state = TrainState(run, total, config.epochs, done=done, history=result.history, main=is_main())
     hooks = Callbacks([*([ProgressBar()] if progress else []), PartialHistory(), *callbacks])
-    window = MetricWindow(world)
-    workers = loader_workers(config, device)
+    training = _Training(loop, data, config, seed, run, device, world, hooks, state, result, MetricWindow(world),
+                         steps_per_epoch, total, loader_workers(config, device))
     model.train()
     loop.started = state.started
-
-    def flush() -> None:
-        records = window.flush()
-        result.history.extend(records)
-        hooks.on_log(state, records)
-
     hooks.on_train_start(state)
     with collectives_on(device) if world.distributed else contextlib.nullcontext():
         for epoch in range(done // max(1, steps_per_epoch), config.epochs):
-            state.epoch = epoch
-            first = done - epoch * steps_per_epoch if done > epoch * steps_per_epoch else 0
-            batches = data.epoch_batches(epoch, seed, config.batch_size, config.augment, world, start_step=first,
-                                         workers=workers, pin_memory=device.type == "cuda")
-            for step_in_epoch, batch in enumerate(batches, start=first):
-                step = epoch * steps_per_epoch + step_in_epoch
-                if stage_of(loop.plans, step) != loop.stage:
-                    loop.enter_stage(stage_of(loop.plans, step))
-                values = loop.step(batch.to(device), progress=step / max(1, total))
-                window.add(step, epoch, loop.schedule.get_last_lr()[0], values)
-                state.done, state.samples = step + 1, state.samples + len(batch) * world.size
-                hooks.on_step_end(state)
-                check_termination()
-                if len(window) >= config.log_every:
-                    flush()
-                if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and \
-                        step_in_epoch + 1 < steps_per_epoch:
-                    flush()
-                    _save(loop, run, "step", step + 1, epoch, result.history)
-                    hooks.on_checkpoint(state, "step")
-            flush()
-            _save(loop, run, "epoch", (epoch + 1) * steps_per_epoch, epoch, result.history)
-            barrier()
-            hooks.on_checkpoint(state, "epoch")
-            losses = [r["total"] for r in result.history if r["epoch"] == epoch]
-            hooks.on_epoch_end(state, epoch, sum(losses) / max(1, len(losses)))
+            training.run_epoch(epoch, resumed_at=done)
     hooks.on_train_end(state)
-    elapsed = time.perf_counter() - state.started
-    result.wall_seconds = loop.wall_before + elapsed  # a resumed run's pretraining time counts in full
-    result.samples_per_second = state.samples / elapsed if elapsed > 0 and state.samples else 0.0
-    result.steps = total
-    result.active_steps = model.objective.step_counts()
-    result.stages = [{"name": p.name, "first_step": p.first_step, "steps": p.steps, "optimizer": p.optimizer,
-                      "lr": p.lr, "weight_decay": p.weight_decay} for p in loop.plans]
-    return result
+    return training.finish()
+
+
+@dataclass
+class _Training:
+    """One call of :func:`pretrain`: the loop, its data, what watches it and where it stands."""
+
+    loop: _Loop
+    data: PretrainData
+    config: PretrainConfig
+    seed: int
+    run: RunDir
+    device: torch.device
+    world: Any  # vlpbench.objective.scope.World
+    hooks: Callbacks
+    state: TrainState
+    result: PretrainResult
+    window: MetricWindow
+    steps_per_epoch: int
+    total: int
+    workers: int
+
+    def flush(self) -> None:
+        """Read the device-side loss window into the history and tell the callbacks."""
+        records = self.window.flush()
+        self.result.history.extend(records)
+        self.hooks.on_log(self.state, records)
+
+    def run_epoch(self, epoch: int, resumed_at: int) -> None:
+        """Train ``epoch`` (from the step a resumed run stopped at, if it is in this epoch), with step
+        checkpoints inside it, then the epoch's checkpoint and the callbacks' epoch end."""
+        from vlpbench.engine.distributed import barrier
+
+        loop, config, state, spe = self.loop, self.config, self.state, self.steps_per_epoch
+        state.epoch = epoch
+        first = resumed_at - epoch * spe if resumed_at > epoch * spe else 0
+        batches = self.data.epoch_batches(epoch, self.seed, config.batch_size, config.augment, self.world,
+                                          start_step=first, workers=self.workers,
+                                          pin_memory=self.device.type == "cuda")
+        for step_in_epoch, batch in enumerate(batches, start=first):
+            step = epoch * spe + step_in_epoch
+            if stage_of(loop.plans, step) != loop.stage:
+                loop.enter_stage(stage_of(loop.plans, step))
+            values = loop.step(batch.to(self.device), progress=step / max(1, self.total))
+            self.window.add(step, epoch, loop.schedule.get_last_lr()[0], values)
+            state.done, state.samples = step + 1, state.samples + len(batch) * self.world.size
+            self.hooks.on_step_end(state)
+            check_termination()
+            if len(self.window) >= config.log_every:
+                self.flush()
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step_in_epoch + 1 < spe:
+                self.flush()
+                _save(loop, self.run, "step", step + 1, epoch, self.result.history)
+                self.hooks.on_checkpoint(state, "step")
+        self.flush()
+        _save(loop, self.run, "epoch", (epoch + 1) * spe, epoch, self.result.history)
+        barrier()
+        self.hooks.on_checkpoint(state, "epoch")
+        losses = [r["total"] for r in self.result.history if r["epoch"] == epoch]
+        self.hooks.on_epoch_end(state, epoch, sum(losses) / max(1, len(losses)))
+
+    def finish(self) -> PretrainResult:
+        """The result: timings (a resumed run's pretraining time counts in full), steps, stages."""
+        result, loop = self.result, self.loop
+        elapsed = time.perf_counter() - self.state.started
+        result.wall_seconds = loop.wall_before + elapsed
+        result.samples_per_second = self.state.samples / elapsed if elapsed > 0 and self.state.samples else 0.0
+        result.steps = self.total
+        result.active_steps = loop.model.objective.step_counts()
+        result.stages = [{"name": p.name, "first_step": p.first_step, "steps": p.steps, "optimizer": p.optimizer,
+                          "lr": p.lr, "weight_decay": p.weight_decay} for p in loop.plans]
+        return result
 
 
 def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: int) -> int:
