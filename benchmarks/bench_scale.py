@@ -103,7 +103,7 @@ def write_jpegs(folder: Path, count: int) -> list[Path]:
 def store_rate(count: int, workers: int) -> None:
     import numpy as np
 
-    from vlpbench.data.real.base import decode_record
+    from vlpbench.data.real.decoding import decode_record
     from vlpbench.data.real.common import Record
     from vlpbench.data.store import open_or_build
 

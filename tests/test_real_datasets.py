@@ -331,10 +331,10 @@ def test_manifest_pin_and_disk_cache(roots, tmp_path: Path) -> None:
     folders = list((tmp_path / "cache").glob("covidx-val-32px-*/meta.json"))
     assert len(folders) == 1 and first.images.dtype == np.uint8
     assert json.loads(folders[0].read_text())["key"]["manifest"] == sha
-    from vlpbench.data.real import base
+    from vlpbench.data.real import base, decoding
 
     base._SPLITS.clear()
-    with mock.patch.object(base, "decode_record", side_effect=AssertionError("decoded again")):  # maps the store
+    with mock.patch.object(decoding, "decode_record", side_effect=AssertionError("decoded again")):  # maps the store
         again = dataset("covidx", roots["covidx"], cache_dir=str(tmp_path / "cache")).split("val")
     assert np.array_equal(first.images, again.images) and first.ids == again.ids
 

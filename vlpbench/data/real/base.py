@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Iterator, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from vlpbench.data.real.common import (BadSample, Record, SampleProblems, boxes_to_mask, canonical_sha256, read_pixels,
-                                       resize, resolve_root, rle_to_mask, scale_boxes)
+from vlpbench.data.real.common import BadSample, Record, SampleProblems, canonical_sha256, resolve_root
+from vlpbench.data.real.decoding import decode_records
 from vlpbench.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -272,24 +272,10 @@ class RealDataset:
         mask_bits = store.mapped["mask_bits"] if has_masks else np.zeros((store.count, 1, 1), np.uint8)
         return self._assemble(name, kept, store.images, mask_bits, store.arrays["boxes"]), list(store.meta["skipped"])
 
-    def _read_all(self, records: list[Record], has_masks: bool):
-        """(index, (uint8 image, boxes, mask) or BadSample) in record order, in chunks so that a bad
-        sample stops the build early. Large splits are decoded by ``workers`` processes (decoding is
-        CPU-bound Python and C), small ones by threads (no start-up cost)."""
-        import functools
-        import multiprocessing
-        from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-
-        workers = max(1, self.params.workers)
-        decode = functools.partial(decode_record, size=self.image_size, has_masks=has_masks)
-        pool: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-                          if workers > 1 and len(records) >= PROCESS_POOL_MIN else ThreadPoolExecutor(workers))
-        chunk = 256 * workers
-        with pool:
-            for start in range(0, len(records), chunk):
-                part = records[start:start + chunk]
-                for offset, outcome in enumerate(pool.map(decode, part, chunksize=16)):
-                    yield start + offset, outcome
+    def _read_all(self, records: list[Record], has_masks: bool) -> Iterator[tuple[int, Any]]:
+        """(index, (uint8 image, boxes, mask) or BadSample) in record order (:func:`~vlpbench.data.
+        real.decoding.decode_records`, with the dataset's ``workers``)."""
+        return decode_records(records, self.image_size, has_masks, self.params.workers)
 
     def _assemble(self, name: str, kept: list[Record], images: np.ndarray, mask_bits: np.ndarray,
                   boxes: np.ndarray) -> RealSplit:
@@ -366,41 +352,6 @@ class RealDataset:
         result.counts = actual
         result.manifest = self.manifest()
         return result
-
-
-#: Splits with at least this many images are decoded by a process pool (else threads).
-PROCESS_POOL_MIN = 512
-
-
-def decode_record(record: Record, size: int, has_masks: bool) -> Any:
-    """One sample for the store: (uint8 image [size, size], boxes at ``size``, uint8 mask or None),
-    or the :class:`BadSample` that says what is wrong with it (a top-level function: it runs in
-    worker processes)."""
-    from vlpbench.data.store import quantize
-
-    try:
-        exact = bool(record.boxes) or (has_masks and bool(record.rles))  # these need the original size
-        pixels = read_pixels(record.image, draft=None if exact else size)
-        height, width = pixels.shape
-        image = quantize(resize(pixels, size))
-        boxes = scale_boxes(record.boxes, height, width, size) if record.boxes else np.zeros((0, 4), np.float32)
-        small = None
-        if has_masks:
-            mask = np.zeros((height, width), dtype=bool)
-            for k, rle in enumerate(record.rles):
-                try:
-                    mask |= rle_to_mask(rle, height, width)
-                except BadSample as exc:
-                    line = record.rle_lines[k] if k < len(record.rle_lines) else None
-                    raise BadSample(f"{f'line {line}: ' if line else ''}{exc}") from None
-            small = resize(mask.astype(np.float32), size, mode="nearest") > 0.5 if record.rles else \
-                np.zeros((size, size), dtype=bool)
-            if record.masks_from_boxes:
-                small |= boxes_to_mask(boxes, size)
-            small = small.astype(np.uint8)
-        return image, boxes, small
-    except BadSample as exc:
-        return exc
 
 
 @dataclass
