@@ -41,27 +41,13 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
     variant's earlier configurations are superseded: listed, never in the statistics.
     """
     collected = collect(roots)
-    current = current_configurations(collected.runs, planned)
-    runs, superseded = split_superseded(collected.runs, current, collected.configs, collected.evaluated)
-    present = set(zip(runs["variant"], runs["seed"]))
-    missing = [{"run_id": f"{v}__seed{s}", "variant": v, "seed": s, "state": "missing",
-                "error": "no run directory yet", "path": ""} for v, s, *_ in (planned or []) if (v, s) not in present]
-    if missing:
-        runs = pd.concat([runs, pd.DataFrame(missing)], ignore_index=True)
+    runs, superseded = _current_runs(collected, planned)
     if baseline is None and runs["baseline"].notna().any():
         baseline = runs["baseline"].dropna().mode().iloc[0]  # the experiment file's own baseline
     recorded = runs.assign(index=runs["variant_index"].fillna(1e9)).sort_values(["index", "variant"], kind="stable")
     order = list(dict.fromkeys((variant_order or []) + list(recorded["variant"])))
     order = [v for v in order if v in set(runs["variant"])]
-    finished_ids = set(runs.loc[runs["state"] == "finished", "run_id"])
-    scores = collected.scores[collected.scores["run_id"].isin(finished_ids)]
-    notes = []
-    finite = np.isfinite(pd.to_numeric(scores["value"], errors="coerce"))
-    if (~finite).any():
-        notes.append(f"{int((~finite).sum())} non-finite score(s) (NaN/inf) of older runs are left out.")
-        scores = scores[finite]
-    scores, split_notes = split_mixed_columns(scores, collected.protocols)
-    notes += split_notes
+    scores, notes = _finished_scores(collected, runs)
     columns = list(dict.fromkeys(scores["column"]))
     info = column_info(columns, scores, collected.columns)
     undeclared = sorted({c.split("/", 1)[0] for c in columns if not info[c]["declared"]})
@@ -99,6 +85,33 @@ def build_board(roots: list[Path], title: str, variant_order: list[str] | None =
         reported=matching_reported(collected.protocols, columns),
         roles={v: roles.get(v, "") for v in order}, floor_differences=floor_differences, noise=noise,
     )
+
+
+def _current_runs(collected: Any, planned: list[tuple[Any, ...]] | None) -> tuple[pd.DataFrame, Any]:
+    """The runs of each variant's current configuration, with a ``missing`` row for every planned
+    (variant, seed) without a run directory; and the superseded runs (listed, never in the statistics)."""
+    current = current_configurations(collected.runs, planned)
+    runs, superseded = split_superseded(collected.runs, current, collected.configs, collected.evaluated)
+    present = set(zip(runs["variant"], runs["seed"]))
+    missing = [{"run_id": f"{v}__seed{s}", "variant": v, "seed": s, "state": "missing",
+                "error": "no run directory yet", "path": ""} for v, s, *_ in (planned or []) if (v, s) not in present]
+    if missing:
+        runs = pd.concat([runs, pd.DataFrame(missing)], ignore_index=True)
+    return runs, superseded
+
+
+def _finished_scores(collected: Any, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The finished runs' finite scores, columns that mix protocols split apart; and the notes that
+    say what was left out or split."""
+    finished_ids = set(runs.loc[runs["state"] == "finished", "run_id"])
+    scores = collected.scores[collected.scores["run_id"].isin(finished_ids)]
+    notes = []
+    finite = np.isfinite(pd.to_numeric(scores["value"], errors="coerce"))
+    if (~finite).any():
+        notes.append(f"{int((~finite).sum())} non-finite score(s) (NaN/inf) of older runs are left out.")
+        scores = scores[finite]
+    scores, split_notes = split_mixed_columns(scores, collected.protocols)
+    return scores, notes + split_notes
 
 
 def variant_roles(runs: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> dict[str, str]:

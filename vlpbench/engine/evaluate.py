@@ -99,6 +99,22 @@ def eval_label(label: str, experiment_file: Path, separate_row: bool) -> str:
                       f"pass --separate-row to list it as its own row '{label} [eval]'.")
 
 
+def _checkpoint_encoders(checkpoint: Path, arch: str | None, config: Any, device: Any,
+                         key_map: dict[str, Any] | None, echo: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """The encoders to evaluate and what they are (the ``evaluated`` record): a vlpbench run
+    directory's, or an image encoder file's (with ``arch``, imported through ``key_map``)."""
+    if key_map and not checkpoint.is_file():
+        raise ConfigError(f"--format/--prefix/--strip import a checkpoint file; '{checkpoint}' is not one.")
+    if checkpoint.is_dir() and (checkpoint / "config.yaml").is_file():
+        return _load_run_encoders(checkpoint, device)
+    if checkpoint.is_file():
+        if not arch:
+            raise ConfigError(f"'{checkpoint}' is an image encoder file: give its timm architecture with --arch "
+                              "(e.g. --arch resnet50).")
+        return _load_timm_encoder(checkpoint, arch, config, device, key_map, echo)
+    raise DataError(f"'{checkpoint}' is neither a vlpbench run directory (with config.yaml) nor a checkpoint file.")
+
+
 def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: Path, label: str,
                         variant: str | None = None, arch: str | None = None,
                         echo: Callable[[str], None] = print, separate_row: bool = False,
@@ -120,19 +136,7 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
     spec = experiment.runs[0]
     config = spec.run_config()
     device = resolve_device(config.pretrain.device)
-    checkpoint = Path(checkpoint)
-    if key_map and not checkpoint.is_file():
-        raise ConfigError(f"--format/--prefix/--strip import a checkpoint file; '{checkpoint}' is not one.")
-    if checkpoint.is_dir() and (checkpoint / "config.yaml").is_file():
-        encoders, source = _load_run_encoders(checkpoint, device)
-    elif checkpoint.is_file():
-        if not arch:
-            raise ConfigError(f"'{checkpoint}' is an image encoder file: give its timm architecture with --arch "
-                              "(e.g. --arch resnet50).")
-        encoders, source = _load_timm_encoder(checkpoint, arch, config, device, key_map, echo)
-    else:
-        raise DataError(f"'{checkpoint}' is neither a vlpbench run directory (with config.yaml) nor a checkpoint file.")
-
+    encoders, source = _checkpoint_encoders(Path(checkpoint), arch, config, device, key_map, echo)
     identity = evaluation_identity(source, spec.config["tasks"], spec.config["data"], spec.protocol_versions)
     run_id = f"{label}__eval__{identity[:10]}"
     run = run_dir(results_root, experiment.name, run_id)

@@ -79,12 +79,13 @@ def _epoch_report(on_epoch_end: EpochHook, built: Any, config: Any, device: Any)
 
 def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: bool, callbacks: list[Callback],
                  on_epoch_end: EpochHook | None) -> None:
+    """Build the run's components on its device, pretrain it (or load its pretraining) and evaluate
+    it on rank 0; every rank takes part in pretraining, the others wait for the evaluation."""
     import torch
 
-    from vlpbench.engine.checkpoint import save_checkpoint
     from vlpbench.engine.distributed import barrier, is_main, local_rank
     from vlpbench.engine.model import build_run
-    from vlpbench.engine.pretrain import pretrain, resolve_device
+    from vlpbench.engine.pretrain import resolve_device
     from vlpbench.core.plugins import get_registry
 
     config = spec.run_config()
@@ -114,33 +115,44 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: 
     barrier()
     if on_epoch_end is not None:
         callbacks = [_epoch_report(on_epoch_end, built, config, device), *callbacks]
-    final = _load_final(run)
-    if final is not None:
-        built.model.load_state_dict(final[0])
-        result = final[1]
-    else:
-        if main:
-            run.set_status("running", started=started)
-        if floor is not None:
-            from vlpbench.engine.pretrain import PretrainResult
-
-            result = PretrainResult()  # no pretraining: not one optimiser step
-        else:
-            result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
-                              progress=progress, callbacks=callbacks)
-        if main:
-            epochs = 0 if floor is not None else config.pretrain.epochs
-            write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
-                                                  "total_steps": result.steps, "epochs": epochs,
-                                                  "epochs_done": epochs, "complete": True,
-                                                  **({"floor": floor} if floor is not None else {})})
-            save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
-            run.set_status("pretrained")
+    result = _pretrained(spec, run, built, config, device, progress, callbacks, started)
     try:
         if main:
             evaluate_and_record(spec, run, built, result, device, progress=progress)
     finally:
         barrier()  # the other ranks wait for rank 0's evaluation (also when it fails)
+
+
+def _pretrained(spec: RunSpec, run: RunDir, built: Any, config: Any, device: Any, progress: bool,
+                callbacks: list[Callback], started: float) -> Any:
+    """The run's :class:`~vlpbench.engine.pretrain.PretrainResult`, the model left pretrained: from
+    the final checkpoint of a pretrained run, or by pretraining (none for a floor row); rank 0 then
+    writes ``history.json`` and the final checkpoint and marks the run ``pretrained``."""
+    from vlpbench.engine.checkpoint import save_checkpoint
+    from vlpbench.engine.distributed import is_main
+    from vlpbench.engine.pretrain import PretrainResult, pretrain
+
+    final = _load_final(run)
+    if final is not None:
+        built.model.load_state_dict(final[0])
+        return final[1]
+    main, floor = is_main(), config.floor
+    if main:
+        run.set_status("running", started=started)
+    if floor is not None:
+        result = PretrainResult()  # no pretraining: not one optimiser step
+    else:
+        result = pretrain(built.model, built.pretrain, config.pretrain, spec.seed, run, device,
+                          progress=progress, callbacks=callbacks)
+    if main:
+        epochs = 0 if floor is not None else config.pretrain.epochs
+        write_json(run.file("history.json"), {"steps": result.history, "active_steps": result.active_steps,
+                                              "total_steps": result.steps, "epochs": epochs,
+                                              "epochs_done": epochs, "complete": True,
+                                              **({"floor": floor} if floor is not None else {})})
+        save_checkpoint(run.final_checkpoint, {"model": built.model.state_dict(), "result": result.__dict__})
+        run.set_status("pretrained")
+    return result
 
 
 def _load_final(run: RunDir) -> tuple[dict[str, Any], Any] | None:

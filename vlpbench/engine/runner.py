@@ -156,28 +156,40 @@ def _replace(run: RunDir, fresh: RunDir) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _target(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool,
+            echo: Callable[[str], None]) -> RunDir | RunOutcome:
+    """Where the run executes: its own directory, or a fresh one beside it for the rerun of a stale
+    run (the old one stays until its replacement has finished); or the outcome when it does not run
+    (finished earlier, stale without ``--rerun-stale``, corrupt files)."""
+    from vlpbench.engine.files import CorruptFile
+
+    try:
+        run.check()
+        if not run.finished:
+            return run
+        if not is_stale(run):
+            echo(f"{label}: finished earlier, skipped ({run.path})")
+            return RunOutcome(spec, "skipped")
+        if not rerun_stale:
+            echo(f"{label}: STALE (finished under other vlpbench/plugin versions); rerun with --rerun-stale")
+            return RunOutcome(spec, "stale")
+        target = _rerun_dir(run)
+        target.check()
+        return target
+    except CorruptFile as exc:
+        echo(f"{label}: CORRUPT, left as it is: {exc}")
+        return RunOutcome(spec, "corrupt", str(exc))
+
+
 def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress: bool,
              reuse_pretraining: bool, echo: Callable[[str], None], main: bool, distributed: bool,
              report_to: list[str] | tuple[str, ...], status: dict[str, Any], eta: str) -> RunOutcome:
     from vlpbench.engine.distributed import barrier
-    from vlpbench.engine.files import CorruptFile
     from vlpbench.core.errors import EnvironmentProblem, environment_message
 
-    try:
-        run.check()
-        target = run
-        if run.finished:
-            if not is_stale(run):
-                echo(f"{label}: finished earlier, skipped ({run.path})")
-                return RunOutcome(spec, "skipped")
-            if not rerun_stale:
-                echo(f"{label}: STALE (finished under other vlpbench/plugin versions); rerun with --rerun-stale")
-                return RunOutcome(spec, "stale")
-            target = _rerun_dir(run)  # the old run stays until its replacement has finished
-            target.check()
-    except CorruptFile as exc:
-        echo(f"{label}: CORRUPT, left as it is: {exc}")
-        return RunOutcome(spec, "corrupt", str(exc))
+    target = _target(spec, run, label, rerun_stale, echo)
+    if isinstance(target, RunOutcome):
+        return target
     resuming = target.latest_epoch_checkpoint() is not None or target.status().get("state") == "pretrained"
     echo(f"{label}: {'resuming' if resuming else 'running'} -> {run.path}{eta}")
     try:
