@@ -152,3 +152,40 @@ def test_tasks_share_frozen_features_within_one_evaluation(tiny_source: SynthCXR
     assert sum(calls) == 2 * (48 + 16 + 24)  # other options, other features
     again = Segmentation(Segmentation.Params(fractions=[1.0], max_epochs=1)).evaluate(Encoders(encoder), tiny_source, cpu)
     assert again.scores == seg.scores  # the shared maps are the ones a fresh evaluation computes
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_over_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The learning rate of each optimiser step under ``schedule="cosine"``: lr·½(1 + cos(π·t/T)) for
+    step t of T = steps per epoch × max_epochs, by hand; constant without a schedule."""
+    import math
+
+    from vlpbench.tasks.dense import fit_with_early_stopping
+
+    def rates(schedule: str) -> list[float]:
+        model = torch.nn.Linear(1, 1)
+        seen: list[float] = []
+        original_step = torch.optim.AdamW.step
+
+        def recording_step(self: torch.optim.Optimizer, *args, **kwargs):  # noqa: ANN001, ANN202
+            seen.append(self.param_groups[0]["lr"])
+            return original_step(self, *args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.optim.AdamW, "step", recording_step)
+            fit_with_early_stopping(model, 10, lambda index: model.bias.sum() * 0.0 + model.weight.sum() * 0.0,
+                                    lambda: 1.0, lr=0.2, weight_decay=0.0, batch_size=4, max_epochs=3, patience=3,
+                                    seed=0, schedule=schedule)
+        return seen
+
+    total = 3 * 3  # ceil(10 / 4) = 3 steps per epoch, 3 epochs
+    expected = [0.2 * 0.5 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    assert rates("cosine") == pytest.approx(expected, abs=1e-12)
+    assert rates("constant") == [0.2] * total
+
+
+def test_an_unknown_schedule_is_refused() -> None:
+    from vlpbench.tasks.dense import learning_rate_schedule
+
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="cosine"):
+        learning_rate_schedule(optimizer, "linear", 10)

@@ -55,7 +55,7 @@ def test_the_built_wheel_runs_shipped_experiments_from_an_empty_folder(tmp_path:
     # the dependencies (torch, timm, ...) come from this interpreter's site-packages; vlpbench only from the wheel
     import site
 
-    plugins = [str(REPO / "plugins" / p / "src") for p in ("vlpbench-fane", "vlpbench-sista", "vlpbench-cmcgns")]
+    plugins = [str(path) for path in sorted((REPO / "plugins").glob("vlpbench-*/src"))]  # every variant's plugin
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages() + plugins), "HF_HUB_OFFLINE": "1"}
     empty = tmp_path / "empty"
     empty.mkdir()
