@@ -25,6 +25,9 @@ EXPECTED_TERMS = {
     "sista.sparse_token": {"sta"},
     "cmcgns.cross_attention": {"patch", "sentence", "fn"},
     "cmcgns.mir": {"rec"},
+    "gloria.local": {"local"},
+    "mgca.cta": {"local"},
+    "mgca.prototypes": {"proto"},
 }
 TINY = {"image_size": 32, "pretrain_size": 256, "train_size": 32, "val_size": 16, "test_size": 16}
 
@@ -58,4 +61,5 @@ def test_every_term_of_the_variant_is_active(spec, tmp_path: Path) -> None:
     for aux in objective.auxiliaries:
         # a term with a start point is active from there to the end, not before
         expected = result.steps - int(aux.start * result.steps + 0.999999)
-        assert abs(active.get(f"{aux.name}/rec", 0) - expected) <= 1
+        for term in EXPECTED_TERMS[aux.name]:
+            assert abs(active.get(f"{aux.name}/{term}", 0) - expected) <= 1, f"{spec.variant}: {aux.name}/{term}"
