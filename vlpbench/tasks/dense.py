@@ -39,7 +39,8 @@ class DenseTaskParams(TaskParams):
     max_epochs: int = Field(12, ge=1)
     patience: int = Field(3, ge=1)
     schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="learning rate over the head's training: constant, or cosine decay to 0 over "
+        "constant", exclude_if=lambda value: value == "constant",  # runs from before the option keep their identity
+        description="learning rate over the head's training: constant, or cosine decay to 0 over "
                                 "max_epochs (a head then ends at a small step size, so its seed matters less)")
     min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
     max_steps_per_epoch: int | None = Field(
