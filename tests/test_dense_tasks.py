@@ -189,3 +189,10 @@ def test_an_unknown_schedule_is_refused() -> None:
     optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="cosine"):
         learning_rate_schedule(optimizer, "linear", 10)
+
+
+def test_the_default_schedule_stays_out_of_the_recorded_parameters() -> None:
+    """Runs that do not set ``schedule`` keep the identity they had before the option existed; a
+    cosine schedule is recorded (and so changes the identity)."""
+    assert "schedule" not in Segmentation.Params().model_dump()
+    assert Detection.Params(schedule="cosine").model_dump()["schedule"] == "cosine"
