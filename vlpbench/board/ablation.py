@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from vlpbench.core.kinds import scoped_kinds
+
 IGNORED = ("tasks",)  # the same tasks everywhere: their differences are protocol, not method
 
 
@@ -60,9 +62,7 @@ def negative_scope(config: dict[str, Any]) -> str:
     (``gathered (cmcgns.cross_attention: local)``)."""
     objective = config.get("objective") or {}
     base = objective.get("negative_scope", "local")
-    specs = [objective.get("positive_miner") or {}]
-    for key in ("negative_weighting", "local_heads", "auxiliaries"):
-        specs += list(objective.get(key) or [])
+    specs = [spec for kind in scoped_kinds() if kind.slot is not None for spec in kind.slot.specs(objective)]
     others = [f"{spec.get('name')}: {spec['scope']}" for spec in specs
               if isinstance(spec, dict) and spec.get("scope") not in (None, base)]
     return base + (f" ({', '.join(others)})" if others else "")

@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any
 
-SCOPED_LISTS = ("negative_weighting", "local_heads", "auxiliaries")
+from vlpbench.core.kinds import scoped_kinds
 
 
 def canonical_hash(payload: Any, compact: bool = True) -> str:
@@ -52,11 +52,8 @@ def identity_config(resolved: dict[str, Any], world_size: int) -> dict[str, Any]
     config = copy.deepcopy(resolved)
     objective = config.get("objective", {})
     objective.pop("negative_scope", None)
-    miner = objective.get("positive_miner")
-    if isinstance(miner, dict):
-        miner.pop("scope", None)
-    for key in SCOPED_LISTS:
-        for spec in objective.get(key, []) or []:
+    for kind in scoped_kinds():  # the miner, the weightings, heads and auxiliaries (the kind table's scoped slots)
+        for spec in kind.slot.specs(objective) if kind.slot is not None else []:
             if isinstance(spec, dict):
                 spec.pop("scope", None)
     return config

@@ -10,20 +10,27 @@ from typing import Any
 
 from vlpbench.config.schema import ExperimentFile
 from vlpbench.core.errors import RegistryError
+from vlpbench.core.kinds import slotted
 from vlpbench.core.registry import Registry
 
-SLOTS = {  # ($def of the model, property) -> kind
-    ("ExperimentFile", "data"): "dataset",
-    ("ModelConfig", "image_encoder"): "image_encoder",
-    ("ModelConfig", "text_encoder"): "text_encoder",
-    ("ObjectiveConfig", "global"): "global_loss",
-    ("ObjectiveConfig", "positive_miner"): "positive_miner",
-    ("ObjectiveConfig", "negative_weighting"): "negative_weighting",
-    ("ObjectiveConfig", "local_heads"): "local_head",
-    ("ObjectiveConfig", "auxiliaries"): "auxiliary",
-    ("ExperimentFile", "tasks"): "task",
-}
-SCHEDULED = {"local_head", "auxiliary"}
+
+
+def _slots() -> dict[tuple[str, str], str]:
+    """($def of the model, property) → kind, for every kind a run config names (the kind table's slots,
+    each located in the pydantic model that holds it: ``objective.global`` → ``("ObjectiveConfig",
+    "global")``)."""
+    slots: dict[tuple[str, str], str] = {}
+    for kind in slotted():
+        model: Any = ExperimentFile
+        path = kind.slot.path if kind.slot is not None else ()
+        for key in path[:-1]:
+            model = next(f.annotation for n, f in model.model_fields.items() if (f.alias or n) == key)
+        slots[(model.__name__, path[-1])] = kind.name
+    return slots
+
+
+SLOTS = _slots()
+SCHEDULED = {k.name for k in slotted() if k.slot is not None and k.slot.scheduled}
 
 
 def _component_schema(kind: str, name: str, params_model: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
 from vlpbench.core.errors import ConfigError, RegistryError
+from vlpbench.core.kinds import slotted
 
 RUN_KEYS = tuple(RunConfig.model_fields)
 BASE_VARIANT = "base"
@@ -108,23 +109,24 @@ class _Locator:
 
 
 def component_slots(config: RunConfig) -> list[tuple[str, Loc, Any]]:
-    """(kind, location, spec) of every component named in a run config."""
-    slots: list[tuple[str, Loc, Any]] = [
-        ("dataset", ("data",), config.data),
-        ("image_encoder", ("model", "image_encoder"), config.model.image_encoder),
-        ("text_encoder", ("model", "text_encoder"), config.model.text_encoder),
-        ("global_loss", ("objective", "global"), config.objective.global_loss),
-        ("positive_miner", ("objective", "positive_miner"), config.objective.positive_miner),
-    ]
-    slots += [("negative_weighting", ("objective", "negative_weighting", i), s)
-              for i, s in enumerate(config.objective.negative_weighting)]
-    slots += [("local_head", ("objective", "local_heads", i), s) for i, s in enumerate(config.objective.local_heads)]
-    slots += [("auxiliary", ("objective", "auxiliaries", i), s) for i, s in enumerate(config.objective.auxiliaries)]
-    for i, task in enumerate(config.tasks):
-        slots.append(("task", ("tasks", i), task))
-        dataset = task.params().get("dataset")
-        if isinstance(dataset, dict) and "name" in dataset:
-            slots.append(("dataset", ("tasks", i, "dataset"), ComponentSpec.model_validate(dataset)))
+    """(kind, location, spec) of every component named in a run config, in the order of the kind
+    table (:mod:`vlpbench.core.kinds`); a component a spec names in its own parameters (a task's
+    ``dataset``) follows that spec."""
+    slots: list[tuple[str, Loc, Any]] = []
+    for kind in slotted():
+        slot = kind.slot
+        assert slot is not None
+        value = slot.read(config)
+        if not slot.many:
+            slots.append((kind.name, slot.path, value))
+            continue
+        for i, spec in enumerate(value):
+            slots.append((kind.name, (*slot.path, i), spec))
+            if slot.nested is not None:
+                key, inner = slot.nested
+                nested = spec.params().get(key)
+                if isinstance(nested, dict) and "name" in nested:
+                    slots.append((inner, (*slot.path, i, key), ComponentSpec.model_validate(nested)))
     return slots
 
 

@@ -18,21 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from vlpbench.core.errors import RegistryError, did_you_mean
+from vlpbench.core.kinds import KIND_TABLE
 
-#: Every component kind, with what it is for. The one place that declares them.
-KINDS: dict[str, str] = {
-    "dataset": "pretraining and downstream data sources",
-    "image_encoder": "image -> global vector v [B,D] and patch tokens P [B,N,D] with grid shape",
-    "text_encoder": "report -> global vector t [B,D], word tokens W [B,M,D], sentence vectors S [B,T,D]",
-    "global_loss": "image-report alignment loss on global vectors (InfoNCE, sigmoid)",
-    "positive_miner": "affinity matrix A [B,B] of positives and a mask of pairs to ignore",
-    "negative_weighting": "weights on negatives, extra candidate columns, extra loss terms",
-    "local_head": "fine-grained alignment between patches, words and sentences",
-    "auxiliary": "auxiliary objectives (e.g. masked image reconstruction)",
-    "task": "downstream evaluation of a frozen image encoder",
-    "launcher": "where runs execute (in process, Slurm, ...)",
-    "preset": "a method's full objective as config overrides (`preset: NAME` in a variant)",
-}
+#: Every component kind, with what it is for (derived from :data:`vlpbench.core.kinds.KIND_TABLE`,
+#: the one place that declares them).
+KINDS: dict[str, str] = {k.name: k.description for k in KIND_TABLE}
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)*$")
 

@@ -26,13 +26,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-OBJECTIVE_SLOTS = {  # kind -> how a component of that kind enters an objective config
-    "positive_miner": lambda spec: {"positive_miner": spec},
-    "negative_weighting": lambda spec: {"negative_weighting": [spec]},
-    "global_loss": lambda spec: {"global": spec},
-    "local_head": lambda spec: {"local_heads": [spec]},
-    "auxiliary": lambda spec: {"auxiliaries": [spec]},
-}
+from vlpbench.core.kinds import ImageEncoder, kind_of, missing_members, objective_kinds
+
+#: kind -> how a component of that kind enters an objective config (from the kind table's slots).
+OBJECTIVE_SLOTS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    k.name: k.slot.entry for k in objective_kinds() if k.slot is not None}
 TINY = {
     "data": {"name": "synthcxr", "image_size": 32, "pretrain_size": 64, "train_size": 16, "val_size": 8, "test_size": 8},
     "model": {"text_encoder": {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}, "embed_dim": 32},
@@ -190,9 +188,9 @@ def _image_interface_check(name: str) -> str:
         h, w = out.grid
         _shape(out.global_emb, (2, 32), "forward().global_emb")
         _shape(out.patch_emb, (2, h * w, 32), "forward().patch_emb (grid h·w tokens)")
-        for label, method in (("global_features", "linear probes"), ("feature_maps", "segmentation and detection")):
-            if not callable(getattr(encoder, label, None)):
-                raise AssertionError(f"no {label}() method, which {method} call")
+        callers = {"global_features()": "linear probes", "feature_maps()": "segmentation and detection"}
+        for label in missing_members(ImageEncoder, encoder):  # the image_encoder kind's interface
+            raise AssertionError(f"no {label} method, which {callers.get(label, 'the engine')} call")
         pooled = encoder.global_features(images)
         if pooled.ndim != 2 or pooled.shape[0] != 2:
             raise AssertionError(f"global_features gave shape {tuple(pooled.shape)}, not [B, C]")
@@ -331,7 +329,7 @@ def check_plugin(plugin: str) -> list[Check]:
             reason = f"required parameter(s) without a default: {', '.join(required)}"
             results += [Check(name, kind, check, "skip", reason) for check in (
                 "defaults valid against own JSON Schema", "parameters round-trip through JSON")]
-            if kind in ("image_encoder", "text_encoder", "dataset"):
+            if kind_of(kind).builds_alone:
                 results.append(Check(name, kind, "builds from defaults", "skip", reason))
             if kind in INTERFACE_CHECKS:
                 results.append(Check(name, kind, INTERFACE_CHECKS[kind][0], "skip", reason))
@@ -346,7 +344,7 @@ def check_plugin(plugin: str) -> list[Check]:
             results.append(_run(name, kind, "invariant to batch order", lambda: _permutation_check(kind, name)))
             results.append(_run(name, kind, "float32 = float64", lambda: _dtype_check(kind, name)))
             scoped.append((kind, name))
-        elif kind in ("image_encoder", "text_encoder", "dataset"):
+        elif kind_of(kind).builds_alone:
             results.append(_run(name, kind, "builds from defaults", lambda: _build_check(kind, name)))
         if kind in INTERFACE_CHECKS and results[-1].status != "FAIL":
             label, check = INTERFACE_CHECKS[kind]

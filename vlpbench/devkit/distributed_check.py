@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vlpbench.core.kinds import kind_of
+
 STEPS = 3
 BATCH = 6  # per process
 DIM = 16
@@ -227,7 +229,8 @@ def check_cases(cases: list[Case], rtol: float = 1e-4, atol: float = 1e-5) -> li
 def component_cases(kind: str, name: str, params: dict[str, Any] | None = None) -> list[Case]:
     """The local and gathered cases of one objective component (in an InfoNCE objective)."""
     spec = {"name": name, **(params or {})}
-    slot = {"positive_miner": {"positive_miner": spec}, "negative_weighting": {"negative_weighting": [spec]},
-            "global_loss": {"global": spec}, "local_head": {"local_heads": [spec]},
-            "auxiliary": {"auxiliaries": [spec]}}[kind]
+    record = kind_of(kind)
+    if record.slot is None or not record.slot.in_objective:
+        raise KeyError(kind)
+    slot = record.slot.entry(spec)
     return [Case(f"{name} ({scope})", slot, scope) for scope in ("local", "gathered")]

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from vlpbench.core.errors import ConfigError
+from vlpbench.core.kinds import Launcher, SweepLauncher, missing_members
 
 
 def launcher(name: str, sweep: bool = False) -> Any:
@@ -29,7 +30,7 @@ def launcher(name: str, sweep: bool = False) -> Any:
         raise ConfigError(f"--launcher {name}: {exc}") from None
     instance = entry.load()()
     needed = "launch_sweep" if sweep else "launch"
-    if not callable(getattr(instance, needed, None)):
+    if missing_members(SweepLauncher if sweep else Launcher, instance):  # the kind table's launcher interfaces
         what = "run sweeps" if sweep else "launch runs"
         raise ConfigError(f"--launcher {name}: the launcher '{name}' (plugin '{entry.origin}') cannot {what}: it has no "
                           f"{needed}() method. Use --launcher local or slurm, or ask its author.")
