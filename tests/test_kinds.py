@@ -9,7 +9,7 @@ import pytest
 
 from vlpbench.config.schema import ComponentSpec, RunConfig, ScheduledSpec, ScopedSpec
 from vlpbench.core.kinds import (KIND_TABLE, Dataset, ImageEncoder, Launcher, PositiveMiner, SweepLauncher, kind_of,
-                                 missing_members, objective_kinds, scoped_kinds, slotted)
+                                 missing_members, objective_slots, scoped_slots, slots)
 from vlpbench.core.registry import KINDS
 
 #: The kinds, their order and descriptions as registry.KINDS declared them before the table existed.
@@ -89,21 +89,20 @@ def _field_type(model: type, key: str) -> typing.Any:
 
 def test_every_slot_exists_in_the_run_config_with_the_right_spec_type() -> None:
     config = RunConfig()
-    for kind in slotted():
-        slot = kind.slot
+    for name, slot in slots():
         model: typing.Any = RunConfig
         for key in slot.path[:-1]:
             model = _field_type(model, key)
         annotation = _field_type(model, slot.path[-1])
         is_list = typing.get_origin(annotation) is list
-        assert is_list == slot.many, kind.name
+        assert is_list == slot.many, name
         spec_type = typing.get_args(annotation)[0] if is_list else annotation
-        assert issubclass(spec_type, ComponentSpec), kind.name
-        assert issubclass(spec_type, ScopedSpec) == slot.scoped, kind.name
-        assert issubclass(spec_type, ScheduledSpec) == slot.scheduled, kind.name
+        assert issubclass(spec_type, ComponentSpec), name
+        assert issubclass(spec_type, ScopedSpec) == slot.scoped, name
+        assert issubclass(spec_type, ScheduledSpec) == slot.scheduled, name
         value = slot.read(config)
         assert isinstance(value, list) == slot.many
-    assert {k.name for k in slotted()} == set(KINDS) - {"launcher", "preset"}
+    assert {name for name, _ in slots()} == set(KINDS) - {"launcher", "preset"}
 
 
 def test_every_component_spec_of_the_run_config_has_a_slot() -> None:
@@ -121,7 +120,7 @@ def test_every_component_spec_of_the_run_config_has_a_slot() -> None:
                 walk(inner, key)
 
     walk(RunConfig, ())
-    assert found == {k.slot.path for k in slotted()}
+    assert found == {slot.path for _, slot in slots()}
 
 
 def test_the_json_schema_slots_are_the_ones_it_listed_before() -> None:
@@ -185,7 +184,7 @@ def test_board_lists_the_scopes_of_miner_weightings_heads_and_auxiliaries_in_ord
     assert negative_scope({"objective": objective}) == "local (m: gathered, w: gathered, a: gathered)"
     assert negative_scope({"objective": {"negative_scope": "gathered"}}) == "gathered"
     assert negative_scope({}) == "local"
-    assert [k.name for k in scoped_kinds()] == ["positive_miner", "negative_weighting", "local_head", "auxiliary"]
+    assert [name for name, _ in scoped_slots()] == ["positive_miner", "negative_weighting", "local_head", "auxiliary"]
 
 
 @pytest.mark.parametrize("kind, expected", [
@@ -204,7 +203,7 @@ def test_only_objective_kinds_enter_the_objective() -> None:
     from vlpbench.devkit.conformance import OBJECTIVE_SLOTS
     from vlpbench.devkit.distributed_check import component_cases
 
-    assert list(OBJECTIVE_SLOTS) == [k.name for k in objective_kinds()] == [
+    assert list(OBJECTIVE_SLOTS) == [name for name, _ in objective_slots()] == [
         "global_loss", "positive_miner", "negative_weighting", "local_head", "auxiliary"]
     assert [k.name for k in KIND_TABLE if k.builds_alone] == ["dataset", "image_encoder", "text_encoder"]
     for kind in ("task", "dataset", "launcher", "no_such_kind"):

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from vlpbench.core.kinds import scoped_kinds
+from vlpbench.core.kinds import scoped_slots
 
 IGNORED = ("tasks",)  # the same tasks everywhere: their differences are protocol, not method
 
@@ -62,7 +62,7 @@ def negative_scope(config: dict[str, Any]) -> str:
     (``gathered (cmcgns.cross_attention: local)``)."""
     objective = config.get("objective") or {}
     base = objective.get("negative_scope", "local")
-    specs = [spec for kind in scoped_kinds() if kind.slot is not None for spec in kind.slot.specs(objective)]
+    specs = [spec for _, slot in scoped_slots() for spec in slot.specs(objective)]  # miner, weightings, heads, aux.
     others = [f"{spec.get('name')}: {spec['scope']}" for spec in specs
               if isinstance(spec, dict) and spec.get("scope") not in (None, base)]
     return base + (f" ({', '.join(others)})" if others else "")

@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any
 
-from vlpbench.core.kinds import scoped_kinds
+from vlpbench.core.kinds import scoped_slots
 
 
 def canonical_hash(payload: Any, compact: bool = True) -> str:
@@ -52,8 +52,8 @@ def identity_config(resolved: dict[str, Any], world_size: int) -> dict[str, Any]
     config = copy.deepcopy(resolved)
     objective = config.get("objective", {})
     objective.pop("negative_scope", None)
-    for kind in scoped_kinds():  # the miner, the weightings, heads and auxiliaries (the kind table's scoped slots)
-        for spec in kind.slot.specs(objective) if kind.slot is not None else []:
+    for _, slot in scoped_slots():  # the miner, the weightings, heads and auxiliaries (see vlpbench.core.kinds)
+        for spec in slot.specs(objective):
             if isinstance(spec, dict):
                 spec.pop("scope", None)
     return config

@@ -10,27 +10,25 @@ from typing import Any
 
 from vlpbench.config.schema import ExperimentFile
 from vlpbench.core.errors import RegistryError
-from vlpbench.core.kinds import slotted
+from vlpbench.core.kinds import slots
 from vlpbench.core.registry import Registry
-
 
 
 def _slots() -> dict[tuple[str, str], str]:
     """($def of the model, property) → kind, for every kind a run config names (the kind table's slots,
     each located in the pydantic model that holds it: ``objective.global`` → ``("ObjectiveConfig",
     "global")``)."""
-    slots: dict[tuple[str, str], str] = {}
-    for kind in slotted():
+    found: dict[tuple[str, str], str] = {}
+    for kind, slot in slots():
         model: Any = ExperimentFile
-        path = kind.slot.path if kind.slot is not None else ()
-        for key in path[:-1]:
+        for key in slot.path[:-1]:
             model = next(f.annotation for n, f in model.model_fields.items() if (f.alias or n) == key)
-        slots[(model.__name__, path[-1])] = kind.name
-    return slots
+        found[(model.__name__, slot.path[-1])] = kind
+    return found
 
 
 SLOTS = _slots()
-SCHEDULED = {k.name for k in slotted() if k.slot is not None and k.slot.scheduled}
+SCHEDULED = {kind for kind, slot in slots() if slot.scheduled}
 
 
 def _component_schema(kind: str, name: str, params_model: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
 from vlpbench.core.errors import ConfigError, RegistryError
-from vlpbench.core.kinds import slotted
+from vlpbench.core.kinds import slots as kind_slots
 
 RUN_KEYS = tuple(RunConfig.model_fields)
 BASE_VARIANT = "base"
@@ -113,15 +113,13 @@ def component_slots(config: RunConfig) -> list[tuple[str, Loc, Any]]:
     table (:mod:`vlpbench.core.kinds`); a component a spec names in its own parameters (a task's
     ``dataset``) follows that spec."""
     slots: list[tuple[str, Loc, Any]] = []
-    for kind in slotted():
-        slot = kind.slot
-        assert slot is not None
+    for kind, slot in kind_slots():
         value = slot.read(config)
         if not slot.many:
-            slots.append((kind.name, slot.path, value))
+            slots.append((kind, slot.path, value))
             continue
         for i, spec in enumerate(value):
-            slots.append((kind.name, (*slot.path, i), spec))
+            slots.append((kind, (*slot.path, i), spec))
             if slot.nested is not None:
                 key, inner = slot.nested
                 nested = spec.params().get(key)

@@ -221,16 +221,16 @@ def kind_of(name: str) -> Kind:
     return KIND_BY_NAME[name]
 
 
-def slotted() -> list[Kind]:
-    """The kinds a run config names, in the table's order."""
-    return [k for k in KIND_TABLE if k.slot is not None]
+def slots() -> list[tuple[str, Slot]]:
+    """(kind, slot) of every kind a run config names, in the table's order."""
+    return [(k.name, k.slot) for k in KIND_TABLE if k.slot is not None]
 
 
-def objective_kinds() -> list[Kind]:
-    """The kinds that are terms of the pretraining objective (in ``objective.*``)."""
-    return [k for k in slotted() if k.slot is not None and k.slot.in_objective]
+def objective_slots() -> list[tuple[str, Slot]]:
+    """(kind, slot) of the terms of the pretraining objective (the slots under ``objective.``)."""
+    return [(name, slot) for name, slot in slots() if slot.in_objective]
 
 
-def scoped_kinds() -> list[Kind]:
-    """The kinds whose specs may set their own negative ``scope``."""
-    return [k for k in slotted() if k.slot is not None and k.slot.scoped]
+def scoped_slots() -> list[tuple[str, Slot]]:
+    """(kind, slot) of the kinds whose specs may set their own negative ``scope``."""
+    return [(name, slot) for name, slot in slots() if slot.scoped]

@@ -26,11 +26,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vlpbench.core.kinds import ImageEncoder, kind_of, missing_members, objective_kinds
+from vlpbench.core.kinds import ImageEncoder, kind_of, missing_members, objective_slots
 
 #: kind -> how a component of that kind enters an objective config (from the kind table's slots).
-OBJECTIVE_SLOTS: dict[str, Callable[[Any], dict[str, Any]]] = {
-    k.name: k.slot.entry for k in objective_kinds() if k.slot is not None}
+OBJECTIVE_SLOTS: dict[str, Callable[[Any], dict[str, Any]]] = {kind: slot.entry for kind, slot in objective_slots()}
 TINY = {
     "data": {"name": "synthcxr", "image_size": 32, "pretrain_size": 64, "train_size": 16, "val_size": 8, "test_size": 8},
     "model": {"text_encoder": {"name": "bert", "layers": 1, "hidden": 32, "heads": 2}, "embed_dim": 32},
