@@ -209,3 +209,10 @@ def test_only_objective_kinds_enter_the_objective() -> None:
     for kind in ("task", "dataset", "launcher", "no_such_kind"):
         with pytest.raises(KeyError):
             component_cases(kind, "x")
+
+
+def test_the_scaffold_has_an_example_for_every_kind_a_config_names() -> None:
+    """`vlpbench new-plugin --kind` keeps its own order (the generated files follow it); its set is the table's."""
+    from vlpbench.devkit.scaffold import KINDS as SCAFFOLD_KINDS
+
+    assert sorted(SCAFFOLD_KINDS) == sorted(name for name, _ in slots())
