@@ -97,12 +97,15 @@ def _executor(folder: Path, config: SlurmConfig, name: str, nodes: int = 1, task
     return executor
 
 
-def interrupt(job: Any, signal: str, preempt: bool = True) -> None:
+def interrupt(job: Any, signal: str, preempt: bool = True, settle: float = 2.0) -> None:
     """What Slurm does to ``job`` at a preemption (TERM, then ``signal``) or before its time limit
     (``signal`` alone): for tests and for operators (submitit's own ``_interrupt`` sends the signal
-    of the submitting process, not the job's)."""
+    of the submitting process, not the job's). The signal follows the TERM after ``settle`` seconds,
+    as Slurm's grace time separates them: sent back to back, a TERM that slurmd delivers late on a
+    loaded node can reach the ``scontrol requeue`` the signal's handler has just started, and kill it."""
     if preempt:
         subprocess.run(["scancel", job.job_id, "--signal", "TERM"], check=True)
+        time.sleep(settle)
     subprocess.run(["scancel", job.job_id, "--signal", signal], check=True)
 
 
