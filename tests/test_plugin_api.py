@@ -56,7 +56,7 @@ def test_every_public_name_resolves(module_name: str) -> None:
 
 
 def test_plugin_api_exports_every_lazy_name_and_nothing_unlisted() -> None:
-    eager = {"hookimpl", "Registrar", "BuildContext", "UserError", "ConfigError", "DataError"}
+    eager = {"hookimpl", "Registrar", "BuildContext", "UserError", "ConfigError", "DataError", "Component"}
     assert set(plugin_api.__all__) == eager | set(plugin_api._LAZY)
     assert set(plugin_api.__all__) <= set(dir(plugin_api))
     # a lazy name is the internal object itself, not a copy: isinstance checks across the two paths hold
@@ -98,7 +98,7 @@ def test_the_plugin_api_and_the_plugins_registration_modules_import_no_torch() -
     assert len(registrations) >= 7
     code = ("import runpy, sys\nimport vlpbench.plugin_api as api\n"
             f"for path in {registrations!r}:\n    runpy.run_path(path)\n"
-            "api.hookimpl, api.Registrar, api.BuildContext, api.ConfigError\n"
+            "api.hookimpl, api.Registrar, api.BuildContext, api.ConfigError, api.Component\n"
             "print('heavy:', sorted(m for m in ('torch', 'numpy', 'pydantic') if m in sys.modules))\n"
             "api.AlignmentInputs\nprint('after first use:', 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

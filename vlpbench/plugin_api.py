@@ -13,7 +13,9 @@ plugins and the ``vlpbench new-plugin`` scaffold import nothing else.
 What is here:
 
 * registration: :data:`hookimpl` (the pluggy marker of ``vlpbench_register``), :class:`Registrar`;
-* building: :class:`BuildContext` (sizes, corpus, schedule a component is built with);
+* building: :class:`BuildContext` (sizes, corpus, schedule a component is built with); the typed
+  bases :class:`Component` and :class:`ModuleComponent` (a ``torch.nn.Module``), whose constructor
+  stores ``params`` and ``context`` so a component is its ``Params`` and its computation;
 * errors a component raises on bad input: :class:`UserError`, :class:`ConfigError`, :class:`DataError`;
 * the contracts between encoders and the objective: :class:`AlignmentInputs`, :class:`Batch`,
   :class:`ImageFeatures`, :class:`TextFeatures`; what miners and weightings return:
@@ -36,12 +38,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from vlpbench.core.component import Component
 from vlpbench.core.context import BuildContext
 from vlpbench.core.errors import ConfigError, DataError, UserError
 from vlpbench.core.hookspecs import hookimpl
 from vlpbench.core.registry import Registrar
 
 if TYPE_CHECKING:  # pragma: no cover  (what type checkers and IDEs see for the lazy names)
+    from vlpbench.core.module_component import ModuleComponent
     from vlpbench.data.real.base import RealDataset, RealParams
     from vlpbench.data.real.common import Record
     from vlpbench.core.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
@@ -57,6 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover  (what type checkers and IDEs see for the 
 
 #: Public name → the internal module that defines it (imported on first use; these need torch).
 _LAZY: dict[str, str] = {
+    # the base of a component that is a torch module
+    "ModuleComponent": "vlpbench.core.module_component",
     # the tensors between encoders and the objective
     "AlignmentInputs": "vlpbench.core.features",
     "Batch": "vlpbench.core.features",
@@ -104,6 +110,8 @@ _LAZY: dict[str, str] = {
 __all__ = [
     # registration, building, errors (imported with this module)
     "hookimpl", "Registrar", "BuildContext", "UserError", "ConfigError", "DataError",
+    # the typed bases of a component
+    "Component", "ModuleComponent",
     # features and contracts
     "AlignmentInputs", "Batch", "ImageFeatures", "TextFeatures",
     "Positives", "DirectionAdjustment", "NegativeAdjustment",

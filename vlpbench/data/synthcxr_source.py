@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlpbench.core.component import Component
 from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, LOCAL_FINDINGS, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate_stored
 
 
@@ -23,7 +24,7 @@ def _cached_split(split: str, n: int, config: SynthCXRConfig, store: str) -> Syn
     return generate_stored(split, n, config, store)
 
 
-class SynthCXRSource:
+class SynthCXRSource(Component["SynthCXRSource.Params"]):
     """Deterministic synthetic chest radiographs + reports; every split has disjoint patients."""
 
     provides = frozenset({"images", "reports", "sentences", "labels", "masks", "boxes", "prompts"})
@@ -46,7 +47,7 @@ class SynthCXRSource:
         test_size: int = Field(800, ge=8, le=MAX_SPLIT_SIZE)
 
     def __init__(self, params: "SynthCXRSource.Params", context: Any = None) -> None:
-        self.params = params
+        super().__init__(params, context)
         self.config = SynthCXRConfig(seed=params.seed, image_size=params.image_size,
                                      difficulty=params.difficulty, normal_fraction=params.normal_fraction)
 

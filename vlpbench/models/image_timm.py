@@ -31,12 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 from vlpbench.core.context import BuildContext
+from vlpbench.core.module_component import ModuleComponent
 from vlpbench.engine.files import file_sha256
 from vlpbench.core.errors import DataError, RegistryError
 from vlpbench.core.features import ImageFeatures
 
 
-class TimmImageEncoder(nn.Module):
+class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
     provides = frozenset({"global", "patches"})
     #: outputs a component may request (``feature_requests``); only a ViT can give them
     optional_features = frozenset({"cls_attention"})
@@ -67,10 +68,9 @@ class TimmImageEncoder(nn.Module):
             return value
 
     def __init__(self, params: "TimmImageEncoder.Params", context: BuildContext) -> None:
-        super().__init__()
+        super().__init__(params, context)
         import timm
 
-        self.params = params
         pretrained_kwargs = self._pretrained_kwargs(params)
         if not timm.is_model(params.arch):
             raise RegistryError(f"image_encoder.arch = '{params.arch}' is not a timm model; `timm.list_models('*resnet*')` lists names.")

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from vlpbench.core.context import BuildContext
+from vlpbench.core.module_component import ModuleComponent
 from vlpbench.core.errors import DataError
 from vlpbench.core.features import TextFeatures
 from vlpbench.models.sentence_pool import SentenceAttentionPool
@@ -59,7 +60,7 @@ class LocalModel(BaseModel):
     sha256: str | None = Field(None, description="expected SHA-256 of model.safetensors or pytorch_model.bin")
 
 
-class BertTextEncoder(nn.Module):
+class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
     """Report → t [B,D], W [B,M,D] (+mask), S [B,T,D] (+mask); S is the mean of each sentence's words."""
 
     provides = frozenset({"global", "words", "sentences"})
@@ -95,10 +96,9 @@ class BertTextEncoder(nn.Module):
         freeze: bool = Field(False, description="freeze the transformer (projections still learn)")
 
     def __init__(self, params: "BertTextEncoder.Params", context: BuildContext) -> None:
-        super().__init__()
+        super().__init__(params, context)
         from transformers import BertConfig, BertModel
 
-        self.params = params
         if params.pretrained:
             local = params.pretrained if isinstance(params.pretrained, LocalModel) else LocalModel(path=params.pretrained)
             from vlpbench.config.envpath import expand_path

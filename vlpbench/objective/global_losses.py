@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from vlpbench.core.context import BuildContext
+from vlpbench.core.module_component import ModuleComponent
 from vlpbench.objective.contracts import DirectionAdjustment, Positives
 
 
@@ -49,7 +50,7 @@ def soft_infonce_direction(logits: Tensor, positives: Positives, adjust: Directi
     return (log_norm - numerator).mean()
 
 
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(ModuleComponent["InfoNCELoss.Params"]):
     """CLIP/ConVIRT symmetric InfoNCE with a learnable temperature (METHODS.md, Baseline)."""
 
     class Params(BaseModel):
@@ -59,8 +60,7 @@ class InfoNCELoss(nn.Module):
         max_logit_scale: float = Field(100.0, gt=0, description="clamp of 1/τ, as in CLIP")
 
     def __init__(self, params: "InfoNCELoss.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         init = torch.tensor(math.log(1.0 / params.temperature))
         self.log_scale = nn.Parameter(init) if params.learnable else nn.Buffer(init)
 
@@ -74,7 +74,7 @@ class InfoNCELoss(nn.Module):
                       + soft_infonce_direction(logits.t(), positives.transposed(), t2i))
 
 
-class SigmoidLoss(nn.Module):
+class SigmoidLoss(ModuleComponent["SigmoidLoss.Params"]):
     """SigLIP-style pairwise sigmoid loss (learnable scale and bias)."""
 
     class Params(BaseModel):
@@ -84,8 +84,7 @@ class SigmoidLoss(nn.Module):
         learnable: bool = True
 
     def __init__(self, params: "SigmoidLoss.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         log_scale, bias = torch.tensor(math.log(params.scale)), torch.tensor(float(params.bias))
         make = nn.Parameter if params.learnable else nn.Buffer
         self.log_scale, self.bias = make(log_scale), make(bias)

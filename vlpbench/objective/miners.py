@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from vlpbench.core.context import BuildContext
+from vlpbench.core.module_component import ModuleComponent
 from vlpbench.core.features import AlignmentInputs
 from vlpbench.objective.contracts import Positives
 
 
-class IdentityMiner(nn.Module):
+class IdentityMiner(ModuleComponent["IdentityMiner.Params"]):
     """Only the paired report is a positive: A = I, nothing ignored (plain CLIP/ConVIRT)."""
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, params: BaseModel | None = None, context: BuildContext | None = None) -> None:
-        super().__init__()
-
     def forward(self, inputs: AlignmentInputs) -> Positives:
         return Positives.identity(len(inputs.batch), inputs.image.global_emb.device)
 
 
-class OracleMiner(nn.Module):
+class OracleMiner(ModuleComponent["OracleMiner.Params"]):
     """Pairs whose ground-truth finding sets are identical are positives (MedCLIP-style).
 
     It reads the batch's labels, which no real method can: it is the upper bound for
@@ -37,10 +33,6 @@ class OracleMiner(nn.Module):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         mode: str = Field("positive", pattern="^(positive|ignore)$")
-
-    def __init__(self, params: "OracleMiner.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs) -> Positives:
         labels = inputs.batch.labels

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc, multiclass_accuracy, multilabel_auroc
 
+from vlpbench.core.component import Component
 from vlpbench.core.context import BuildContext
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
@@ -35,7 +36,7 @@ from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResu
 CHUNK = 16384
 
 
-class LinearProbe:
+class LinearProbe(Component["LinearProbe.Params"]):
     requires = frozenset({"data:labels"})
     metric_version = "1"
 
@@ -54,7 +55,7 @@ class LinearProbe:
         zero_init: bool = True
 
     def __init__(self, params: "LinearProbe.Params", context: BuildContext | None = None) -> None:
-        self.params = params
+        super().__init__(params, context)
         if any(not 0 < f <= 1 for f in params.fractions):
             from vlpbench.core.errors import ConfigError
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from vlpbench.core.component import Component
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
                                  with_hash)
 
@@ -45,16 +46,13 @@ def chance_recall(relevant: torch.Tensor, k: int) -> float:
     return float(np.mean(values))
 
 
-class Retrieval:
+class Retrieval(Component["Retrieval.Params"]):
     requires = frozenset({"data:reports", "data:labels", "text:global"})
     metric_version = "1"
 
     class Params(TaskParams):
         ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
         split: str = Field("test", description="split of held-out pairs")
-
-    def __init__(self, params: "Retrieval.Params", context: Any = None) -> None:
-        self.params = params
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         text_encoder = encoders.require_text("retrieval")

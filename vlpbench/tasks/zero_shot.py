@@ -17,20 +17,18 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
+from vlpbench.core.component import Component
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
                                  with_hash)
 
 
-class ZeroShot:
+class ZeroShot(Component["ZeroShot.Params"]):
     requires = frozenset({"data:prompts", "data:labels", "text:global"})
     metric_version = "1"
 
     class Params(TaskParams):
         temperature: float = Field(0.07, gt=0, description="softmax temperature of the pos/neg contrast (rank-neutral)")
         split: str = Field("test", description="split scored")
-
-    def __init__(self, params: "ZeroShot.Params", context: Any = None) -> None:
-        self.params = params
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         text_encoder = encoders.require_text("zero_shot")

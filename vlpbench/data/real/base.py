@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Iterator, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlpbench.core.component import Component
 from vlpbench.data.real.common import BadSample, Record, SampleProblems, canonical_sha256, resolve_root
 from vlpbench.data.real.decoding import decode_records
 from vlpbench.core.errors import DataError
@@ -101,7 +102,7 @@ _RECORDS: dict[tuple, tuple[dict[str, list[Record]], dict[str, int]]] = {}
 _SPLITS: dict[tuple, tuple[RealSplit, list[str]]] = {}
 
 
-class RealDataset:
+class RealDataset(Component[RealParams]):
     """Base of the adapters (registered ``dataset`` components)."""
 
     name: ClassVar[str] = ""
@@ -120,7 +121,7 @@ class RealDataset:
     Params: ClassVar[type[RealParams]] = RealParams
 
     def __init__(self, params: RealParams, context: Any = None) -> None:
-        self.params = params
+        super().__init__(params, context)
         self.root = resolve_root(params.root, self.name)
         self._image_size = int(params.image_size or getattr(context, "image_size", None) or 224)
         self.problems = SampleProblems(self.name, params.on_error)

@@ -20,21 +20,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from vlpbench.plugin_api import AlignmentInputs, Positives
+from vlpbench.plugin_api import AlignmentInputs, ModuleComponent, Positives
 
 
-class SimilarityMiner(nn.Module):
+class SimilarityMiner(ModuleComponent["SimilarityMiner.Params"]):
     {docstring}
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         threshold: float = Field(0.95, description="cosine above which two reports count as the same")
-
-    def __init__(self, params: "SimilarityMiner.Params", context=None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs) -> Positives:
         text = F.normalize(inputs.text.global_emb.detach(), dim=-1)  # detached: a miner sends no gradient
@@ -47,21 +42,16 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from vlpbench.plugin_api import AlignmentInputs, DirectionAdjustment, NegativeAdjustment, Positives
+from vlpbench.plugin_api import AlignmentInputs, DirectionAdjustment, ModuleComponent, NegativeAdjustment, Positives
 
 
-class HardnessWeighting(nn.Module):
+class HardnessWeighting(ModuleComponent["HardnessWeighting.Params"]):
     {docstring}
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         alpha: float = Field(1.0, ge=0, description="extra weight of a negative per unit of cosine")
-
-    def __init__(self, params: "HardnessWeighting.Params", context=None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs, positives: Positives) -> NegativeAdjustment:
         v = F.normalize(inputs.image.global_emb, dim=-1)
@@ -74,12 +64,12 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, mean_over_reports
+from vlpbench.plugin_api import AlignmentInputs, ModuleComponent, mean_over_reports
 
 
-class MaxSimilarityHead(nn.Module):
+class MaxSimilarityHead(ModuleComponent["MaxSimilarityHead.Params"]):
     {docstring}
 
     requires = frozenset({{"image:patches", "text:words"}})
@@ -87,10 +77,6 @@ class MaxSimilarityHead(nn.Module):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         temperature: float = Field(0.1, gt=0)
-
-    def __init__(self, params: "MaxSimilarityHead.Params", context=None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
         words = F.normalize(inputs.text.word_emb, dim=-1)  # [B,M,D]
@@ -110,10 +96,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import AlignmentInputs
+from vlpbench.plugin_api import AlignmentInputs, ModuleComponent
 
 
-class CrossModalRegression(nn.Module):
+class CrossModalRegression(ModuleComponent["CrossModalRegression.Params"]):
     {docstring}
 
     requires = frozenset()
@@ -124,8 +110,7 @@ class CrossModalRegression(nn.Module):
         hidden: int = Field(64, ge=1, description="width of the predictor's hidden layer")
 
     def __init__(self, params: "CrossModalRegression.Params", context=None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)  # stores self.params and self.context
         dim = context.embed_dim if context is not None else 32
         self.predictor = nn.Sequential(nn.Linear(dim, params.hidden), nn.GELU(), nn.Linear(params.hidden, dim))
 
@@ -139,21 +124,17 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import DirectionAdjustment, Positives, soft_infonce_direction
+from vlpbench.plugin_api import DirectionAdjustment, ModuleComponent, Positives, soft_infonce_direction
 
 
-class FixedTemperatureInfoNCE(nn.Module):
+class FixedTemperatureInfoNCE(ModuleComponent["FixedTemperatureInfoNCE.Params"]):
     {docstring}
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         temperature: float = Field(0.1, gt=0, description="fixed temperature τ")
-
-    def __init__(self, params: "FixedTemperatureInfoNCE.Params", context=None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, image: Tensor, text: Tensor, positives: Positives,
                 i2t: DirectionAdjustment, t2i: DirectionAdjustment) -> Tensor:
@@ -173,10 +154,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
-from vlpbench.plugin_api import Column, Encoders, TaskParams, TaskResult, frozen_global_features, with_hash
+from vlpbench.plugin_api import Column, Component, Encoders, TaskParams, TaskResult, frozen_global_features, with_hash
 
 
-class PrototypeProbe:
+class PrototypeProbe(Component["PrototypeProbe.Params"]):
     {docstring}
 
     requires = frozenset({{"data:labels"}})
@@ -185,9 +166,6 @@ class PrototypeProbe:
     class Params(TaskParams):
         train_split: str = Field("train", description="split the prototypes are averaged over")
         test_split: str = Field("test", description="split scored")
-
-    def __init__(self, params: "PrototypeProbe.Params", context: Any = None) -> None:
-        self.params = params
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         train, test = source.split(self.params.train_split), source.split(self.params.test_split)

@@ -11,10 +11,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import ImageFeatures
+from vlpbench.plugin_api import ImageFeatures, ModuleComponent
 
 
-class SmallConvEncoder(nn.Module):
+class SmallConvEncoder(ModuleComponent["SmallConvEncoder.Params"]):
     {docstring}
 
     class Params(BaseModel):
@@ -22,8 +22,7 @@ class SmallConvEncoder(nn.Module):
         channels: int = Field(32, ge=4, description="channels of the first stage (doubled per stage)")
 
     def __init__(self, params: "SmallConvEncoder.Params", context) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)  # stores self.params and self.context
         widths = [params.channels, 2 * params.channels, 4 * params.channels]
         stages, previous = [], 1  # vlpbench feeds one grey channel
         for width in widths:
@@ -128,11 +127,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from vlpbench.plugin_api import (BuildContext, ConfigError, DataError, TextFeatures, TokenizedReports, pack_reports,
-                                 sentence_means, train_wordpiece)
+from vlpbench.plugin_api import (BuildContext, ConfigError, DataError, ModuleComponent, TextFeatures, TokenizedReports,
+                                 pack_reports, sentence_means, train_wordpiece)
 
 
-class SmallTransformerTextEncoder(nn.Module):
+class SmallTransformerTextEncoder(ModuleComponent["SmallTransformerTextEncoder.Params"]):
     {docstring}
 
     provides = frozenset({{"global", "words", "sentences"}})  # what `requires = {{"text:..."}}` may ask of it
@@ -148,8 +147,7 @@ class SmallTransformerTextEncoder(nn.Module):
         dropout: float = Field(0.1, ge=0, lt=1)
 
     def __init__(self, params: "SmallTransformerTextEncoder.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)  # stores self.params and self.context
         if params.hidden % params.heads:
             raise ConfigError(f"text_encoder: hidden = {{params.hidden}} is not divisible by heads = {{params.heads}}; "
                               "choose heads that divide hidden.")
