@@ -28,6 +28,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 
+from vlpbench.core.component import Component
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.dense import DenseTaskParams, fit_head, positives_first_fractions, split_feature_maps
@@ -171,7 +172,7 @@ def greedy_matches(iou: np.ndarray, thresholds: list[float]) -> np.ndarray:
     return hits
 
 
-class Detection:
+class Detection(Component["Detection.Params"]):
     requires = frozenset({"data:boxes", "image:patches"})
     metric_version = "1"
 
@@ -181,9 +182,6 @@ class Detection:
         score_threshold: float = Field(0.05, ge=0, lt=1)
         nms_iou: float = Field(0.6, gt=0, le=1)
         max_detections: int = Field(20, ge=1)
-
-    def __init__(self, params: "Detection.Params", context: Any = None) -> None:
-        self.params = params
 
     # -- data ------------------------------------------------------------------------------------
     def _targets(self, split: Any, findings: list[str], label_names: tuple[str, ...]) -> tuple[Tensor, Tensor, Tensor]:

@@ -21,6 +21,7 @@ from monai.losses import FocalLoss
 from monai.metrics import compute_dice
 from pydantic import Field
 
+from vlpbench.core.component import Component
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.decoders import build_decoder
@@ -40,7 +41,7 @@ def dice_scores(prediction: torch.Tensor, target: torch.Tensor) -> tuple[torch.T
     return per_image, pooled
 
 
-class Segmentation:
+class Segmentation(Component["Segmentation.Params"]):
     requires = frozenset({"data:masks", "image:patches"})
     metric_version = "1"
 
@@ -52,7 +53,7 @@ class Segmentation:
         threshold: float = Field(0.5, gt=0, lt=1)
 
     def __init__(self, params: "Segmentation.Params", context: Any = None) -> None:
-        self.params = params
+        super().__init__(params, context)
         self.focal = FocalLoss(gamma=2.0, use_softmax=False)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
