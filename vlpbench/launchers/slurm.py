@@ -274,6 +274,15 @@ class SweepDriver(Checkpointable):
 
     def __call__(self, file: str, variant: str | None, results_root: str, resume: bool = False,
                  settings: dict[str, Any] | None = None) -> str:
+        """Drive the sweep on a worker thread (:func:`~vlpbench.launchers.responsive.call_responsively`),
+        so that the requeue signal is handled at once even while Ray blocks the driver."""
+        from vlpbench.launchers.responsive import call_responsively
+
+        return call_responsively(self.drive, file, variant, results_root, resume, settings)
+
+    def drive(self, file: str, variant: str | None, results_root: str, resume: bool = False,
+              settings: dict[str, Any] | None = None) -> str:
+        """Start the allocation's Ray cluster, run (or resume) the sweep; return the best trial's file."""
         from vlpbench.launchers.raycluster import multinode_cluster
         from vlpbench.launchers.sweep import TUNE_NAME, run_sweep
         from vlpbench.launchers.sweep_plan import load_sweep
