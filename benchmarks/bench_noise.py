@@ -4,6 +4,7 @@ figures and asserts nothing.
     .venv/bin/python benchmarks/bench_noise.py [--experiment experiments/ablation.yaml] [--variant clip]
         [--seed 0] [--repeats 5] [--run DIR] [--reference results/reference/ablation] [--fresh DIR]
         [--threads 1] [--json FILE]
+    .venv/bin/python benchmarks/bench_noise.py --compare-only --fresh DIR [--reference results/reference/ablation]
 
 One encoder is pretrained exactly as ``vlpbench run`` pretrains it (:func:`vlpbench.engine.runner.execute_run`,
 into ``--work``; the run's own evaluation is its ``metrics.json``), or taken from a finished run folder
@@ -21,7 +22,8 @@ spread; the difference between this encoder's run and the reference run of the s
 (with ``--threads`` equal to the reference's, the same code and versions, a difference other than 0
 comes from the machine). With ``--fresh DIR`` (runs of the same experiment made elsewhere) the
 per-column difference fresh − reference for every variant/seed both have: the cross-machine
-difference. The issue's targets: noise std ≤ 1 point for the linear probe, ≤ 2 points for
+difference (``--compare-only``: that comparison alone, from the runs' own ``metrics.json``, with each
+column's largest difference in units of the reference's noise floor). The issue's targets: noise std ≤ 1 point for the linear probe, ≤ 2 points for
 segmentation and detection at every fraction.
 """
 
@@ -168,12 +170,35 @@ def format_noise_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def format_cross_machine(rows: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| column | runs compared | mean |fresh − ref.| | largest |fresh − ref.| (signed, where) |", "|---|---|---|---|"]
+def format_cross_machine(rows: Sequence[Mapping[str, Any]], floor: Mapping[str, float] | None = None) -> str:
+    """The cross-machine rows as a Markdown table; with ``floor`` (board column → noise std as a
+    fraction, ``noise_floor.json``) also each column's largest difference in units of its noise std."""
+    header = "| column | runs compared | mean |fresh − ref.| | largest |fresh − ref.| (signed, where) |"
+    lines = [header + (" largest / noise std |" if floor is not None else ""),
+             "|---|---|---|---|" + ("---|" if floor is not None else "")]
     for r in rows:
-        lines.append(f"| {r['column']} | {r['pairs']} | {_num(r['mean_abs'])} | {_num(r['max_abs'])} "
-                     f"({r['max_signed']:+.1f}, {r['at']}) |")
+        line = (f"| {r['column']} | {r['pairs']} | {_num(r['mean_abs'])} | {_num(r['max_abs'])} "
+                f"({r['max_signed']:+.1f}, {r['at']}) |")
+        if floor is not None:
+            std = floor.get(str(r["column"]).replace(" ", "/", 1))
+            line += f" {_num(r['max_abs'] / (100 * std), 1) if std else '—'} |"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def compare_only(fresh: Path, reference_root: Path) -> list[dict[str, Any]]:
+    """``--compare-only``: print fresh − reference for every run both folders hold, against the
+    reference's noise floor when it has one; no evaluation (the runs' own ``metrics.json``)."""
+    from vlpbench.board.noise import load_noise_floor
+
+    pairs = cross_machine(read_runs(fresh), read_runs(reference_root))
+    floor, notes = load_noise_floor([reference_root])
+    print(f"{fresh} − {reference_root}: {len(pairs)} runs of the same variant and seed "
+          f"({sum(p['same_identity'] for p in pairs)} with the same run identity); points ×100"
+          + (f"; {notes[0]}" if notes else "; no noise floor in the reference"))
+    print(format_cross_machine(largest_differences(pairs), floor if floor else None) if pairs
+          else "no run of the fresh folder is in the reference")
+    return pairs
 
 
 # ---------------------------------------------------------------- run folders
@@ -287,12 +312,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reference", default=str(REPO / "results" / "reference" / "ablation"),
                         help="the published board's experiment folder (runs/*/metrics.json); '' for none")
     parser.add_argument("--fresh", default=None, help="runs of the same experiment made elsewhere (cross-machine differences)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="with --fresh: only compare its runs with the reference (no pretraining, no evaluation)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (the reference board's runs recorded 1; floating point depends on it)")
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
-    parser.add_argument("--floor", default=None, help="write the noise floor for the board to this file, e.g. "
-                                                      "results/<experiment>/noise_floor.json (see vlpbench/board/noise.py)")
+    parser.add_argument("--floor", default=None, help="add this encoder's noise floor to this file for the board, e.g. "
+                                                      "results/<experiment>/noise_floor.json (a column's floor is the "
+                                                      "largest over the encoders measured; see vlpbench/board/noise.py)")
     args = parser.parse_args(argv)
+    if args.compare_only:
+        if not args.fresh or not args.reference:
+            parser.error("--compare-only needs --fresh DIR and a --reference folder")
+        return {"cross_machine": compare_only(Path(args.fresh), Path(args.reference))}
     if args.repeats < 2:
         parser.error("--repeats must be at least 2 (a standard deviation needs two repetitions)")
 
@@ -337,12 +369,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str) + "\n")
     if args.floor:
-        from vlpbench.board.noise import floor_document
+        from vlpbench.board.noise import floor_document, merge_floor
 
         document = floor_document(rows, variant, seed, args.repeats, time.strftime("%Y-%m-%d"),
                                   "benchmarks/bench_noise.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-        Path(args.floor).write_text(json.dumps(document, indent=2) + "\n")
-        print(f"noise floor for the board written to {args.floor}")
+        floor_path = Path(args.floor)
+        existing = json.loads(floor_path.read_text()) if floor_path.is_file() else None
+        merged = merge_floor(existing, document)
+        floor_path.write_text(json.dumps(merged, indent=2) + "\n")
+        print(f"noise floor for the board written to {args.floor} ({len(merged['measurements'])} encoder(s); "
+              "each column the largest)")
     return result
 
 

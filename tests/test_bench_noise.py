@@ -106,3 +106,31 @@ def test_read_runs_reads_finished_runs_only(bench, tmp_path):
     runs = bench.read_runs(tmp_path)
     assert [(r["variant"], r["seed"], r["run_hash"], r["scores"]) for r in runs] == [("clip", 0, "h0", {"zero_shot auroc": 0.6})]
     assert bench.read_runs(tmp_path / "runs" / "clip__seed0__x")[0]["seed"] == 0  # one run folder
+
+
+def test_compare_only_reports_differences_in_units_of_the_reference_floor(bench, tmp_path, capsys):
+    def make(root, variant, seed, run_hash, dice):
+        run = root / "runs" / f"{variant}__seed{seed}__{run_hash}"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(f"variant: {variant}\nseed: {seed}\nrun_hash: {run_hash}\n")
+        (run / "metrics.json").write_text(json.dumps({"segmentation": {"scores": {"dice@1%": dice}}}))
+        (run / "status.json").write_text(json.dumps({"state": "finished"}))
+
+    reference, fresh = tmp_path / "reference", tmp_path / "fresh"
+    make(reference, "clip", 0, "a", 0.60)
+    make(reference, "fane", 0, "b", 0.50)
+    make(fresh, "clip", 0, "a", 0.63)    # +3.0 points
+    make(fresh, "fane", 0, "b", 0.49)    # -1.0 point
+    (reference / "noise_floor.json").write_text(json.dumps(
+        {"variant": "clip", "seed": 0, "repeats": 5, "measured": "today",
+         "columns": {"segmentation/dice@1%": {"std": 0.015, "repeats": 5}}}))
+
+    result = bench.main(["--compare-only", "--fresh", str(fresh), "--reference", str(reference)])
+    out = capsys.readouterr().out
+    assert [p["same_identity"] for p in result["cross_machine"]] == [True, True]
+    # largest |difference| 3.0 points at clip seed 0 = 2.0 noise stds of 1.5 points
+    assert "| segmentation dice@1% | 2 | 2.0 | 3.0 (+3.0, clip seed 0) | 2.0 |" in out
+    assert "noise floor from noise_floor.json" in out
+
+    with pytest.raises(SystemExit):
+        bench.main(["--compare-only", "--reference", str(reference)])  # no --fresh

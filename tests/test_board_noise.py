@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tests.test_leaderboard import write_run
-from vlpbench.board.noise import NOISE_FILE, floor_document, load_noise_floor
+from vlpbench.board.noise import NOISE_FILE, floor_document, load_noise_floor, merge_floor
 from vlpbench.board.leaderboard import build_board, write_leaderboard
 
 COLUMN = "linear_probe/auroc@1%"
@@ -83,3 +83,29 @@ def test_floor_document_maps_bench_noise_columns_to_board_columns() -> None:
                               "clip", 0, 5, "2026-11-30")
     assert document["columns"] == {"segmentation/dice@10%": {"std": pytest.approx(0.0561), "repeats": 5},
                                    "zero_shot/auroc": {"std": 0.0, "repeats": 5}}
+
+
+def test_floors_of_several_encoders_merge_to_the_largest_per_column(tmp_path: Path) -> None:
+    """A head's noise depends on the encoder: each column's floor is the noisiest encoder measured,
+    and a remeasurement of the same encoder replaces its earlier figures."""
+    clip = floor_document([{"column": "detection mAP@1%", "noise_std": 1.5, "repeats": 5},
+                           {"column": "segmentation dice@1%", "noise_std": 1.4, "repeats": 5}], "clip", 0, 5, "day 1")
+    sista = floor_document([{"column": "detection mAP@1%", "noise_std": 4.0, "repeats": 5},
+                            {"column": "segmentation dice@1%", "noise_std": 0.9, "repeats": 5}], "sista", 0, 5, "day 2")
+    merged = merge_floor(clip, sista)
+    assert merged["columns"]["detection/mAP@1%"] == {"std": pytest.approx(0.040), "repeats": 5, "variant": "sista seed 0"}
+    assert merged["columns"]["segmentation/dice@1%"]["std"] == pytest.approx(0.014)
+    assert merged["columns"]["segmentation/dice@1%"]["variant"] == "clip seed 0"
+    assert [m["variant"] for m in merged["measurements"]] == ["clip", "sista"]
+    assert merged["variant"] == "sista" and merged["measured"] == "day 2"
+
+    remeasured = floor_document([{"column": "detection mAP@1%", "noise_std": 2.0, "repeats": 5}], "sista", 0, 5, "day 3")
+    again = merge_floor(merged, remeasured)
+    assert [m["variant"] for m in again["measurements"]] == ["clip", "sista"]
+    assert again["columns"]["detection/mAP@1%"]["std"] == pytest.approx(0.020)  # sista's earlier 4.0 replaced
+    assert again["columns"]["detection/mAP@1%"]["variant"] == "sista seed 0"
+
+    (tmp_path / NOISE_FILE).write_text(json.dumps(merged))
+    floors, notes = load_noise_floor([tmp_path])
+    assert floors["detection/mAP@1%"] == pytest.approx(0.040)
+    assert "clip seed 0" in notes[0] and "sista seed 0" in notes[0] and "the largest" in notes[0]

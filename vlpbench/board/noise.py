@@ -13,6 +13,11 @@ measures it and writes this file. With it, the board calls a difference from the
 
 A column without a measured floor is never called meaningful (the board says which ones lack it);
 without the file the board shows p-values only, and says how to measure the floor.
+
+The noise of a head depends on the encoder it trains on (a 1 % detection head on one encoder can be
+far less stable than on another), so the file may hold the measurements of several encoders
+(``measurements``; ``bench_noise.py --floor`` adds to an existing file, :func:`merge_floor`), and
+each column's floor is the largest of them: a difference must clear the noisiest encoder measured.
 """
 
 from __future__ import annotations
@@ -43,6 +48,30 @@ def floor_document(rows: Iterable[dict[str, Any]], variant: str, seed: int, repe
             "columns": columns}
 
 
+def merge_floor(existing: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``noise_floor.json`` holding ``existing``'s measurements and ``new`` (a :func:`floor_document`;
+    a remeasurement of the same variant and seed replaces the earlier one): every measurement under
+    ``measurements``, and per column the largest standard deviation among them, with the variant it
+    came from. The top-level ``variant``/``seed``/``repeats``/``measured`` describe the newest one."""
+    earlier = [] if not existing else list(existing.get("measurements") or [_measurement(existing)])
+    kept = [m for m in earlier if (m.get("variant"), m.get("seed")) != (new.get("variant"), new.get("seed"))]
+    measurements = kept + [_measurement(new)]
+    columns: dict[str, dict[str, Any]] = {}
+    for measurement in measurements:
+        for column, value in measurement["columns"].items():
+            if column not in columns or float(value["std"]) > columns[column]["std"]:
+                columns[column] = {**value, "std": float(value["std"]),
+                                   "variant": f"{measurement.get('variant')} seed {measurement.get('seed')}"}
+    return {**_measurement(new), "columns": columns, "measurements": measurements}
+
+
+def _measurement(document: dict[str, Any]) -> dict[str, Any]:
+    keys = ("variant", "seed", "repeats", "measured", "command")
+    return {**{k: document.get(k) for k in keys},
+            "columns": {c: {"std": float(v["std"]), "repeats": v.get("repeats")}
+                        for c, v in (document.get("columns") or {}).items()}}
+
+
 def load_noise_floor(roots: list[Path]) -> tuple[dict[str, float], list[str]]:
     """(column → noise standard deviation, notes) from the first ``noise_floor.json`` among ``roots``;
     an unreadable file is a note, never a failure of the board."""
@@ -57,8 +86,11 @@ def load_noise_floor(roots: list[Path]) -> tuple[dict[str, float], list[str]]:
             floors = {str(c): float(v["std"]) for c, v in (document.get("columns") or {}).items()}
         except (CorruptFile, KeyError, TypeError, ValueError, AttributeError) as exc:
             return {}, [f"{path} is not a noise floor file ({exc}); differences are shown without it."]
-        about = f"{document.get('variant')} seed {document.get('seed')}, k = {document.get('repeats')}"
-        return floors, [f"noise floor from {path.name} ({about}, measured {document.get('measured')})."]
+        measurements = document.get("measurements") or [document]
+        about = "; ".join(f"{m.get('variant')} seed {m.get('seed')}, k = {m.get('repeats')}, measured {m.get('measured')}"
+                          for m in measurements)
+        largest = " (each column: the largest of them)" if len(measurements) > 1 else ""
+        return floors, [f"noise floor from {path.name} ({about}){largest}."]
     return {}, []
 
 
