@@ -135,7 +135,7 @@ def describe_entry(entry: Entry, versions: dict[str, str | None]) -> dict[str, A
         "distribution": meta.distribution, "metadata": meta.as_dict(), "declares": meta.declarations(),
     }
     if entry.kind == "preset":
-        info["overrides"] = info["metadata"]["overrides"]
+        info["overrides"] = dict(meta.overrides)
         info["parameters"] = []
         return info
     info["parameters"] = parameters(meta.params)
