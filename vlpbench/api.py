@@ -119,7 +119,8 @@ def export(run_dir: str | Path, fmt: str = "all", out: str | Path | None = None)
 
 
 def components(kind: str | None = None) -> list[dict[str, Any]]:
-    """Installed components (of ``kind``): kind, name, plugin, target, summary (``vlpbench plugins --json``)."""
+    """Installed components (of ``kind``): kind, name, plugin, target, summary, distribution and the registration's
+    metadata (``vlpbench plugins --json``; the whole metadata of a component: ``describe``)."""
     from vlpbench.core.describe import listing
     from vlpbench.core.plugins import get_plugins
 

@@ -26,7 +26,10 @@ What is here:
 * text helpers: sentence means of word tokens, word-piece → word aggregation, report packing and a
   word-piece tokenizer for text encoders, TF-IDF / pretrained report vectors;
 * tasks and datasets: :class:`Encoders`, :class:`TaskParams`, :class:`TaskResult`, :class:`Column`,
-  frozen features and protocol hashing; :class:`RealDataset`, :class:`RealParams`, :class:`Record`.
+  frozen features and protocol hashing; :class:`RealDataset`, :class:`RealParams`, :class:`Record`;
+* the metadata models of the kinds (what a component declares as class attributes, validated when it
+  is loaded): :class:`ComponentMetadata` and :class:`DatasetMetadata`, :class:`EncoderMetadata`,
+  :class:`ObjectiveMetadata`, :class:`TaskMetadata`, :class:`LauncherMetadata`, :class:`PresetMetadata`.
 
 Importing this module is light (no torch): a plugin's ``plugin.py`` imports :data:`hookimpl` from
 here while ``vlpbench --help`` and ``vlpbench plugins`` start. The names that need torch, numpy or
@@ -49,6 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover  (what type checkers and IDEs see for the 
     from vlpbench.data.real.base import RealDataset, RealParams
     from vlpbench.data.real.common import Record
     from vlpbench.core.features import AlignmentInputs, Batch, ImageFeatures, TextFeatures
+    from vlpbench.core.metadata import (ComponentMetadata, DatasetMetadata, EncoderMetadata, LauncherMetadata,
+                                        ObjectiveMetadata, PresetMetadata, TaskMetadata)
     from vlpbench.models.report_vectors import build_report_vectors, report_similarity
     from vlpbench.models.text_bert import sentence_means
     from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
@@ -105,6 +110,14 @@ _LAZY: dict[str, str] = {
     "RealDataset": "vlpbench.data.real.base",
     "RealParams": "vlpbench.data.real.base",
     "Record": "vlpbench.data.real.common",
+    # what a component of each kind declares about itself (pydantic models)
+    "ComponentMetadata": "vlpbench.core.metadata",
+    "DatasetMetadata": "vlpbench.core.metadata",
+    "EncoderMetadata": "vlpbench.core.metadata",
+    "ObjectiveMetadata": "vlpbench.core.metadata",
+    "TaskMetadata": "vlpbench.core.metadata",
+    "LauncherMetadata": "vlpbench.core.metadata",
+    "PresetMetadata": "vlpbench.core.metadata",
 }
 
 __all__ = [
@@ -124,6 +137,9 @@ __all__ = [
     # tasks and datasets
     "Encoders", "TaskParams", "TaskResult", "Column", "frozen_global_features", "with_hash",
     "RealDataset", "RealParams", "Record",
+    # the metadata models of the kinds
+    "ComponentMetadata", "DatasetMetadata", "EncoderMetadata", "ObjectiveMetadata", "TaskMetadata",
+    "LauncherMetadata", "PresetMetadata",
 ]
 
 

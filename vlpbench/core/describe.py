@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from vlpbench.core.errors import ConfigError, did_you_mean
+from vlpbench.core.errors import ConfigError, UserError, did_you_mean
 from vlpbench.core.registry import KINDS, Entry, Registry
 
 #: Where a component of each kind is named in an experiment file.
@@ -40,18 +40,36 @@ def check_kind(kind: str | None) -> None:
                           f"Kinds: {', '.join(KINDS)}.")
 
 
-def listing(loaded: Any, kind: str | None = None) -> dict[str, Any]:
-    """Plugins and components (of ``kind`` when given) as plain data, for ``plugins --json``."""
+def listing(loaded: Any, kind: str | None = None, metadata: bool = False) -> dict[str, Any]:
+    """Plugins and components (of ``kind`` when given) as plain data, for ``plugins --json``.
+
+    Each component is read from its metadata model (:mod:`vlpbench.core.metadata`): without
+    ``metadata``, the registration's part (no component is imported, so torch is not); with it, the
+    whole model of its kind (each component imported; what fails is ``metadata_error``).
+    """
     check_kind(kind)
-    versions = {p.name: p.version for p in loaded.plugins}
     return {
         "plugins": [{"name": p.name, "version": p.version, "distribution": p.distribution, "status": p.status,
                      "reason": p.reason or None} for p in loaded.plugins],
-        "components": [{"kind": e.kind, "name": e.name, "origin": e.origin, "origin_version": versions.get(e.origin),
-                        "target": e.target, "summary": e.summary}
-                       for e in loaded.registry.all_entries() if kind is None or e.kind == kind],
+        "components": [component_listing(e, metadata) for e in loaded.registry.all_entries()
+                       if kind is None or e.kind == kind],
         "problems": list(loaded.registry.problems),
     }
+
+
+def component_listing(entry: Entry, full: bool = False) -> dict[str, Any]:
+    """One component of ``plugins --json``: the keys it always had, ``distribution`` and ``metadata``."""
+    try:
+        data = entry.metadata(loaded=full).as_dict()
+        error = None
+    except UserError as exc:
+        data, error = entry.metadata(loaded=False).as_dict(), str(exc)
+    out = {"kind": data["kind"], "name": data["name"], "origin": data["origin"],
+           "origin_version": data["origin_version"], "target": data["target"], "summary": data["description"],
+           "distribution": data["distribution"], "metadata": data}
+    if error is not None:
+        out["metadata_error"] = error
+    return out
 
 
 def find_entries(registry: Registry, name: str, kind: str | None = None) -> list[Entry]:
@@ -98,26 +116,30 @@ def parameters(params_model: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: Declared metadata ``describe`` has always shown at the top level of its JSON (kept for its readers).
+_TOP_LEVEL = ("protocol_version", "metric_version", "requires")
+
+
 def describe_entry(entry: Entry, versions: dict[str, str | None]) -> dict[str, Any]:
-    """Everything ``vlpbench describe`` shows about one component, as plain data."""
+    """Everything ``vlpbench describe`` shows about one component, as plain data (read from its metadata
+    model; ``versions``: plugin → version, for entries registered without one)."""
     target = entry.load()
+    meta = entry.metadata(target)
     own = target.__dict__.get("__doc__") if inspect.isclass(target) else getattr(target, "__doc__", None)
     doc = inspect.cleandoc(own) if isinstance(own, str) and (inspect.isclass(target) or inspect.isfunction(target)) \
         else None  # the component's own docstring, not one inherited from torch.nn.Module
     info: dict[str, Any] = {
-        "kind": entry.kind, "name": entry.name, "config_key": CONFIG_SLOTS.get(entry.kind, entry.kind),
-        "origin": entry.origin, "origin_version": versions.get(entry.origin), "target": entry.target,
-        "summary": entry.summary, "doc": doc or "",
+        "kind": meta.kind, "name": meta.name, "config_key": CONFIG_SLOTS.get(entry.kind, entry.kind),
+        "origin": meta.origin, "origin_version": meta.origin_version or versions.get(entry.origin),
+        "target": meta.target, "summary": meta.description, "doc": doc or "",
+        "distribution": meta.distribution, "metadata": meta.as_dict(), "declares": meta.declarations(),
     }
     if entry.kind == "preset":
-        info["overrides"] = target if isinstance(target, dict) else {}
+        info["overrides"] = dict(meta.overrides)
         info["parameters"] = []
         return info
-    info["parameters"] = parameters(getattr(target, "Params", None))
-    for attribute in ("protocol_version", "metric_version", "requires"):
-        value = getattr(target, attribute, None)
-        if value:
-            info[attribute] = list(value) if isinstance(value, (tuple, set, frozenset)) else value
+    info["parameters"] = parameters(meta.params)
+    info.update({key: value for key, value in info["declares"].items() if key in _TOP_LEVEL and value})
     return info
 
 
@@ -128,9 +150,10 @@ def format_description(info: dict[str, Any]) -> str:
              f"  from plugin:  {info['origin']}{version} ({info['target']})",
              f"  used as:      {info['config_key']}: {{name: {info['name']}, ...}}"
              if info["kind"] != "preset" else f"  used as:      variants: {{V: {{preset: {info['name']}}}}}"]
-    for attribute in ("protocol_version", "metric_version", "requires"):
-        if attribute in info:
-            lines.append(f"  {attribute + ':':<13} {info[attribute]}")
+    for attribute, value in info.get("declares", {}).items():
+        if attribute != "overrides":
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            lines.append(f"  {attribute + ':':<13} {shown}")
     if info["doc"]:
         lines += ["", *("  " + line if line else "" for line in info["doc"].splitlines())]
     if info["kind"] == "preset":

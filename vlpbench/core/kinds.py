@@ -9,11 +9,15 @@ row here (and the code that builds and calls it).
 
 A kind's ``interface`` is a :class:`typing.Protocol` naming the methods and attributes the engine
 calls on a built component of that kind; :func:`missing_members` checks a class or an instance
-against it. Nothing here imports torch: listing components must stay cheap.
+against it. A kind's ``metadata`` names its metadata model in :mod:`vlpbench.core.metadata` (what a
+component of the kind declares about itself, validated when it is loaded); the model is imported on
+first use (:meth:`Kind.metadata_model`), as it needs pydantic. Nothing here imports torch or
+pydantic: listing components must stay cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -21,6 +25,7 @@ if TYPE_CHECKING:  # the types the interfaces speak of; importing them here woul
     from torch import Tensor
 
     from vlpbench.core.features import AlignmentInputs, ImageFeatures, TextFeatures
+    from vlpbench.core.metadata import ComponentMetadata
     from vlpbench.objective.contracts import DirectionAdjustment, NegativeAdjustment, Positives
 
 
@@ -179,37 +184,46 @@ class Slot:
 @dataclass(frozen=True)
 class Kind:
     """One component kind: its name, what it is for, its config slot (``None``: not named in a run
-    config), its interface (``None``: not a built object) and whether the conformance kit builds it
+    config), its interface (``None``: not a built object), whether the conformance kit builds it
     on its own from its defaults (encoders and data sources; objective terms and tasks are checked
-    inside a tiny run instead)."""
+    inside a tiny run instead) and the name of its metadata model in :mod:`vlpbench.core.metadata`."""
 
     name: str
     description: str
     slot: Slot | None
     interface: type | None
     builds_alone: bool = False
+    metadata: str = "ComponentMetadata"
+
+    def metadata_model(self) -> type[ComponentMetadata]:
+        """The pydantic model of what a component of this kind declares (imports pydantic on first use)."""
+        model: type[ComponentMetadata] = getattr(importlib.import_module("vlpbench.core.metadata"), self.metadata)
+        return model
 
 
 KIND_TABLE: tuple[Kind, ...] = (
-    Kind("dataset", "pretraining and downstream data sources", Slot(("data",)), Dataset, builds_alone=True),
+    Kind("dataset", "pretraining and downstream data sources", Slot(("data",)), Dataset, builds_alone=True,
+         metadata="DatasetMetadata"),
     Kind("image_encoder", "image -> global vector v [B,D] and patch tokens P [B,N,D] with grid shape",
-         Slot(("model", "image_encoder")), ImageEncoder, builds_alone=True),
+         Slot(("model", "image_encoder")), ImageEncoder, builds_alone=True, metadata="EncoderMetadata"),
     Kind("text_encoder", "report -> global vector t [B,D], word tokens W [B,M,D], sentence vectors S [B,T,D]",
-         Slot(("model", "text_encoder")), TextEncoder, builds_alone=True),
+         Slot(("model", "text_encoder")), TextEncoder, builds_alone=True, metadata="EncoderMetadata"),
     Kind("global_loss", "image-report alignment loss on global vectors (InfoNCE, sigmoid)",
-         Slot(("objective", "global")), GlobalLoss),
+         Slot(("objective", "global")), GlobalLoss, metadata="ObjectiveMetadata"),
     Kind("positive_miner", "affinity matrix A [B,B] of positives and a mask of pairs to ignore",
-         Slot(("objective", "positive_miner"), scoped=True), PositiveMiner),
+         Slot(("objective", "positive_miner"), scoped=True), PositiveMiner, metadata="ObjectiveMetadata"),
     Kind("negative_weighting", "weights on negatives, extra candidate columns, extra loss terms",
-         Slot(("objective", "negative_weighting"), many=True, scoped=True), NegativeWeighting),
+         Slot(("objective", "negative_weighting"), many=True, scoped=True), NegativeWeighting,
+         metadata="ObjectiveMetadata"),
     Kind("local_head", "fine-grained alignment between patches, words and sentences",
-         Slot(("objective", "local_heads"), many=True, scoped=True, scheduled=True), Term),
+         Slot(("objective", "local_heads"), many=True, scoped=True, scheduled=True), Term, metadata="ObjectiveMetadata"),
     Kind("auxiliary", "auxiliary objectives (e.g. masked image reconstruction)",
-         Slot(("objective", "auxiliaries"), many=True, scoped=True, scheduled=True), Term),
+         Slot(("objective", "auxiliaries"), many=True, scoped=True, scheduled=True), Term, metadata="ObjectiveMetadata"),
     Kind("task", "downstream evaluation of a frozen image encoder",
-         Slot(("tasks",), many=True, nested=("dataset", "dataset")), Task),
-    Kind("launcher", "where runs execute (in process, Slurm, ...)", None, Launcher),
-    Kind("preset", "a method's full objective as config overrides (`preset: NAME` in a variant)", None, None),
+         Slot(("tasks",), many=True, nested=("dataset", "dataset")), Task, metadata="TaskMetadata"),
+    Kind("launcher", "where runs execute (in process, Slurm, ...)", None, Launcher, metadata="LauncherMetadata"),
+    Kind("preset", "a method's full objective as config overrides (`preset: NAME` in a variant)", None, None,
+         metadata="PresetMetadata"),
 )
 
 #: Kind name → record.

@@ -90,7 +90,7 @@ def load_plugins(
     records: list[PluginRecord] = []
 
     manager.register(builtin, name=BUILTIN_ORIGIN)
-    registrar = Registrar(registry, BUILTIN_ORIGIN)
+    registrar = Registrar(registry, BUILTIN_ORIGIN, __version__, "vlpbench")
     _call_register(manager, builtin, registrar)
     records.append(
         PluginRecord(BUILTIN_ORIGIN, __version__, "vlpbench", "ok",
@@ -108,7 +108,7 @@ def load_plugins(
             plugin = ep.load()
             manager.register(plugin, name=ep.name)  # validates hook signatures against the specs
             _check_pending(manager, plugin)  # a misspelt hook name is an error, not a plugin with nothing in it
-            registrar = Registrar(registry, ep.name)
+            registrar = Registrar(registry, ep.name, record.version, record.distribution)
             _call_register(manager, plugin, registrar)
         except KeyboardInterrupt:
             raise

@@ -7,6 +7,11 @@ validated, so listing components (``vlpbench plugins``) never imports torch.
 Component classes follow one convention: a nested pydantic model ``Params`` (``extra="forbid"``)
 declares the parameters, and the constructor is ``Component(params, context)``. Kinds whose
 targets are not classes (``preset``) resolve to plain data.
+
+Loading an entry also validates what the component declares about itself against its kind's
+metadata model (:mod:`vlpbench.core.metadata`): a plugin whose component declares, say, ``requires``
+of the wrong type is refused there, with one paragraph naming the plugin, the component and the
+attribute, before anything reads it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import importlib
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from vlpbench.core.errors import RegistryError, did_you_mean
-from vlpbench.core.kinds import KIND_TABLE
+from vlpbench.core.kinds import KIND_TABLE, kind_of
+
+if TYPE_CHECKING:  # pragma: no cover  (the models import pydantic: Kind.metadata_model imports them on use)
+    from vlpbench.core.metadata import ComponentMetadata
 
 #: Every component kind, with what it is for (derived from :data:`vlpbench.core.kinds.KIND_TABLE`,
 #: the one place that declares them).
@@ -31,16 +39,32 @@ BUILTIN_ORIGIN = "vlpbench"
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered component: where it lives and which plugin registered it."""
+    """One registered component: where it lives and which plugin (version, distribution) registered it."""
 
     kind: str
     name: str
     target: str
     origin: str
     summary: str = ""
+    origin_version: str | None = None
+    distribution: str | None = None
 
     def load(self) -> Any:
-        """Import and return the target (a class, or data for presets)."""
+        """Import and return the target (a class, or data for presets), its metadata validated."""
+        target = self._import()
+        self.metadata(target)
+        return target
+
+    def metadata(self, target: Any = None, loaded: bool = True) -> ComponentMetadata:
+        """The component's validated metadata, of its kind's model (:mod:`vlpbench.core.metadata`); imports
+        the component unless ``target`` is given. ``loaded=False``: the registration's part only (name,
+        kind, description, target, plugin, distribution), without importing the component."""
+        model = kind_of(self.kind).metadata_model()
+        if loaded and target is None:
+            target = self._import()
+        return model.of(self, target, loaded=loaded)
+
+    def _import(self) -> Any:
         module_name, _, attr = self.target.partition(":")
         try:
             module = importlib.import_module(module_name)
@@ -59,7 +83,7 @@ class Entry:
 
     def params_model(self) -> Any:
         """The pydantic model of the component's parameters (None if it takes none)."""
-        return getattr(self.load(), "Params", None)
+        return self.metadata().params
 
 
 @dataclass
@@ -88,6 +112,11 @@ class Registry:
             raise RegistryError(
                 f"plugin '{entry.origin}' registers {entry.kind} '{entry.name}' with target "
                 f"'{entry.target}': a target is a 'package.module:attribute' string."
+            )
+        if not isinstance(entry.summary, str):
+            raise RegistryError(
+                f"plugin '{entry.origin}' registers {entry.kind} '{entry.name}' with summary {entry.summary!r}: "
+                "a summary is one line of text (a str) saying what the component is"
             )
         taken = self.entries[entry.kind].get(entry.name)
         if taken is not None and taken.origin == BUILTIN_ORIGIN and entry.origin == BUILTIN_ORIGIN:
@@ -148,14 +177,18 @@ def _owns(entry: Entry, name: str) -> bool:
 class Registrar:
     """What a plugin's ``vlpbench_register`` hook receives: registers under the plugin's name."""
 
-    def __init__(self, registry: Registry, origin: str) -> None:
+    def __init__(self, registry: Registry, origin: str, version: str | None = None,
+                 distribution: str | None = None) -> None:
         self._registry = registry
         self.origin = origin
+        self.version = version
+        self.distribution = distribution
         self.added: list[Entry] = []
 
     def add(self, kind: str, name: str, target: str, summary: str = "") -> None:
         """Register ``target`` ("package.module:Class") as component ``name`` of ``kind``."""
-        entry = Entry(kind=kind, name=name, target=target, origin=self.origin, summary=summary)
+        entry = Entry(kind=kind, name=name, target=target, origin=self.origin, summary=summary,
+                      origin_version=self.version, distribution=self.distribution)
         if self._registry.add(entry):
             self.added.append(entry)
 
