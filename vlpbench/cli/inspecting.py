@@ -4,6 +4,7 @@ looked at, checked and handed on, without running anything."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,6 @@ def _print_scale_estimates(experiment: Any) -> None:
     """Each distinct image encoder's size and token grid, the store's disk size, the run's memory."""
     from vlpbench.data.prepare import encoder_summary, store_estimate
 
-    import json
-
     seen: set[str] = set()
     for spec in experiment.runs:  # each distinct pair of encoders at its image size, built once
         config = spec.run_config()
@@ -130,8 +129,6 @@ def _print_scale_estimates(experiment: Any) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    import json
-
     from vlpbench.config.jsonschema import experiment_schema
     from vlpbench.core.plugins import get_registry
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +100,6 @@ class _TerminateToInterrupt:
     ``interrupted`` (not left ``running``) and the command exits 143."""
 
     def __enter__(self) -> None:
-        import signal
-        import threading
-
         self.previous = None
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._raise)
@@ -113,8 +112,6 @@ class _TerminateToInterrupt:
         raise Terminated("SIGTERM")
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
         from vlpbench.core.errors import clear_termination
 
         clear_termination()

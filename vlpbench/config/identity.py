@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any
 
+from vlpbench.core.errors import RegistryError
 from vlpbench.core.kinds import scoped_slots
 
 
@@ -99,7 +100,6 @@ def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str
 
 
 def _downstream_only_params(dataset: str) -> frozenset[str]:
-    from vlpbench.core.errors import RegistryError
     from vlpbench.core.plugins import get_registry
 
     try:

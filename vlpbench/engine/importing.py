@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vlpbench.core.errors import ConfigError, DataError
 
 #: The least fraction of the backbone's parameters (by count) a checkpoint must provide.
@@ -100,8 +102,6 @@ _LIGHTNING_MAPPINGS = ("lightning.fabric.utilities.data.AttributeDict",
 
 def read_state_dict(path: Path, key_map: KeyMap) -> dict[str, Any]:
     """The tensors of a checkpoint file, unwrapped as ``key_map`` says, read safely."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint '{path}' does not exist or is not a file.")

@@ -13,8 +13,13 @@ import os
 import platform
 import socket
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from vlpbench import __version__
+from vlpbench.core.plugins import get_plugins
+from vlpbench.engine.files import write_json
 
 LIBRARIES = ("torch", "torchvision", "timm", "transformers", "torchmetrics", "monai", "numpy", "scipy", "pydantic")
 
@@ -28,8 +33,6 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
 
 def source() -> dict[str, Any]:
     """vlpbench's version, source commit, dirty flag and where it is installed."""
-    from vlpbench import __version__
-
     package = Path(__file__).resolve().parents[1]
     info: dict[str, Any] = {"version": __version__, "commit": None, "dirty": None, "path": str(package)}
     tracked = _git(package, "ls-files", "--error-unmatch", "__init__.py")
@@ -65,8 +68,6 @@ def git_commit() -> str | None:
 
 def libraries() -> dict[str, Any]:
     """Versions of the libraries results depend on, CUDA's and cuDNN's (None: not installed)."""
-    from importlib import metadata
-
     found: dict[str, Any] = {}
     for name in LIBRARIES:
         try:
@@ -112,9 +113,6 @@ def record() -> dict[str, Any]:
 
 def versions() -> dict[str, Any]:
     """vlpbench and every loaded plugin's version (a change marks finished runs stale)."""
-    from vlpbench import __version__
-    from vlpbench.core.plugins import get_plugins
-
     return {"vlpbench": __version__, "plugins": get_plugins().versions()}
 
 
@@ -123,8 +121,6 @@ def write_provenance(path: Path, *, seed: int, run_hash: str, device: Any, data:
     """``provenance.json`` of a run or an evaluation, the one writer of it: the software
     (:func:`record`), the identity, the data protocol, the hardware and the timings, then what is
     ``specific`` to how the run was made (pretraining, distribution, an evaluated checkpoint)."""
-    from vlpbench.engine.files import write_json
-
     write_json(path, {**record(), "seed": seed, "run_hash": run_hash, "data": data,
                       **({"task_data": task_data} if task_data else {}), "hardware": hardware(device),
                       "timings": timings, **specific})

@@ -8,22 +8,27 @@ each); :func:`evaluate_and_record` writes a pretrained run's ``metrics.json``, `
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Callable
 
 from vlpbench.config.loader import RunSpec
+from vlpbench.core.build import build_component
 from vlpbench.engine.files import read_json, write_json
 from vlpbench.engine.rundir import RunDir, write_run_config
 from vlpbench.core.errors import UserError, check_termination
+from vlpbench.core.plugins import get_registry
+from vlpbench.engine.progress import duration, task_bar
+from vlpbench.engine.provenance import write_provenance
+from vlpbench.engine.samples import FILE, write_samples
+from vlpbench.tasks.base import Encoders
 
 
 
 def record_metrics(run: RunDir, metrics: dict[str, Any], samples: dict[str, Any]) -> None:
     """Write ``metrics.json`` and ``samples.npz``; a task with a non-finite score fails the run (its
     other tasks' results are kept in the files)."""
-    from vlpbench.engine.samples import FILE, write_samples
-
     for key, reason in write_samples(run.file(FILE), samples).items():
         task, _, column = key.partition("/")
         metrics[task].setdefault("samples_left_out", {})[column] = reason
@@ -40,9 +45,6 @@ class TaskFailed(UserError):
 def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any,
                         progress: bool = False) -> None:
     """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
-    from vlpbench.engine.provenance import write_provenance
-    from vlpbench.tasks.base import Encoders
-
     config = spec.run_config()
     built.model.to(device)
     eval_started = time.perf_counter()
@@ -80,9 +82,6 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
     """Build every task and prepare the tasks' own datasets that can be prepared (real datasets
     check their files and build their image store) before pretraining, so that a bad task parameter,
     a missing file or a bad sample stops the run at its start, not after hours of pretraining."""
-    from vlpbench.core.build import build_component
-    from vlpbench.core.plugins import get_registry
-
     registry = get_registry()
     for task_spec in tasks:
         build_component(registry, "task", task_spec, context)
@@ -110,10 +109,6 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     A task that compares images with text is skipped (and said so) when there is no text encoder.
     With ``progress``, each task shows a bar (:mod:`vlpbench.engine.progress`) while it runs.
     """
-    from vlpbench.core.build import build_component
-    from vlpbench.engine.progress import task_bar
-    from vlpbench.core.plugins import get_registry
-
     registry = get_registry()
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
@@ -146,8 +141,6 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
 def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
     """A task's entry of ``metrics.json``: scores, protocols, details, the columns it declares and
     its metric version; with an ``error`` and no scores when a score is not finite."""
-    import math
-
     entry = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details,
              "columns": {c: info.as_dict() for c, info in getattr(outcome, "columns", {}).items()},
              "metric_version": str(getattr(task, "metric_version", "") or "") or None,
@@ -162,8 +155,6 @@ def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
 def finished_line(run: RunDir) -> str:
     """``finished in 5m40s (pretrain 2m40s, eval 3m00s): linear_probe auroc@1% 61.2 …``: a finished
     run's times and headline scores (×100, as on the board)."""
-    from vlpbench.engine.progress import duration
-
     timings = read_json(run.file("provenance.json"), expect=dict).get("timings") or {}
     pretrain, evaluation = float(timings.get("pretrain_seconds") or 0), float(timings.get("eval_seconds") or 0)
     scores = []

@@ -20,8 +20,8 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from vlpbench.core.errors import check_termination
-from vlpbench.tasks.base import Encoders, TaskParams
-from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps
+from vlpbench.tasks.base import Encoders, TaskParams, nested_stratified_fractions
+from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps, read_rows
 
 
 class DenseTaskParams(TaskParams):
@@ -96,7 +96,6 @@ class MaskRows:
     def rows(self, rows: np.ndarray | slice) -> np.ndarray:
         if self._whole is not None:
             return np.asarray(self._whole[rows])
-        from vlpbench.tasks.features import read_rows
 
         mask = (read_rows(self._bits, rows) & self._flag) != 0
         return np.broadcast_to(mask, (mask.shape[0], *self.image_shape)) if mask.shape[1:] != self.image_shape else mask
@@ -197,6 +196,4 @@ def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_l
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
     """Nested fraction subsets that keep at least one image with a target in each."""
-    from vlpbench.tasks.base import nested_stratified_fractions
-
     return nested_stratified_fractions(has_target.reshape(-1, 1).astype(np.uint8), list(fractions), seed)

@@ -30,6 +30,7 @@ from vlpbench.core.component import Component
 from vlpbench.data.real.common import BadSample, Record, SampleProblems, canonical_sha256, resolve_root
 from vlpbench.data.real.decoding import decode_records
 from vlpbench.core.errors import DataError
+from vlpbench.data.store import open_or_build
 
 SPLITS = ("train", "val", "test")
 MANIFEST_FRACTIONS = (0.01, 0.1)
@@ -234,8 +235,6 @@ class RealDataset(Component[RealParams]):
         The store lives under ``cache_dir`` (default ``VLPBENCH_STORE_DIR`` or the user cache) and
         is built once, by one process, whatever the number of runs and ranks that want it.
         """
-        from vlpbench.data.store import open_or_build
-
         size = self.image_size
         has_masks = bool(self.local_findings) and "masks" in self.provides
         mapped = ("mask_bits",) if has_masks else ()
