@@ -146,8 +146,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     check_kind(args.kind)
     loaded = get_plugins()
     if args.json:
-        import json
-
         data = listing(loaded, args.kind)
         failures = 0
         if args.check:
@@ -191,8 +189,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     infos = api.describe(args.component, args.kind)
     if args.json:
-        import json
-
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
     else:
         print("\n\n".join(format_description(info) for info in infos))

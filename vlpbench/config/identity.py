@@ -21,6 +21,7 @@ import json
 import os
 from typing import Any
 
+from vlpbench.config.floor import floor_identity
 from vlpbench.core.errors import RegistryError
 from vlpbench.core.kinds import scoped_slots
 
@@ -45,8 +46,6 @@ def identity_config(resolved: dict[str, Any], world_size: int) -> dict[str, Any]
     """The resolved config as it is hashed for a run on ``world_size`` processes (a floor run's,
     see :mod:`vlpbench.config.floor`, without the settings of the pretraining it does not do)."""
     if resolved.get("floor"):
-        from vlpbench.config.floor import floor_identity
-
         resolved = floor_identity(resolved)
     if world_size > 1:
         return {**resolved, "world_size": world_size}

@@ -22,7 +22,7 @@ from vlpbench.config.identity import configuration_hash, run_hash, world_size_fr
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, MAX_SEED, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
-from vlpbench.core.errors import ConfigError, RegistryError
+from vlpbench.core.errors import ConfigError, RegistryError, did_you_mean
 from vlpbench.core.kinds import slots as kind_slots
 
 RUN_KEYS = tuple(RunConfig.model_fields)
@@ -276,8 +276,6 @@ def load_experiment(
     if variants:
         unknown = [v for v in variants if v not in declared]
         if unknown:
-            from vlpbench.core.errors import did_you_mean
-
             raise ConfigError(
                 f"{path}: no variant named '{unknown[0]}'{did_you_mean(unknown[0], list(declared))} "
                 f"Variants in this file: {', '.join(declared)}."

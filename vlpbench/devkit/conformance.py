@@ -32,6 +32,7 @@ import torch
 from vlpbench.config.schema import RunConfig
 from vlpbench.core.build import build_component
 from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import PluginError
 from vlpbench.core.features import Batch, ImageFeatures, TextFeatures
 from vlpbench.core.kinds import ImageEncoder, kind_of, missing_members, objective_slots
 from vlpbench.core.plugins import get_plugins, get_registry
@@ -273,8 +274,6 @@ def check_plugin(plugin: str) -> list[Check]:
     loaded = get_plugins()
     record = next((p for p in loaded.plugins if plugin in (p.name, p.distribution)), None)
     if record is None:
-        from vlpbench.core.errors import PluginError
-
         names = ", ".join(f"{p.name} ({p.distribution})" for p in loaded.plugins)
         raise PluginError(f"no installed vlpbench plugin is called '{plugin}'. Installed: {names}. Install it "
                           "(pip install -e path/to/plugin) or give its entry-point name.")

@@ -30,6 +30,7 @@ from vlpbench.engine.rundir import RunDir, run_dir
 from vlpbench.core.errors import ConfigError, DataError
 from vlpbench.core.plugins import get_registry
 from vlpbench.engine.checkpoint import load_checkpoint
+from vlpbench.engine.importing import load_backbone
 from vlpbench.engine.model import build_run
 from vlpbench.engine.pretrain import resolve_device
 from vlpbench.engine.provenance import write_provenance
@@ -58,7 +59,6 @@ def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any, key_map:
 
     image_size = int(config.data.params().get("image_size", 64))
     if key_map:  # a published layout: vlpbench maps the keys, reports what loaded, refuses a mostly random load
-        from vlpbench.engine.importing import load_backbone
 
         params = TimmImageEncoder.Params(arch=arch)
         encoder = TimmImageEncoder(params, BuildContext(embed_dim=config.model.embed_dim, image_size=image_size))

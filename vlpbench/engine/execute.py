@@ -16,6 +16,7 @@ import torch
 
 from vlpbench.config.identity import pretrain_identity
 from vlpbench.config.loader import RunSpec
+from vlpbench.core.errors import ConfigError
 from vlpbench.core.plugins import get_registry
 from vlpbench.engine.callbacks import Callback, EpochEnd, LogTo
 from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -26,6 +27,8 @@ from vlpbench.engine.pretrain import PretrainResult, resolve_device
 from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining
 from vlpbench.engine.rundir import RunDir, write_run_config
 from vlpbench.engine.scoring import evaluate_and_record, evaluate_tasks, prepare_task_data
+from vlpbench.engine.tracking import Tracking
+from vlpbench.engine.validation import ValidationSource
 from vlpbench.tasks.base import Encoders
 
 
@@ -51,8 +54,6 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, reuse_pretrai
     go to the training loop after those (:mod:`vlpbench.engine.callbacks`; e.g. ``StopAfter``).
     """
     if report_to and is_main():
-        from vlpbench.engine.tracking import Tracking
-
         tracking = Tracking(report_to, spec, run.path.parent.parent)
         state = "failed"
         try:
@@ -102,8 +103,6 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: 
     if floor is None:
         refuse_zero_steps(config, built)
     if spec.evaluation == "validation":
-        from vlpbench.engine.validation import ValidationSource
-
         built.data_source = ValidationSource(built.data_source)
     if main:
         prepare_task_data(config.tasks, built.context)
@@ -171,8 +170,6 @@ def refuse_zero_steps(config: Any, built: Any) -> None:
     "finish" an untrained model: refuse it before it starts."""
     steps = built.pretrain.steps_per_epoch(config.pretrain.batch_size) * config.pretrain.epochs
     if steps <= 0:
-        from vlpbench.core.errors import ConfigError
-
         raise ConfigError(
             f"pretraining would take 0 steps: pretrain.batch_size = {config.pretrain.batch_size} is larger than the "
             f"{len(built.pretrain)} pretraining samples (each epoch uses only whole batches). Use a batch size of at "

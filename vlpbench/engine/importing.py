@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from vlpbench.core.errors import ConfigError, DataError
+from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
 
 #: The least fraction of the backbone's parameters (by count) a checkpoint must provide.
 MIN_LOADED = 0.5
@@ -113,8 +114,6 @@ def read_state_dict(path: Path, key_map: KeyMap) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 (a header error, a truncated file)
             raise DataError(f"checkpoint '{path}' is not a readable safetensors file: {exc}") from None
     else:
-        from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
-
         try:
             with torch.serialization.safe_globals([(_PlainMapping, name) for name in _LIGHTNING_MAPPINGS]):
                 state = load_checkpoint(path)

@@ -22,6 +22,7 @@ from vlpbench.core.plugins import get_registry
 from vlpbench.engine.progress import duration, task_bar
 from vlpbench.engine.provenance import write_provenance
 from vlpbench.engine.samples import FILE, write_samples
+from vlpbench.engine.validation import ValidationSource
 from vlpbench.tasks.base import Encoders
 
 
@@ -122,8 +123,6 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
         dataset_spec = getattr(task.params, "dataset", None)
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
         if source is not data_source and getattr(data_source, "evaluation", "test") == "validation":
-            from vlpbench.engine.validation import ValidationSource
-
             source = ValidationSource(source)
         started = time.perf_counter()
         check_termination()

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from vlpbench.core.errors import DataError
+
 HELD_OUT = 0.2
 SEED = 0
 
@@ -29,8 +31,6 @@ def subset_split(split: Any, indices: np.ndarray) -> Any:
     if hasattr(split, "subset"):
         return split.subset(indices)
     if not dataclasses.is_dataclass(split):
-        from vlpbench.core.errors import DataError
-
         raise DataError(f"validation-mode evaluation needs to subset the train split, but {type(split).__name__} "
                         "has no subset(indices) method; add one to the dataset component.")
     n = len(split)

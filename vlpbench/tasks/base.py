@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.config.identity import protocol_hash  # noqa: F401  (tasks and plugins import it from here)
 from vlpbench.config.schema import ComponentSpec
+from vlpbench.core.errors import ConfigError
 from vlpbench.tasks.features import FeatureCache, global_batches
 
 T = TypeVar("T")
@@ -51,8 +52,6 @@ class Encoders:
 
     def require_text(self, task: str) -> torch.nn.Module:
         if self.text is None:
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"task '{task}' compares images with text and needs a text encoder; this checkpoint "
                               "has only an image encoder. Drop the task or evaluate a full vlpbench checkpoint.")
         return self.text

@@ -27,6 +27,7 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_accu
 
 from vlpbench.core.component import Component
 from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import ConfigError
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
                                  frozen_global_features, nested_stratified_fractions, protocol_hash)
@@ -57,8 +58,6 @@ class LinearProbe(Component["LinearProbe.Params"]):
     def __init__(self, params: "LinearProbe.Params", context: BuildContext | None = None) -> None:
         super().__init__(params, context)
         if any(not 0 < f <= 1 for f in params.fractions):
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"linear_probe.fractions = {params.fractions}: each fraction must be in (0, 1].")
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Iterator, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlpbench.config.envpath import expand_path
 from vlpbench.core.component import Component
 from vlpbench.data.real.common import BadSample, Record, SampleProblems, canonical_sha256, resolve_root
 from vlpbench.data.real.decoding import decode_records
@@ -263,8 +264,6 @@ class RealDataset(Component[RealParams]):
 
         root = None
         if self.params.cache_dir:
-            from vlpbench.config.envpath import expand_path
-
             root = expand_path(self.params.cache_dir, f"dataset '{self.name}': cache_dir")
         store = open_or_build(f"{self.name}-{name}-{size}px", self.store_key(name), len(records), (size, size), build,
                               root=root, mapped=mapped)
