@@ -160,7 +160,8 @@ def heavy_imports(code: str, package: Path = PACKAGE) -> list[str]:
     folder first on the path, so the checked-out code is what runs)."""
     listing = code + "\nimport sys\nprint('\\n'.join(sys.modules), file=sys.stderr)\n"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package.parent), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, env=env,
+                          cwd=package.parent, timeout=300)
     if done.returncode != 0:
         raise RuntimeError(f"the start-up check's interpreter failed:\n{done.stderr}")
     loaded = {line.split(".")[0] for line in done.stderr.splitlines()}
