@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vlpbench.cli.options import add_settings, experiment_file, results_folder, seed_list, settings_of
-from vlpbench.core.errors import UserError
+from vlpbench.core.errors import Terminated, UserError, clear_termination, request_termination
 
 
 def add_run(sub: Any) -> None:
@@ -106,14 +106,10 @@ class _TerminateToInterrupt:
 
     @staticmethod
     def _raise(signum: int, frame: object) -> None:
-        from vlpbench.core.errors import Terminated, request_termination
-
         request_termination()  # raised again at the next step or run if this raise lands in a finaliser
         raise Terminated("SIGTERM")
 
     def __exit__(self, *exc: object) -> None:
-        from vlpbench.core.errors import clear_termination
-
         clear_termination()
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)

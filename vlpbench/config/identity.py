@@ -24,6 +24,7 @@ from typing import Any
 from vlpbench.config.floor import floor_identity
 from vlpbench.core.errors import RegistryError
 from vlpbench.core.kinds import scoped_slots
+from vlpbench.core.plugins import get_registry
 
 
 def canonical_hash(payload: Any, compact: bool = True) -> str:
@@ -99,8 +100,6 @@ def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str
 
 
 def _downstream_only_params(dataset: str) -> frozenset[str]:
-    from vlpbench.core.plugins import get_registry
-
     try:
         return frozenset(getattr(get_registry().get("dataset", dataset).load(), "downstream_only_params", ()))
     except RegistryError:

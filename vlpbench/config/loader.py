@@ -24,6 +24,7 @@ from vlpbench.config.schema import ComponentSpec, ExperimentFile, MAX_SEED, Mode
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
 from vlpbench.core.errors import ConfigError, RegistryError, did_you_mean
 from vlpbench.core.kinds import slots as kind_slots
+from vlpbench.core.plugins import get_registry
 
 RUN_KEYS = tuple(RunConfig.model_fields)
 BASE_VARIANT = "base"
@@ -133,8 +134,6 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
 
     Also returns the protocol versions of the data sources (they enter the run hash).
     """
-    from vlpbench.core.plugins import get_registry
-
     registry = get_registry()
     resolved = config.model_dump(by_alias=True, mode="json")
     versions: dict[str, str] = {}
@@ -212,8 +211,6 @@ def resolve_variant(
     overrides = dict(overrides)
     preset = overrides.pop("preset", None)
     if preset is not None:
-        from vlpbench.core.plugins import get_registry
-
         try:
             preset_overrides = get_registry().get("preset", str(preset)).load()
         except RegistryError as exc:
