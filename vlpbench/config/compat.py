@@ -25,7 +25,7 @@ def _provides(registry: Registry, kind: str, name: str) -> set[str]:
 
 
 def check_compatibility(config: RunConfig, registry: Registry, where: Callable[[tuple], str]) -> None:
-    from vlpbench.config.loader import component_slots
+    from vlpbench.config.loader import component_slots  # lazy: import cycle (config.loader imports this module)
 
     sides = {
         "image": _provides(registry, "image_encoder", config.model.image_encoder.name),

@@ -21,6 +21,7 @@ from typing import Any
 from vlpbench.config.schema import RunConfig
 from vlpbench.core.build import build_component
 from vlpbench.core.context import BuildContext
+from vlpbench.core.plugins import get_registry
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -59,8 +60,7 @@ def prepare(source: Any, splits: list[str], verify: bool = False) -> list[Prepar
 
 def encoder_summary(config: RunConfig) -> str:
     """The image encoder's parameter count and token grid at the run's image size (built on the CPU)."""
-    from vlpbench.engine.model import probe_patch_grid
-    from vlpbench.core.plugins import get_registry
+    from vlpbench.engine.model import probe_patch_grid  # lazy: torch; validate imports this module
 
     size = int(config.data.params().get("image_size") or 224)
     context = BuildContext(embed_dim=config.model.embed_dim, image_size=size)
@@ -82,7 +82,7 @@ def text_parameters(config: RunConfig) -> int | None:
     if spec.name != "bert":
         return None
 
-    import torch
+    import torch  # lazy: torch and transformers; validate imports this module
     from transformers import AutoConfig, AutoModel, BertConfig
 
     from vlpbench.models.text_bert import BertTextEncoder, LocalModel

@@ -125,7 +125,7 @@ def _pretrained(spec: RunSpec, run: RunDir, built: Any, config: Any, device: Any
     """The run's :class:`~vlpbench.engine.pretrain.PretrainResult`, the model left pretrained: from
     the final checkpoint of a pretrained run, or by pretraining (none for a floor row); rank 0 then
     writes ``history.json`` and the final checkpoint and marks the run ``pretrained``."""
-    from vlpbench.engine.pretrain import PretrainResult, pretrain
+    from vlpbench.engine.pretrain import pretrain  # looked up per call: tests replace it
 
     final = _load_final(run)
     if final is not None:

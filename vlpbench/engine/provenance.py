@@ -9,6 +9,7 @@ the commit pip recorded (``direct_url.json``).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -45,9 +46,6 @@ def source() -> dict[str, Any]:
         info.update(commit=head.stdout.strip(), dirty=bool(status and status.stdout.strip()))
         return info
     try:  # installed from a VCS URL: pip recorded the commit
-        import json
-        from importlib import metadata
-
         direct = metadata.distribution("vlpbench").read_text("direct_url.json")
         commit = (json.loads(direct or "{}").get("vcs_info") or {}).get("commit_id")
         if commit:
@@ -85,7 +83,7 @@ def libraries() -> dict[str, Any]:
 
 
 def hardware(device: Any) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: run planning and status import this module and need no torch
 
     info: dict[str, Any] = {
         "host": socket.gethostname(),

@@ -72,7 +72,7 @@ def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results
     """Ray Tune's trainable: one trial = one run directory; reports the metric after every epoch."""
     from ray import tune
 
-    from vlpbench.engine.execute import execute_run
+    from vlpbench.engine.execute import execute_run  # lazy: torch; planning a sweep needs none
 
     plan = load_sweep(file, variant, settings)
     spec = plan.trial_spec(values, trial_label(tune.get_context().get_trial_id()))
@@ -263,7 +263,7 @@ def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_outputs(plan: SweepPlan, outcome: SweepOutcome, echo: Callable[[str], None]) -> None:
-    from vlpbench.board.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard  # lazy: pandas, scipy
 
     write_json(outcome.folder / "sweep.json", {
         "experiment": plan.experiment.name, "file": str(plan.path), "variant": plan.variant,

@@ -173,7 +173,7 @@ class RealDataset(Component[RealParams]):
 
     def manifest(self) -> dict[str, Any]:
         """IDs per split and per training fraction, with the recipe (what the SHA-256 covers)."""
-        from vlpbench.tasks.base import nested_stratified_fractions
+        from vlpbench.tasks.base import nested_stratified_fractions  # lazy: torch; config loading imports this
 
         records = self.records()
         splits = {name: [r.id for r in records[name]] for name in records}
