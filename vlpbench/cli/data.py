@@ -92,13 +92,14 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     from vlpbench.core.build import build_component
     from vlpbench.core.context import BuildContext
     from vlpbench.engine.files import write_json, write_text
+    from vlpbench.core.capabilities import Verifiable, offers
     from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     spec = {"name": args.name, "root": args.root, **set_values(args.set)}
     if args.image_size:
         spec["image_size"] = args.image_size
-    if not hasattr(registry.get("dataset", args.name).load(), "verify"):
+    if not offers(registry.get("dataset", args.name).load(), Verifiable):
         raise ConfigError(f"dataset '{args.name}' is not read from local files, so there is nothing to verify; "
                           "`vlpbench plugins` lists the datasets (chexpert, mimic_cxr, rsna_pneumonia, ...).")
     source = build_component(registry, "dataset", spec, BuildContext())

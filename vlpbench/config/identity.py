@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 from vlpbench.config.floor import floor_identity
+from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import RegistryError
 from vlpbench.core.kinds import scoped_slots
 from vlpbench.core.plugins import get_registry
@@ -101,7 +102,7 @@ def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str
 
 def _downstream_only_params(dataset: str) -> frozenset[str]:
     try:
-        return frozenset(getattr(get_registry().get("dataset", dataset).load(), "downstream_only_params", ()))
+        return frozenset(declared(get_registry().get("dataset", dataset).load(), "downstream_only_params"))
     except RegistryError:
         return frozenset()
 

@@ -22,6 +22,7 @@ from vlpbench.config.identity import configuration_hash, run_hash, world_size_fr
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import ComponentSpec, ExperimentFile, MAX_SEED, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
+from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import ConfigError, RegistryError, did_you_mean
 from vlpbench.core.kinds import slots as kind_slots
 from vlpbench.core.plugins import get_registry
@@ -145,7 +146,7 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
         except RegistryError as exc:
             problems.append(f"{where(loc + ('name',))}: '{describe(loc)}': {exc}")
             continue
-        params_model: type[BaseModel] | None = getattr(cls, "Params", None)
+        params_model: type[BaseModel] | None = declared(cls, "Params")
         if params_model is None:
             if spec.params():
                 problems.append(f"{where(loc)}: {kind} '{spec.name}' takes no parameters, got {sorted(spec.params())}.")
@@ -160,7 +161,7 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
             node = node[part]
         node.update(params.model_dump(mode="json"))
         if kind == "dataset":
-            versions[spec.name] = str(getattr(cls, "protocol_version", "unversioned"))
+            versions[spec.name] = str(declared(cls, "protocol_version"))
     problems += [f"{where(loc)}: '{describe(loc)}' = {value}: every number must be finite; give a finite value."
                  for loc, value in _non_finite(resolved)]
 

@@ -31,6 +31,7 @@ import torch
 
 from vlpbench.config.schema import RunConfig
 from vlpbench.core.build import build_component
+from vlpbench.core.capabilities import declared
 from vlpbench.core.context import BuildContext
 from vlpbench.core.errors import PluginError
 from vlpbench.core.features import Batch, ImageFeatures, TextFeatures
@@ -232,7 +233,7 @@ def _text_interface_check(name: str) -> str:
 def _task_check(name: str) -> str:
     """The task evaluates a tiny model on SynthCXR (every kind of label, mask, box and report) with
     finite scores, each with a protocol."""
-    fields = getattr(get_registry().get("task", name).load(), "Params", None)
+    fields = declared(get_registry().get("task", name).load(), "Params")
     fields = fields.model_fields if fields is not None else {}
     spec = {"name": name, **{k: v for k, v in SMALL_TASK.items() if k in fields}}  # the defaults, trained briefly
     config = RunConfig.model_validate({**TINY, "model": {**TINY["model"], "image_encoder": ENCODERS["CNN"]},
@@ -329,7 +330,7 @@ def _two_process_checks(components: list[tuple[str, str]]) -> list[Check]:
     cases, kinds, skipped = [], [], []
     for kind, name in components:
         for case in component_cases(kind, name):
-            if case.scope == "gathered" and getattr(registry.get(kind, name).load(), "batch_negatives", True) is False:
+            if case.scope == "gathered" and declared(registry.get(kind, name).load(), "batch_negatives") is False:
                 skipped.append(Check(name, kind, "gathered scope on 2 processes = 1 process", "skip",
                                      "declares batch_negatives = False (compares nothing across the batch)"))
                 continue

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from vlpbench.config.loader import RunSpec
 from vlpbench.core.build import build_component
+from vlpbench.core.capabilities import HasProvenance, HasStatistics, Preparable, declared, offers
 from vlpbench.engine.files import read_json, write_json
 from vlpbench.engine.rundir import RunDir, write_run_config
 from vlpbench.core.errors import UserError, check_termination
@@ -63,10 +64,10 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
         data=built.data_source.protocol(), task_data=task_data,
         timings={"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
                  "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
-        data_statistics=built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
+        data_statistics=built.data_source.statistics() if offers(built.data_source, HasStatistics) else None,
         pretrain={"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
-                  "resumed_from_step": getattr(result, "resumed_from_step", None),
-                  "stages": getattr(result, "stages", []), "active_steps": result.active_steps},
+                  "resumed_from_step": result.resumed_from_step,
+                  "stages": result.stages, "active_steps": result.active_steps},
         distributed={"world_size": spec.world_size, "negative_scope": built.model.objective.scopes(),
                      **({"rendezvous": f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"}
                         if spec.world_size > 1 and os.environ.get("MASTER_PORT") else {})},
@@ -89,7 +90,7 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
         dataset_spec = task_spec.params().get("dataset")
         if isinstance(dataset_spec, dict):
             source = build_component(registry, "dataset", dataset_spec, context)
-            if hasattr(source, "prepare"):
+            if offers(source, Preparable):
                 source.prepare()
 
 
@@ -116,13 +117,13 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     for index, task_spec in enumerate(tasks):
         task = build_component(registry, "task", task_spec, context)
         key = task_spec.name if sum(t.name == task_spec.name for t in tasks) == 1 else f"{task_spec.name}#{index}"
-        if encoders.text is None and "text:global" in getattr(task, "requires", ()):
+        if encoders.text is None and "text:global" in declared(task, "requires"):
             if echo:
                 echo(f"  {key}: skipped (needs a text encoder; this checkpoint has only an image encoder)")
             continue
         dataset_spec = getattr(task.params, "dataset", None)
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
-        if source is not data_source and getattr(data_source, "evaluation", "test") == "validation":
+        if source is not data_source and declared(data_source, "evaluation") == "validation":
             source = ValidationSource(source)
         started = time.perf_counter()
         check_termination()
@@ -131,7 +132,7 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
         metrics[key] = task_metrics(task, outcome)
         if samples is not None and not metrics[key].get("error"):
             samples[key] = outcome.samples
-        if task_data is not None and source is not data_source and hasattr(source, "provenance"):
+        if task_data is not None and source is not data_source and offers(source, HasProvenance):
             task_data[key] = source.provenance()
         seconds[key] = time.perf_counter() - started
     return metrics, seconds
@@ -141,9 +142,9 @@ def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
     """A task's entry of ``metrics.json``: scores, protocols, details, the columns it declares and
     its metric version; with an ``error`` and no scores when a score is not finite."""
     entry = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details,
-             "columns": {c: info.as_dict() for c, info in getattr(outcome, "columns", {}).items()},
-             "metric_version": str(getattr(task, "metric_version", "") or "") or None,
-             "samples": {c: s.kind for c, s in getattr(outcome, "samples", {}).items()}}
+             "columns": {c: info.as_dict() for c, info in declared(outcome, "columns").items()},
+             "metric_version": str(declared(task, "metric_version") or "") or None,
+             "samples": {c: s.kind for c, s in declared(outcome, "samples").items()}}
     bad = {c: v for c, v in outcome.scores.items() if not isinstance(v, (int, float)) or not math.isfinite(v)}
     if bad:
         entry.update(scores={}, error="non-finite score(s) " + ", ".join(f"{c} = {v}" for c, v in bad.items())

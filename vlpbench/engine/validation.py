@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from vlpbench.core.capabilities import Subsettable, offers
 from vlpbench.core.errors import DataError
 
 HELD_OUT = 0.2
@@ -28,7 +29,7 @@ SEED = 0
 
 def subset_split(split: Any, indices: np.ndarray) -> Any:
     """The samples ``indices`` of a split (its own ``subset`` method, or a SynthCXR-style dataclass)."""
-    if hasattr(split, "subset"):
+    if offers(split, Subsettable):
         return split.subset(indices)
     if not dataclasses.is_dataclass(split):
         raise DataError(f"validation-mode evaluation needs to subset the train split, but {type(split).__name__} "

@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import check_termination
 from vlpbench.tasks.base import Encoders, TaskParams, nested_stratified_fractions
 from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps, read_rows
@@ -82,8 +83,8 @@ class MaskRows:
     def __init__(self, split: Any, findings: Sequence[str], local_findings: Sequence[str]) -> None:
         self.split, self.count = split, len(split)
         self.image_shape = tuple(split.images.shape[1:])
-        local = tuple(getattr(split, "local_findings", None) or local_findings)
-        bits = getattr(split, "mask_bits", None)
+        local = tuple(declared(split, "local_findings") or local_findings)
+        bits = declared(split, "mask_bits")
         if bits is None or getattr(bits, "ndim", 0) != 3 or any(f not in local for f in findings):
             self._bits, self._whole = None, np.asarray(split.any_mask(findings))  # its own errors, as before
         else:

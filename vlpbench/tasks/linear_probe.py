@@ -27,6 +27,7 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_accu
 
 from vlpbench.core.component import Component
 from vlpbench.core.context import BuildContext
+from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import ConfigError
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
@@ -65,9 +66,9 @@ class LinearProbe(Component["LinearProbe.Params"]):
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
-        declared = getattr(source, "label_type", None)  # real datasets say how their labels are scored
-        if self.params.label_type == "auto" and declared in ("multilabel", "multiclass"):
-            single = declared == "multiclass"
+        label_type = declared(source, "label_type")  # real datasets say how their labels are scored
+        if self.params.label_type == "auto" and label_type in ("multilabel", "multiclass"):
+            single = label_type == "multiclass"
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
         features = {name: encoders.memo("global_features", s.images, (str(device),),
                                         lambda s=s: frozen_global_features(encoder, s.images, device,
