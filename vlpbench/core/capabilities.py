@@ -21,6 +21,7 @@ Nothing here imports torch: the config loader reads declared attributes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from vlpbench.core.kinds import missing_members
@@ -122,9 +123,9 @@ OPTIONAL_ATTRIBUTES: dict[str, OptionalAttribute] = {
     "feature_requests": OptionalAttribute(
         "objective components", (), "encoder features the component needs switched on (image:<name>, text:<name>)"),
     "columns": OptionalAttribute(
-        "task result", {}, "the result's columns, each with its direction and description"),
+        "task result", MappingProxyType({}), "the result's columns, each with its direction and description"),
     "samples": OptionalAttribute(
-        "task result", {}, "per-test-case outputs of the result, by column"),
+        "task result", MappingProxyType({}), "per-test-case outputs of the result, by column"),
 }
 
 

@@ -121,6 +121,12 @@ class RealDataset(Component[RealParams]):
     #: True where ``expected_counts`` come from memory rather than a source that was read
     counts_from_memory: ClassVar[bool] = True
     Params: ClassVar[type[RealParams]] = RealParams
+    #: report files the tables name but the root lacks (MIMIC-CXR fills it); ``verify`` lists them
+    missing_reports: Sequence[str] = ()
+    #: True while ``verify`` reads the tables (a missing report is then listed, not raised)
+    _verifying: bool = False
+    #: the records the cached manifest hash was computed from
+    _manifest_of: Any = None
 
     def __init__(self, params: RealParams, context: Any = None) -> None:
         super().__init__(params, context)
@@ -190,7 +196,7 @@ class RealDataset(Component[RealParams]):
 
     def manifest_sha256(self) -> str:
         records = self.records()
-        if getattr(self, "_manifest_of", None) is not records:
+        if self._manifest_of is not records:
             self._manifest_sha, self._manifest_of = canonical_sha256(self.manifest()), records
         return self._manifest_sha
 
@@ -339,7 +345,7 @@ class RealDataset(Component[RealParams]):
             return result
         finally:
             self._verifying = False
-        result.missing += list(getattr(self, "missing_reports", []))
+        result.missing += list(self.missing_reports)
         for name, recs in records.items():
             result.missing += [f"{r.image} ({r.where})" for r in recs if not r.image.is_file()]
         actual = self.counts(records)
