@@ -90,9 +90,9 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
 def cmd_data_verify(args: argparse.Namespace) -> int:
 
     from vlpbench.core.build import build_component
+    from vlpbench.core.capabilities import Verifiable, offers
     from vlpbench.core.context import BuildContext
     from vlpbench.engine.files import write_json, write_text
-    from vlpbench.core.capabilities import Verifiable, offers
     from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
