@@ -5,7 +5,10 @@
   can be imported first and the layers (core → config/data/models/objective → engine/tasks →
   board/launchers/devkit → cli) stay layers;
 * **size**: no module over :data:`MAX_MODULE_LINES` lines and no function over
-  :data:`MAX_FUNCTION_LINES` lines (a long one is a sign of several jobs in one place).
+  :data:`MAX_FUNCTION_LINES` lines (a long one is a sign of several jobs in one place);
+* **light start-up**: ``vlpbench --help`` and ``vlpbench plugins`` import none of
+  :data:`HEAVY_PACKAGES` (each costs from a tenth of a second to seconds), so imports of them are
+  made inside the functions that need them only on the modules those commands load.
 
 ``python scripts/check_structure.py`` prints what breaks a rule and exits 1 if anything does.
 """
@@ -13,12 +16,28 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 PACKAGE = Path(__file__).resolve().parents[1] / "vlpbench"
+#: Packages whose import the start-up commands must not pay for.
+HEAVY_PACKAGES = ("torch", "torchvision", "timm", "transformers", "tokenizers", "numpy", "pandas", "scipy", "sklearn",
+                  "monai", "pydantic", "ray", "submitit", "mlflow", "wandb", "tensorboard", "matplotlib", "yaml")
+#: The commands that must start fast (README › Figures), as ``vlpbench`` arguments.
+STARTUP_COMMANDS = (("--help",), ("plugins",))
+_RUN_COMMAND = """\
+import contextlib, io, sys
+from vlpbench.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main({argv!r})
+    except SystemExit:
+        pass
+"""
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -136,11 +155,36 @@ def oversized(package: Path = PACKAGE) -> list[str]:
     return found
 
 
+def heavy_imports(code: str, package: Path = PACKAGE) -> list[str]:
+    """The :data:`HEAVY_PACKAGES` that running ``code`` in a fresh interpreter imports (with ``package``'s
+    folder first on the path, so the checked-out code is what runs)."""
+    listing = code + "\nimport sys\nprint('\\n'.join(sys.modules), file=sys.stderr)\n"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package.parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, env=env,
+                          cwd=package.parent, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"the start-up check's interpreter failed:\n{done.stderr}")
+    loaded = {line.split(".")[0] for line in done.stderr.splitlines()}
+    return sorted(loaded & set(HEAVY_PACKAGES))
+
+
+def heavy_startup(package: Path = PACKAGE) -> list[str]:
+    """A line for each start-up command (:data:`STARTUP_COMMANDS`) that imports a heavy package."""
+    found = []
+    for argv in STARTUP_COMMANDS:
+        heavy = heavy_imports(_RUN_COMMAND.format(argv=list(argv)), package)
+        if heavy:
+            found.append(f"vlpbench {' '.join(argv)} imports {', '.join(heavy)}: import them inside the functions "
+                         "that need them")
+    return found
+
+
 def main() -> int:
-    problems = [f"import cycle: {' ↔ '.join(c)}" for c in cycles(import_graph())] + oversized()
+    problems = [f"import cycle: {' ↔ '.join(c)}" for c in cycles(import_graph())] + oversized() + heavy_startup()
     for problem in problems:
         print(problem)
-    print(f"{len(problems)} problem(s)" if problems else "no import cycle, no oversized module or function")
+    print(f"{len(problems)} problem(s)" if problems else "no import cycle, no oversized module or function, "
+          "no heavy import at start-up")
     return 1 if problems else 0
 
 

@@ -75,3 +75,19 @@ def test_the_repository_imports_only_the_new_paths() -> None:
     offending = [f"{p.relative_to(REPO)}: {m.group(0)}" for p in paths if p not in shims
                  for m in pattern.finditer(p.read_text())]
     assert offending == []
+
+
+def test_the_start_up_commands_import_nothing_heavy(structure) -> None:
+    """``vlpbench --help`` and ``vlpbench plugins`` stay fast: no torch, numpy, pydantic, … on their path."""
+    assert structure.heavy_startup() == []
+
+
+def test_the_start_up_check_sees_a_heavy_import(structure, tmp_path: Path) -> None:
+    package = tmp_path / "vlpbench"
+    (package / "cli").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "cli" / "__init__.py").write_text("import json\n\ndef main(argv):\n    if argv == ['plugins']:\n"
+                                                "        import yaml\n    print(argv)\n")
+    assert structure.heavy_imports("import vlpbench.cli", package) == []
+    found = structure.heavy_startup(package)
+    assert len(found) == 1 and found[0].startswith("vlpbench plugins imports yaml")

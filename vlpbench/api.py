@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from vlpbench.core.describe import describe_entry, find_entries, listing
+from vlpbench.core.plugins import get_plugins
+
 if TYPE_CHECKING:  # pragma: no cover
     from vlpbench.board.render import Board
     from vlpbench.config.loader import Experiment
@@ -121,16 +124,10 @@ def export(run_dir: str | Path, fmt: str = "all", out: str | Path | None = None)
 def components(kind: str | None = None) -> list[dict[str, Any]]:
     """Installed components (of ``kind``): kind, name, plugin, target, summary, distribution and the registration's
     metadata (``vlpbench plugins --json``; the whole metadata of a component: ``describe``)."""
-    from vlpbench.core.describe import listing
-    from vlpbench.core.plugins import get_plugins
-
     return listing(get_plugins(), kind)["components"]
 
 
 def describe(name: str, kind: str | None = None) -> list[dict[str, Any]]:
     """One component's parameters, defaults, limits, doc and origin (``vlpbench describe``)."""
-    from vlpbench.core.describe import describe_entry, find_entries
-    from vlpbench.core.plugins import get_plugins
-
     loaded = get_plugins()
     return [describe_entry(entry, loaded.versions()) for entry in find_entries(loaded.registry, name, kind)]

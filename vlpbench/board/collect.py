@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from vlpbench.config.identity import configuration_hash
 from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
 
 SCORE_COLUMNS = ["run_id", "variant", "seed", "column", "protocol", "value", "key", "samples", "path"]
@@ -35,8 +36,6 @@ def run_configuration_hash(record: dict[str, Any]) -> str:
     """The configuration identity of a run from its ``config.yaml`` (see
     :func:`vlpbench.config.identity.configuration_hash`); an evaluation's identity has no seed in it,
     so it is its own run hash."""
-    from vlpbench.config.identity import configuration_hash
-
     if record.get("evaluated") is not None:
         return str(record.get("run_hash") or record.get("run_id"))
     return configuration_hash(record.get("config") or {}, record.get("data_versions") or {},

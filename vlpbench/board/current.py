@@ -13,11 +13,13 @@ variant's most recently started run.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from vlpbench.board.ablation import flatten
+from vlpbench.board.collect import collect
 
 SUPERSEDED_COLUMNS = ["variant", "seed", "state", "run_id", "differs from current", "path"]
 
@@ -80,10 +82,6 @@ def _settings(run_id: str, configs: dict[str, dict[str, Any]], evaluated: dict[s
 def superseded_warnings(experiment: Any, folder: Any) -> list[str]:
     """One line per variant of ``experiment`` whose results ``folder`` holds runs of another
     configuration (printed by ``vlpbench run`` before it starts, so an edit never pools silently)."""
-    from pathlib import Path
-
-    from vlpbench.board.collect import collect
-
     runs_folder = Path(folder) / "runs"
     if not runs_folder.is_dir():
         return []

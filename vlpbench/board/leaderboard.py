@@ -28,6 +28,7 @@ from vlpbench.board.render import Board, latex, long_csv, markdown
 from vlpbench.board.reported import matching_reported, reported_html, reported_markdown
 from vlpbench.board.stats import SampleStore, best_per_column, mean_ranks, paired_differences, summarise
 from vlpbench.board.noise import load_noise_floor, mark_meaningful
+from vlpbench.config.floor import variant_role
 from vlpbench.engine.files import write_text
 
 
@@ -117,8 +118,6 @@ def _finished_scores(collected: Any, runs: pd.DataFrame) -> tuple[pd.DataFrame, 
 def variant_roles(runs: pd.DataFrame, configs: dict[str, dict[str, Any]]) -> dict[str, str]:
     """variant → its role on the board (:func:`vlpbench.config.floor.variant_role`: a floor, the oracle
     ceiling, or '' for a method), from the config of its newest current run."""
-    from vlpbench.config.floor import variant_role
-
     roles: dict[str, str] = {}
     for row in runs.sort_values("started", na_position="first").itertuples():
         if row.run_id in configs:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlpbench.core.errors import ConfigError
+
 METHODS = {"holm": "Holm (family-wise error rate)", "bh": "Benjamini–Hochberg (false discovery rate)"}
 
 
 def adjust(p: np.ndarray | list[float], method: str = "holm") -> np.ndarray:
     """Adjusted p-values in the order given."""
     if method not in METHODS:
-        from vlpbench.core.errors import ConfigError
-
         raise ConfigError(f"unknown p-value adjustment '{method}': use one of {', '.join(METHODS)}.")
     values = np.asarray(p, dtype=float)
     out = np.full(values.shape, np.nan)

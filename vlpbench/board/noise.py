@@ -28,6 +28,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from vlpbench.engine.files import CorruptFile, read_json
+
 NOISE_FILE = "noise_floor.json"
 ALPHA = 0.05
 NOISE_MULTIPLE = 2.0
@@ -75,8 +77,6 @@ def _measurement(document: dict[str, Any]) -> dict[str, Any]:
 def load_noise_floor(roots: list[Path]) -> tuple[dict[str, float], list[str]]:
     """(column → noise standard deviation, notes) from the first ``noise_floor.json`` among ``roots``;
     an unreadable file is a note, never a failure of the board."""
-    from vlpbench.engine.files import CorruptFile, read_json
-
     for root in roots:
         path = Path(root) / NOISE_FILE
         if not path.is_file():

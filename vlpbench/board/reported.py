@@ -13,13 +13,13 @@ from typing import Any
 
 import pandas as pd
 
+from vlpbench.core.plugins import get_plugins
+
 REQUIRED = ("method", "dataset", "task", "metric", "protocol", "values", "citation")
 
 
 def reported_entries() -> list[dict[str, Any]]:
     """Every loaded plugin's published numbers (entries missing a field are skipped)."""
-    from vlpbench.core.plugins import get_plugins
-
     hook = getattr(get_plugins().manager.hook, "vlpbench_reported_results", None)
     if hook is None:
         return []

@@ -40,7 +40,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
 KINDS = ("mean", "accuracy", "ratio", "auroc", "map")
 CHUNK = 200  # resamples scored at once (bounds memory for large test sets)
@@ -286,8 +286,6 @@ def permutation_p(null: np.ndarray, observed: float, resolved: int = 10) -> floa
     permutations are as extreme; further out its resolution (1 / (P + 1)) would make every
     adjusted p-value of a large board ≥ m / (P + 1), so there the tail of a normal fitted to the
     permutation null (mean 0 by symmetry, its standard deviation) is used instead."""
-    from scipy.stats import norm
-
     null = null[np.isfinite(null)]
     if len(null) == 0:
         return float("nan")

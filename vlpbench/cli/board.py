@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vlpbench.core.errors import ConfigError
+from vlpbench.core.errors import ConfigError, did_you_mean
 
 
 def add_leaderboard(sub: Any) -> None:
@@ -37,7 +37,6 @@ def _check_baseline(baseline: str, folders: list[Path]) -> None:
     """``--baseline`` must name a variant present in the folders: otherwise the comparison would be
     silently dropped from the board."""
     from vlpbench.board.collect import collect
-    from vlpbench.core.errors import did_you_mean
 
     variants = sorted({str(v) for v in collect(folders).runs.get("variant", [])})
     if baseline not in variants:

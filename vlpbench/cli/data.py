@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +64,6 @@ def add_mining_quality(sub: Any) -> None:
 
 
 def cmd_data_describe(args: argparse.Namespace) -> int:
-    import time
-
     from vlpbench.data.synthcxr import FINDINGS, SynthCXRConfig, generate
 
     config = SynthCXRConfig(seed=args.seed, image_size=args.image_size, difficulty=args.difficulty,
@@ -89,6 +90,7 @@ def cmd_data_describe(args: argparse.Namespace) -> int:
 def cmd_data_verify(args: argparse.Namespace) -> int:
 
     from vlpbench.core.build import build_component
+    from vlpbench.core.capabilities import Verifiable, offers
     from vlpbench.core.context import BuildContext
     from vlpbench.engine.files import write_json, write_text
     from vlpbench.core.plugins import get_registry
@@ -97,7 +99,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     spec = {"name": args.name, "root": args.root, **set_values(args.set)}
     if args.image_size:
         spec["image_size"] = args.image_size
-    if not hasattr(registry.get("dataset", args.name).load(), "verify"):
+    if not offers(registry.get("dataset", args.name).load(), Verifiable):
         raise ConfigError(f"dataset '{args.name}' is not read from local files, so there is nothing to verify; "
                           "`vlpbench plugins` lists the datasets (chexpert, mimic_cxr, rsna_pneumonia, ...).")
     source = build_component(registry, "dataset", spec, BuildContext())
@@ -161,8 +163,6 @@ DEFAULT_MINERS = ("identity", "oracle", "fane.adaptive_miner", "sista.fn_elimina
 
 
 def cmd_mining_quality(args: argparse.Namespace) -> int:
-    import json
-
     from vlpbench.core.build import build_component
     from vlpbench.core.context import BuildContext
     from vlpbench.devkit.mining_quality import evaluate_miner
@@ -189,6 +189,4 @@ def cmd_mining_quality(args: argparse.Namespace) -> int:
 
 def _percent(value: float) -> str:
     """A share as ``12.3%``, or ``—`` where it is undefined (nothing to divide by), never ``nan%``."""
-    import math
-
     return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f}%"

@@ -4,6 +4,7 @@ looked at, checked and handed on, without running anything."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,6 @@ def _print_scale_estimates(experiment: Any) -> None:
     """Each distinct image encoder's size and token grid, the store's disk size, the run's memory."""
     from vlpbench.data.prepare import encoder_summary, store_estimate
 
-    import json
-
     seen: set[str] = set()
     for spec in experiment.runs:  # each distinct pair of encoders at its image size, built once
         config = spec.run_config()
@@ -130,8 +129,6 @@ def _print_scale_estimates(experiment: Any) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    import json
-
     from vlpbench.config.jsonschema import experiment_schema
     from vlpbench.core.plugins import get_registry
 
@@ -149,8 +146,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     check_kind(args.kind)
     loaded = get_plugins()
     if args.json:
-        import json
-
         data = listing(loaded, args.kind, metadata=args.check)  # --check: import each, validate its metadata
         failures = 0
         if args.check:
@@ -190,8 +185,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     infos = api.describe(args.component, args.kind)
     if args.json:
-        import json
-
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
     else:
         print("\n\n".join(format_description(info) for info in infos))

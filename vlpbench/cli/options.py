@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -39,8 +40,6 @@ def bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
 
 def set_values(pairs: list[str] | None, example: str = "valid_size=5000") -> dict[str, object]:
     """``--set KEY=VALUE`` pairs; values are YAML (``1e-4`` is a number, ``{name: oracle}`` a mapping)."""
-    import re
-
     import yaml
 
     values: dict[str, object] = {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from vlpbench.cli.options import add_settings, experiment_file, results_folder, seed_list, settings_of
-from vlpbench.core.errors import UserError
+from vlpbench.core.errors import Terminated, UserError, clear_termination, request_termination
 
 
 def add_run(sub: Any) -> None:
@@ -98,25 +100,16 @@ class _TerminateToInterrupt:
     ``interrupted`` (not left ``running``) and the command exits 143."""
 
     def __enter__(self) -> None:
-        import signal
-        import threading
-
         self.previous = None
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._raise)
 
     @staticmethod
     def _raise(signum: int, frame: object) -> None:
-        from vlpbench.core.errors import Terminated, request_termination
-
         request_termination()  # raised again at the next step or run if this raise lands in a finaliser
         raise Terminated("SIGTERM")
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
-        from vlpbench.core.errors import clear_termination
-
         clear_termination()
         if self.previous is not None:
             signal.signal(signal.SIGTERM, self.previous)

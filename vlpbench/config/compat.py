@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -21,11 +22,11 @@ if TYPE_CHECKING:
 
 
 def _provides(registry: Registry, kind: str, name: str) -> set[str]:
-    return set(getattr(registry.get(kind, name).load(), "provides", ()))
+    return set(declared(registry.get(kind, name).load(), "provides"))
 
 
 def check_compatibility(config: RunConfig, registry: Registry, where: Callable[[tuple], str]) -> None:
-    from vlpbench.config.loader import component_slots
+    from vlpbench.config.loader import component_slots  # lazy: import cycle (config.loader imports this module)
 
     sides = {
         "image": _provides(registry, "image_encoder", config.model.image_encoder.name),
@@ -39,7 +40,7 @@ def check_compatibility(config: RunConfig, registry: Registry, where: Callable[[
         task_dataset = spec.params().get("dataset") if kind == "task" else None
         if isinstance(task_dataset, dict):
             provided["data"] = _provides(registry, "dataset", task_dataset.get("name", ""))
-        for requirement in sorted(getattr(cls, "requires", ())):
+        for requirement in sorted(declared(cls, "requires")):
             side, _, capability = requirement.partition(":")
             if capability not in provided.get(side, set()):
                 giver = {"image": "the image encoder", "text": "the text encoder", "data": "the dataset"}[side]

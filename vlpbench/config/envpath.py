@@ -15,6 +15,8 @@ import os
 import re
 from typing import Any
 
+from vlpbench.core.errors import ConfigError, DataError
+
 ALLOWED = re.compile(r"^(VLPBENCH_[A-Z0-9_]*|HOME|TMPDIR|SCRATCH|SLURM_TMPDIR)$")
 REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 ALLOWED_TEXT = "VLPBENCH_* (e.g. VLPBENCH_DATA), HOME, TMPDIR, SCRATCH and SLURM_TMPDIR"
@@ -28,8 +30,6 @@ def references(text: str) -> list[str]:
 def expand_path(text: str, what: str) -> str:
     """``text`` with ``~`` and the allowed ``$VARS`` expanded; a one-paragraph error (quoting ``text``, never
     a value) for a variable that is not allowed or not set."""
-    from vlpbench.core.errors import ConfigError, DataError
-
     for name in references(text):
         if not ALLOWED.match(name):
             raise ConfigError(f"{what} = '{text}' refers to the environment variable ${name}, which vlpbench does "

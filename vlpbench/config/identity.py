@@ -21,7 +21,11 @@ import json
 import os
 from typing import Any
 
+from vlpbench.config.floor import floor_identity
+from vlpbench.core.capabilities import declared
+from vlpbench.core.errors import RegistryError
 from vlpbench.core.kinds import scoped_slots
+from vlpbench.core.plugins import get_registry
 
 
 def canonical_hash(payload: Any, compact: bool = True) -> str:
@@ -44,8 +48,6 @@ def identity_config(resolved: dict[str, Any], world_size: int) -> dict[str, Any]
     """The resolved config as it is hashed for a run on ``world_size`` processes (a floor run's,
     see :mod:`vlpbench.config.floor`, without the settings of the pretraining it does not do)."""
     if resolved.get("floor"):
-        from vlpbench.config.floor import floor_identity
-
         resolved = floor_identity(resolved)
     if world_size > 1:
         return {**resolved, "world_size": world_size}
@@ -99,11 +101,8 @@ def pretrain_identity(config: dict[str, Any], seed: int, data_versions: dict[str
 
 
 def _downstream_only_params(dataset: str) -> frozenset[str]:
-    from vlpbench.core.errors import RegistryError
-    from vlpbench.core.plugins import get_registry
-
     try:
-        return frozenset(getattr(get_registry().get("dataset", dataset).load(), "downstream_only_params", ()))
+        return frozenset(declared(get_registry().get("dataset", dataset).load(), "downstream_only_params"))
     except RegistryError:
         return frozenset()
 

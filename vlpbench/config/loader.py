@@ -7,6 +7,7 @@ inside a variant point at the variant's line.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,17 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from vlpbench.config.compat import check_compatibility
+from vlpbench.config.envpath import ALLOWED_TEXT, disallowed_references
 from vlpbench.config.errors import Loc, describe, format_errors
 from vlpbench.config.floor import check_floor
-from vlpbench.config.identity import run_hash, world_size_from_environment
+from vlpbench.config.identity import configuration_hash, run_hash, world_size_from_environment
 from vlpbench.config.overrides import apply_override, split_path
-from vlpbench.config.schema import ComponentSpec, ExperimentFile, ModelConfig, RunConfig
+from vlpbench.config.schema import ComponentSpec, ExperimentFile, MAX_SEED, ModelConfig, RunConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
-from vlpbench.core.errors import ConfigError, RegistryError
+from vlpbench.core.capabilities import declared
+from vlpbench.core.errors import ConfigError, RegistryError, did_you_mean
 from vlpbench.core.kinds import slots as kind_slots
+from vlpbench.core.plugins import get_registry
 
 RUN_KEYS = tuple(RunConfig.model_fields)
 BASE_VARIANT = "base"
@@ -61,8 +65,6 @@ class RunSpec:
     def config_hash(self) -> str:
         """The variant's configuration identity (the run identity without the seed): runs of one
         variant share a leaderboard row only when it is equal (see the board's superseded runs)."""
-        from vlpbench.config.identity import configuration_hash
-
         return configuration_hash(self.config, self.protocol_versions, self.world_size, self.evaluation)
 
 
@@ -133,8 +135,6 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
 
     Also returns the protocol versions of the data sources (they enter the run hash).
     """
-    from vlpbench.core.plugins import get_registry
-
     registry = get_registry()
     resolved = config.model_dump(by_alias=True, mode="json")
     versions: dict[str, str] = {}
@@ -146,7 +146,7 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
         except RegistryError as exc:
             problems.append(f"{where(loc + ('name',))}: '{describe(loc)}': {exc}")
             continue
-        params_model: type[BaseModel] | None = getattr(cls, "Params", None)
+        params_model: type[BaseModel] | None = declared(cls, "Params")
         if params_model is None:
             if spec.params():
                 problems.append(f"{where(loc)}: {kind} '{spec.name}' takes no parameters, got {sorted(spec.params())}.")
@@ -161,10 +161,9 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
             node = node[part]
         node.update(params.model_dump(mode="json"))
         if kind == "dataset":
-            versions[spec.name] = str(getattr(cls, "protocol_version", "unversioned"))
+            versions[spec.name] = str(declared(cls, "protocol_version"))
     problems += [f"{where(loc)}: '{describe(loc)}' = {value}: every number must be finite; give a finite value."
                  for loc, value in _non_finite(resolved)]
-    from vlpbench.config.envpath import ALLOWED_TEXT, disallowed_references
 
     problems += [f"{where(loc)}: '{describe(loc)}' refers to the environment variable ${name}, which vlpbench does not "
                  f"expand: only {ALLOWED_TEXT} may appear in paths." for loc, name in disallowed_references(resolved)]
@@ -176,8 +175,6 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
 
 def _non_finite(value: Any, loc: Loc = ()) -> list[tuple[Loc, float]]:
     """(location, value) of every NaN or infinite number in a resolved config (YAML's ``.inf``, ``.nan``)."""
-    import math
-
     if isinstance(value, float):
         return [] if math.isfinite(value) else [(loc, value)]
     if isinstance(value, dict):
@@ -215,8 +212,6 @@ def resolve_variant(
     overrides = dict(overrides)
     preset = overrides.pop("preset", None)
     if preset is not None:
-        from vlpbench.core.plugins import get_registry
-
         try:
             preset_overrides = get_registry().get("preset", str(preset)).load()
         except RegistryError as exc:
@@ -266,7 +261,6 @@ def load_experiment(
     path = Path(path)
     settings = dict(settings or {})
     check_settings(settings)
-    from vlpbench.config.schema import MAX_SEED
 
     bad_seeds = [seed for seed in seeds or [] if not 0 <= seed <= MAX_SEED]
     if bad_seeds:
@@ -280,8 +274,6 @@ def load_experiment(
     if variants:
         unknown = [v for v in variants if v not in declared]
         if unknown:
-            from vlpbench.core.errors import did_you_mean
-
             raise ConfigError(
                 f"{path}: no variant named '{unknown[0]}'{did_you_mean(unknown[0], list(declared))} "
                 f"Variants in this file: {', '.join(declared)}."

@@ -8,6 +8,8 @@ as the core's.
 
 from __future__ import annotations
 
+import re
+import signal as signals
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,8 +25,6 @@ NAME_MAX_LENGTH = 100
 
 def is_plain_name(name: object) -> bool:
     """One line, no control characters or separators, not '.'/'..', at most :data:`NAME_MAX_LENGTH` characters."""
-    import re
-
     return (isinstance(name, str) and len(name) <= NAME_MAX_LENGTH and re.fullmatch(VARIANT_NAME_PATTERN, name) is not None
             and name not in (".", ".."))
 
@@ -190,8 +190,6 @@ class SlurmConfig(Strict):
     @field_validator("signal")
     @classmethod
     def _catchable_signal(cls, value: str) -> str:
-        import signal as signals
-
         name = value.strip().upper().removeprefix("SIG")
         if name in {"KILL", "STOP", "TERM", "CONT", "INT"} or not hasattr(signals, f"SIG{name}"):
             raise ValueError(f"'{value}' cannot be the requeue signal: give a signal the job can catch that Slurm "
@@ -308,8 +306,6 @@ class ExperimentFile(RunConfig):
     @field_validator("variants")
     @classmethod
     def _variant_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        import re
-
         for name in value:
             if not re.fullmatch(VARIANT_NAME_PATTERN, name):
                 raise ValueError(f"variant name {name!r} may only use letters, digits and _ . + - (one line)")

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vlpbench.config.schema import ComponentSpec
+from vlpbench.core.capabilities import declared
 from vlpbench.core.context import BuildContext
 from vlpbench.core.errors import ConfigError
 from vlpbench.core.registry import Registry
@@ -16,7 +17,7 @@ def build_component(registry: Registry, kind: str, spec: ComponentSpec | dict[st
     """``spec`` → ``Component(Params(**params), context)``."""
     spec = spec if isinstance(spec, ComponentSpec) else ComponentSpec.model_validate(spec)
     cls = registry.get(kind, spec.name).load()
-    params_model = getattr(cls, "Params", None)
+    params_model = declared(cls, "Params")
     try:
         parsed = params_model.model_validate(spec.params()) if params_model is not None else None
     except ValidationError as exc:

@@ -8,6 +8,9 @@ and is allowed to propagate with its traceback (exit status 1).
 
 from __future__ import annotations
 
+import difflib
+import errno as errno_module
+
 
 class UserError(Exception):
     """A mistake the user can fix; the message names the place and the fix."""
@@ -85,8 +88,6 @@ def environment_message(exc: BaseException) -> str | None:
     Finished results are never touched by these errors (every result file is written atomically), so
     the paragraph also says that a rerun continues where it stopped.
     """
-    import errno as errno_module
-
     keep = "Finished results are kept; rerun the same command to continue."
     if isinstance(exc, OSError) and exc.errno is not None:
         name = errno_module.errorcode.get(exc.errno, "")
@@ -105,8 +106,6 @@ def environment_message(exc: BaseException) -> str | None:
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -> str:
     """Return a '; did you mean …?' suffix for ``name`` among ``choices`` (or '')."""
-    import difflib
-
     close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
     if not close:
         # Namespaced names: also match on the part after the last dot.

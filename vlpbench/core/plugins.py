@@ -17,8 +17,8 @@ import pluggy
 
 from vlpbench import __version__
 
-from vlpbench.core import hookspecs
-from vlpbench.core.errors import PluginError
+from vlpbench.core import builtin, hookspecs
+from vlpbench.core.errors import PluginError, did_you_mean
 from vlpbench.core.registry import BUILTIN_ORIGIN, Registrar, Registry
 
 
@@ -82,8 +82,6 @@ def load_plugins(
     strict: bool | None = None,
 ) -> LoadedPlugins:
     """Build the registry from the built-in plugin and the installed (or given) entry points."""
-    from vlpbench.core import builtin
-
     strict = strict_from_env() if strict is None else strict
     manager = _new_manager()
     registry = Registry()
@@ -137,7 +135,6 @@ def _check_pending(manager: pluggy.PluginManager, plugin: Any) -> None:
     for name, caller in vars(manager.hook).items():
         if caller.spec is None and any(impl.plugin is plugin for impl in caller.get_hookimpls()):
             known = [n for n, c in vars(manager.hook).items() if c.spec is not None]
-            from vlpbench.core.errors import did_you_mean
 
             raise pluggy.PluginValidationError(
                 plugin, f"unknown hook '{name}'{did_you_mean(name, known)} (vlpbench's hooks: {', '.join(known)})")

@@ -9,6 +9,8 @@ sources compare their estimate with the memory available here before they alloca
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from vlpbench.core.errors import EnvironmentProblem
 
@@ -57,9 +59,6 @@ def synthcxr_stored_bytes(samples: int) -> int:
 
 def check_disk(needed: int, folder: "os.PathLike[str] | str", what: str, fix: str) -> None:
     """Raise :class:`EnvironmentProblem` when ``needed`` bytes exceed the free space where ``folder`` is."""
-    import shutil
-    from pathlib import Path
-
     place = Path(folder)
     while not place.exists() and place != place.parent:
         place = place.parent

@@ -11,11 +11,17 @@ the memory-mapped store.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from vlpbench.config.schema import RunConfig
+from vlpbench.core.build import build_component
+from vlpbench.core.context import BuildContext
+from vlpbench.core.plugins import get_registry
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -37,9 +43,6 @@ class PreparedSplit:
 
 def prepare(source: Any, splits: list[str], verify: bool = False) -> list[PreparedSplit]:
     """Build (or open) the store of each split of ``source`` (a built ``dataset`` component)."""
-    import json
-    from pathlib import Path
-
     from vlpbench.data.store import ImageStore
 
     out = []
@@ -57,10 +60,7 @@ def prepare(source: Any, splits: list[str], verify: bool = False) -> list[Prepar
 
 def encoder_summary(config: RunConfig) -> str:
     """The image encoder's parameter count and token grid at the run's image size (built on the CPU)."""
-    from vlpbench.core.build import build_component
-    from vlpbench.core.context import BuildContext
-    from vlpbench.engine.model import probe_patch_grid
-    from vlpbench.core.plugins import get_registry
+    from vlpbench.engine.model import probe_patch_grid  # lazy: torch; validate imports this module
 
     size = int(config.data.params().get("image_size") or 224)
     context = BuildContext(embed_dim=config.model.embed_dim, image_size=size)
@@ -81,9 +81,8 @@ def text_parameters(config: RunConfig) -> int | None:
     spec = config.model.text_encoder
     if spec.name != "bert":
         return None
-    import os
 
-    import torch
+    import torch  # lazy: torch and transformers; validate imports this module
     from transformers import AutoConfig, AutoModel, BertConfig
 
     from vlpbench.models.text_bert import BertTextEncoder, LocalModel

@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.core.component import Component
+from vlpbench.core.resources import check_fits, synthcxr_stored_bytes
+from vlpbench.data.store import store_root
 from vlpbench.data.synthcxr import FINDINGS, GENERATOR_VERSION, LOCAL_FINDINGS, PROMPTS, SynthCXRConfig, SynthCXRSplit, generate_stored
 
 
@@ -58,8 +60,6 @@ class SynthCXRSource(Component["SynthCXRSource.Params"]):
     def split(self, name: str) -> SynthCXRSplit:
         sizes = {"pretrain": self.params.pretrain_size, "train": self.params.train_size,
                  "val": self.params.val_size, "test": self.params.test_size}
-        from vlpbench.data.store import store_root
-        from vlpbench.core.resources import check_fits, synthcxr_stored_bytes
 
         if name in sizes:
             check_fits(synthcxr_stored_bytes(sizes[name]), f"synthcxr's {name} split of {sizes[name]:,} studies "

@@ -26,7 +26,22 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import jsonschema
+import torch
+
+from vlpbench.config.schema import RunConfig
+from vlpbench.core.build import build_component
+from vlpbench.core.capabilities import declared
+from vlpbench.core.context import BuildContext
+from vlpbench.core.errors import PluginError
+from vlpbench.core.features import Batch, ImageFeatures, TextFeatures
 from vlpbench.core.kinds import ImageEncoder, kind_of, missing_members, objective_slots
+from vlpbench.core.plugins import get_plugins, get_registry
+from vlpbench.data.pipeline import normalise
+from vlpbench.devkit.distributed_check import check_cases, component_cases
+from vlpbench.engine.model import build_run
+from vlpbench.engine.scoring import evaluate_tasks
+from vlpbench.tasks.base import Encoders
 
 #: kind -> how a component of that kind enters an objective config (from the kind table's slots).
 OBJECTIVE_SLOTS: dict[str, Callable[[Any], dict[str, Any]]] = {kind: slot.entry for kind, slot in objective_slots()}
@@ -57,8 +72,6 @@ def _run(component: str, kind: str, check: str, fn: Callable[[], str | None]) ->
 
 
 def _defaults_check(params_model: Any) -> str:
-    import jsonschema
-
     defaults = params_model().model_dump(mode="json")
     jsonschema.validate(defaults, params_model.model_json_schema())
     params_model.model_validate(defaults)
@@ -75,11 +88,6 @@ def _roundtrip_check(params_model: Any) -> str:
 
 def _objective_model(kind: str, name: str, encoder: dict[str, Any], dtype: Any = None) -> tuple[Any, Any]:
 
-    from vlpbench.config.schema import RunConfig
-    from vlpbench.data.pipeline import normalise
-    from vlpbench.engine.model import build_run
-    from vlpbench.core.plugins import get_registry
-
     config = copy.deepcopy(TINY)
     config["model"]["image_encoder"] = encoder
     config["objective"] = OBJECTIVE_SLOTS[kind]({"name": name})
@@ -95,8 +103,6 @@ def _objective_model(kind: str, name: str, encoder: dict[str, Any], dtype: Any =
 
 
 def _forward_backward_check(kind: str, name: str, encoder: dict[str, Any]) -> str:
-    import torch
-
     model, batch = _objective_model(kind, name, encoder)
     model.train()
     positives_seen: list[Any] = []
@@ -119,17 +125,11 @@ def _forward_backward_check(kind: str, name: str, encoder: dict[str, Any]) -> st
 
 
 def _loss(model: Any, batch: Any) -> float:
-    import torch
-
     with torch.no_grad():
         return float(model(batch, progress=0.9).total)
 
 
 def _permutation_check(kind: str, name: str) -> str:
-    import torch
-
-    from vlpbench.core.features import Batch
-
     model, batch = _objective_model(kind, name, ENCODERS["CNN"])
     model.eval()
     torch.manual_seed(0)
@@ -145,8 +145,6 @@ def _permutation_check(kind: str, name: str) -> str:
 
 
 def _dtype_check(kind: str, name: str) -> str:
-    import torch
-
     model, batch = _objective_model(kind, name, ENCODERS["CNN"])
     model.eval()
     single = _loss(model, batch)
@@ -159,10 +157,6 @@ def _dtype_check(kind: str, name: str) -> str:
 
 
 def _build_check(kind: str, name: str) -> str:
-    from vlpbench.core.build import build_component
-    from vlpbench.core.context import BuildContext
-    from vlpbench.core.plugins import get_registry
-
     context = BuildContext(embed_dim=32, image_size=32, corpus=["No acute cardiopulmonary process."])
     build_component(get_registry(), kind, {"name": name}, context)
     return ""
@@ -170,13 +164,6 @@ def _build_check(kind: str, name: str) -> str:
 
 def _image_interface_check(name: str) -> str:
     """Every feature the built-in tasks read from an image encoder, finite and consistently shaped."""
-    import torch
-
-    from vlpbench.core.build import build_component
-    from vlpbench.core.context import BuildContext
-    from vlpbench.core.features import ImageFeatures
-    from vlpbench.core.plugins import get_registry
-
     encoder = build_component(get_registry(), "image_encoder", {"name": name},
                               BuildContext(embed_dim=32, image_size=32)).eval()
     images = torch.rand(2, 1, 32, 32)
@@ -213,13 +200,6 @@ def _shape(tensor: Any, expected: tuple[int, ...], label: str) -> None:
 
 def _text_interface_check(name: str) -> str:
     """A text encoder tokenizes reports and gives finite global, word and sentence features."""
-    import torch
-
-    from vlpbench.core.build import build_component
-    from vlpbench.core.context import BuildContext
-    from vlpbench.core.features import TextFeatures
-    from vlpbench.core.plugins import get_registry
-
     reports = [["No acute cardiopulmonary process."], ["Small left pleural effusion.", "Heart size is normal."]]
     corpus = [sentence for report in reports for sentence in report] * 4
     encoder = build_component(get_registry(), "text_encoder", {"name": name},
@@ -253,17 +233,7 @@ def _text_interface_check(name: str) -> str:
 def _task_check(name: str) -> str:
     """The task evaluates a tiny model on SynthCXR (every kind of label, mask, box and report) with
     finite scores, each with a protocol."""
-    import math
-
-    import torch
-
-    from vlpbench.config.schema import RunConfig
-    from vlpbench.engine.model import build_run
-    from vlpbench.engine.scoring import evaluate_tasks
-    from vlpbench.core.plugins import get_registry
-    from vlpbench.tasks.base import Encoders
-
-    fields = getattr(get_registry().get("task", name).load(), "Params", None)
+    fields = declared(get_registry().get("task", name).load(), "Params")
     fields = fields.model_fields if fields is not None else {}
     spec = {"name": name, **{k: v for k, v in SMALL_TASK.items() if k in fields}}  # the defaults, trained briefly
     config = RunConfig.model_validate({**TINY, "model": {**TINY["model"], "image_encoder": ENCODERS["CNN"]},
@@ -302,13 +272,9 @@ INTERFACE_CHECKS = {
 
 def check_plugin(plugin: str) -> list[Check]:
     """Run the conformance suite on every component of ``plugin`` (entry-point or distribution name)."""
-    from vlpbench.core.plugins import get_plugins
-
     loaded = get_plugins()
     record = next((p for p in loaded.plugins if plugin in (p.name, p.distribution)), None)
     if record is None:
-        from vlpbench.core.errors import PluginError
-
         names = ", ".join(f"{p.name} ({p.distribution})" for p in loaded.plugins)
         raise PluginError(f"no installed vlpbench plugin is called '{plugin}'. Installed: {names}. Install it "
                           "(pip install -e path/to/plugin) or give its entry-point name.")
@@ -359,14 +325,12 @@ def _two_process_checks(components: list[tuple[str, str]]) -> list[Check]:
     """
     if not components:
         return []
-    from vlpbench.devkit.distributed_check import check_cases, component_cases
-    from vlpbench.core.plugins import get_registry
 
     registry = get_registry()
     cases, kinds, skipped = [], [], []
     for kind, name in components:
         for case in component_cases(kind, name):
-            if case.scope == "gathered" and getattr(registry.get(kind, name).load(), "batch_negatives", True) is False:
+            if case.scope == "gathered" and declared(registry.get(kind, name).load(), "batch_negatives") is False:
                 skipped.append(Check(name, kind, "gathered scope on 2 processes = 1 process", "skip",
                                      "declares batch_negatives = False (compares nothing across the batch)"))
                 continue

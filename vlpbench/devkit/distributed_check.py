@@ -28,7 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from vlpbench.config.schema import ObjectiveConfig
+from vlpbench.core.build import build_component
+from vlpbench.core.context import BuildContext
 from vlpbench.core.kinds import kind_of
+from vlpbench.core.plugins import get_registry
+from vlpbench.data.synthcxr import SynthCXRConfig, generate
+from vlpbench.devkit.testing import feature_inputs
+from vlpbench.objective.objective import Objective
 
 STEPS = 3
 BATCH = 6  # per process
@@ -64,14 +75,6 @@ class Outcome:
 
 
 def _build_objective(objective: dict[str, Any]) -> Any:
-    import torch
-
-    from vlpbench.core.build import build_component
-    from vlpbench.config.schema import ObjectiveConfig
-    from vlpbench.core.context import BuildContext
-    from vlpbench.objective.objective import Objective
-    from vlpbench.core.plugins import get_registry
-
     torch.manual_seed(0)
     registry = get_registry()
     context = BuildContext(embed_dim=DIM, image_size=32, patch_grid=GRID, seed=0, total_steps=100)
@@ -86,17 +89,11 @@ def _build_objective(objective: dict[str, Any]) -> Any:
 @functools.lru_cache(maxsize=1)
 def _corpus_labels() -> Any:
     """Labels of the 64 pretraining samples the fixed features index (generated once per process)."""
-    import torch
-
-    from vlpbench.data.synthcxr import SynthCXRConfig, generate
-
     return torch.from_numpy(generate("pretrain", 64, SynthCXRConfig(seed=0, image_size=32)).labels).float()
 
 
 def fixed_features(step: int, samples: int) -> dict[str, Any]:
     """Seeded feature tensors of ``samples`` rows for ``step`` (the same in every process)."""
-    import torch
-
     generator = torch.Generator().manual_seed(1000 + step)
     rand = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64).float()  # noqa: E731
     index = torch.randperm(64, generator=generator)[:samples]
@@ -113,10 +110,6 @@ def _rows(features: dict[str, Any], rows: slice) -> dict[str, Any]:
 
 def _step(objective: Any, features: dict[str, Any], step: int) -> dict[str, Any]:
     """One forward/backward on ``features``; the loss, each term and the feature gradients."""
-    import torch
-
-    from vlpbench.devkit.testing import feature_inputs
-
     leaves = {k: features[k].clone().requires_grad_(True) for k in FEATURES}
     inputs = feature_inputs(leaves["image_global"], leaves["text_global"], leaves["patches"], leaves["sentences"],
                             features["sentence_counts"], leaves["words"], features["word_counts"], grid=GRID,
@@ -142,9 +135,6 @@ def _run_steps(objective_config: dict[str, Any], rows: slice | None, samples: in
 
 
 def _worker(rank: int, world: int, rendezvous: str, cases: list[Case], out: str) -> None:
-    import torch
-    import torch.distributed as dist
-
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
@@ -163,7 +153,6 @@ def _worker(rank: int, world: int, rendezvous: str, cases: list[Case], out: str)
 
 def _compare(expected: list[dict[str, Any]], got: list[dict[str, Any]], rows: slice | None,
              rtol: float, atol: float) -> tuple[bool, str, dict[str, float]]:
-    import torch
 
     worst: dict[str, float] = {}
     for step, (want, have) in enumerate(zip(expected, got)):
@@ -181,8 +170,6 @@ def _compare(expected: list[dict[str, Any]], got: list[dict[str, Any]], rows: sl
 
 def _ddp_average(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per step: the mean loss, and both processes' feature gradients divided by 2, in rank order."""
-    import torch
-
     return [{"total": 0.5 * (a["total"] + b["total"]),
              "grads": {k: 0.5 * torch.cat([a["grads"][k], b["grads"][k]]) for k in FEATURES}}
             for a, b in zip(first, second)]
@@ -190,8 +177,6 @@ def _ddp_average(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> l
 
 def check_cases(cases: list[Case], rtol: float = 1e-4, atol: float = 1e-5) -> list[Outcome]:
     """Run every case on 2 processes and compare with single-process references."""
-    import torch.multiprocessing as mp
-
     with tempfile.TemporaryDirectory(prefix="vlpbench-2proc-") as folder:
         mp.start_processes(_worker, args=(2, str(Path(folder) / "rendezvous"), cases, folder), nprocs=2,
                            join=True, start_method="spawn")

@@ -21,6 +21,7 @@ from vlpbench.core.build import build_component
 from vlpbench.config.schema import ComponentSpec
 from vlpbench.core.context import BuildContext
 from vlpbench.core.errors import ConfigError
+from vlpbench.core.plugins import get_registry
 from vlpbench.devkit.testing import feature_inputs
 
 
@@ -48,7 +49,6 @@ def truth_matrix(rows: torch.Tensor) -> torch.Tensor:
 
 def evaluate_miner(spec: dict[str, Any], source: Any, batches: int, batch_size: int, seed: int,
                    with_laterality: bool = False) -> MiningQuality:
-    from vlpbench.core.plugins import get_registry
 
     component = ComponentSpec.model_validate(spec)
     if component.params().get("source") == "learned":

@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from tqdm import tqdm
+from vlpbench.engine.files import write_json
+
 if TYPE_CHECKING:
     from vlpbench.engine.rundir import RunDir
 
@@ -105,7 +108,6 @@ class ProgressBar(Callback):
     def on_train_start(self, state: TrainState) -> None:
         if not state.main or state.total == 0:
             return
-        from tqdm import tqdm
 
         self.bar = tqdm(total=state.total, initial=state.done, desc="pretrain", unit="step", file=sys.stderr,
                         dynamic_ncols=True, leave=False)
@@ -128,8 +130,6 @@ class PartialHistory(Callback):
     ``complete: false`` until the runner writes the finished run's history over it."""
 
     def on_epoch_end(self, state: TrainState, epoch: int, loss: float) -> None:
-        from vlpbench.engine.files import write_json
-
         if state.main:
             write_json(state.run.file("history.json"), {"steps": state.history, "epochs_done": epoch + 1,
                                                         "epochs": state.epochs, "total_steps": state.total,

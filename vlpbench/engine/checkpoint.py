@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,8 +106,6 @@ def _reason(exc: BaseException) -> str:
     """The first line of a loading error, without torch's long weights_only advice."""
     text = str(exc).strip()
     if "Weights only load failed" in text:
-        import re
-
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"Unsupported operand \d+", text)
         return (f"it holds objects other than tensors and plain data ({found.group(0) if found else 'refused by torch'}) "
                 "and was not unpickled")

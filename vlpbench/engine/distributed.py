@@ -14,10 +14,12 @@ import datetime
 import os
 from typing import TYPE_CHECKING, Any, Iterator
 
+import torch
+import torch.distributed as dist
+
 from vlpbench.objective.scope import World, current_world
 
 if TYPE_CHECKING:
-    import torch
     from torch import Tensor
 
 #: Rank 0 evaluates the downstream tasks while the others wait at a barrier: allow it time.
@@ -37,8 +39,6 @@ def process_group() -> Iterator[World]:
     if launched_world_size() == 1:
         yield World()
         return
-    import torch
-    import torch.distributed as dist
 
     backend = os.environ.get("VLPBENCH_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl":
@@ -71,8 +71,6 @@ def broadcast_flag(value: bool) -> bool:
     world = current_world()
     if not world.distributed:
         return value
-    import torch
-    import torch.distributed as dist
 
     flag = torch.tensor([1 if value else 0], dtype=torch.int32, device=collective_device())
     dist.broadcast(flag, src=0)
@@ -88,7 +86,6 @@ def all_reduce_mean(tensor: "Tensor", world: World | None = None) -> "Tensor":
     world = world or current_world()
     if not world.distributed:
         return tensor
-    import torch.distributed as dist
 
     reduced = tensor.clone()
     dist.all_reduce(reduced)
@@ -97,9 +94,6 @@ def all_reduce_mean(tensor: "Tensor", world: World | None = None) -> "Tensor":
 
 def collective_device() -> "torch.device":
     """Where the backend's collectives expect tensors: this rank's GPU under NCCL, else the CPU."""
-    import torch
-    import torch.distributed as dist
-
     if dist.is_initialized() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -114,9 +108,6 @@ def collectives_on(device: "torch.device") -> Iterator[None]:
     """Within the block, every ``torch.distributed`` collective must get tensors on ``device`` (the
     model's): one given a tensor elsewhere raises at once, naming the collective and both devices,
     instead of crashing (NCCL) or silently copying. The trainer runs every distributed step inside it."""
-    import torch
-    import torch.distributed as dist
-
     originals = {name: getattr(dist, name) for name in _COLLECTIVES if hasattr(dist, name)}
 
     def guarded(name: str, original: Any) -> Any:

@@ -17,22 +17,29 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from vlpbench.config.identity import evaluation_identity
-from vlpbench.config.loader import load_experiment
+from vlpbench.config.loader import BASE_VARIANT, load_experiment
+from vlpbench.config.schema import NAME_MAX_LENGTH, RunConfig, is_plain_name
+from vlpbench.config.yamlmap import load_yaml_with_lines
+from vlpbench.core.build import build_component
+from vlpbench.core.context import BuildContext
 from vlpbench.engine.files import file_sha256, write_yaml
 from vlpbench.engine.rundir import RunDir, run_dir
 from vlpbench.core.errors import ConfigError, DataError
+from vlpbench.core.plugins import get_registry
+from vlpbench.engine.checkpoint import load_checkpoint
+from vlpbench.engine.importing import load_backbone
+from vlpbench.engine.model import build_run
+from vlpbench.engine.pretrain import resolve_device
+from vlpbench.engine.provenance import write_provenance
+from vlpbench.engine.scoring import evaluate_tasks, record_metrics
+from vlpbench.models.image_timm import TimmImageEncoder
+from vlpbench.tasks.base import Encoders
 
 
 def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
-    import yaml
-
-    from vlpbench.config.schema import RunConfig
-    from vlpbench.engine.checkpoint import load_checkpoint
-    from vlpbench.engine.model import build_run
-    from vlpbench.core.plugins import get_registry
-    from vlpbench.tasks.base import Encoders
-
     final = RunDir(folder).final_checkpoint
     if not final.is_file():
         raise DataError(f"'{folder}' is a run directory without checkpoints/final.pt: the run has not finished "
@@ -49,13 +56,9 @@ def _load_run_encoders(folder: Path, device: Any) -> tuple[Any, dict[str, Any]]:
 
 def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any, key_map: dict[str, Any] | None = None,
                        echo: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
-    from vlpbench.core.context import BuildContext
-    from vlpbench.models.image_timm import TimmImageEncoder
-    from vlpbench.tasks.base import Encoders
 
     image_size = int(config.data.params().get("image_size", 64))
     if key_map:  # a published layout: vlpbench maps the keys, reports what loaded, refuses a mostly random load
-        from vlpbench.engine.importing import load_backbone
 
         params = TimmImageEncoder.Params(arch=arch)
         encoder = TimmImageEncoder(params, BuildContext(embed_dim=config.model.embed_dim, image_size=image_size))
@@ -73,8 +76,6 @@ def _load_timm_encoder(path: Path, arch: str, config: Any, device: Any, key_map:
 
 def check_label(label: str) -> None:
     """``--label`` names a folder under ``results/<experiment>/runs/`` and a board row: a plain, short name."""
-    from vlpbench.config.schema import NAME_MAX_LENGTH, is_plain_name
-
     if not is_plain_name(label):
         raise ConfigError(f"--label {label!r} is not a plain name: use at most {NAME_MAX_LENGTH} letters, digits and "
                           "_ . + - (starting with a letter or digit), e.g. --label biovil; it names a folder under "
@@ -85,9 +86,6 @@ def eval_label(label: str, experiment_file: Path, separate_row: bool) -> str:
     """The leaderboard row an evaluation goes to. A label that names a variant of the experiment
     would pool the evaluation with that variant's pretrained seeds, so it is refused, unless a
     separate row is asked for (then the row is ``<label> [eval]``)."""
-    from vlpbench.config.loader import BASE_VARIANT
-    from vlpbench.config.yamlmap import load_yaml_with_lines
-
     data, _ = load_yaml_with_lines(Path(experiment_file))
     variants = list((data or {}).get("variants") or {BASE_VARIANT: {}}) if isinstance(data, dict) else []
     if label not in variants:
@@ -123,13 +121,6 @@ def evaluate_checkpoint(checkpoint: Path, experiment_file: Path, results_root: P
 
     ``key_map`` (``{"format": ..., "prefix": ..., "strip": [...]}``, any of them) imports a published
     checkpoint's image backbone through :mod:`vlpbench.engine.importing`."""
-    from vlpbench.core.build import build_component
-    from vlpbench.core.context import BuildContext
-    from vlpbench.engine.pretrain import resolve_device
-    from vlpbench.engine.provenance import write_provenance
-    from vlpbench.engine.scoring import evaluate_tasks, record_metrics
-    from vlpbench.core.plugins import get_registry
-
     check_label(label)
     label = eval_label(label, experiment_file, separate_row)
     experiment = load_experiment(experiment_file, seeds=[0], variants=[variant] if variant else None)

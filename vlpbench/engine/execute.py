@@ -9,13 +9,27 @@ finished result.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
+import torch
+
+from vlpbench.config.identity import pretrain_identity
 from vlpbench.config.loader import RunSpec
+from vlpbench.core.errors import ConfigError
+from vlpbench.core.plugins import get_registry
 from vlpbench.engine.callbacks import Callback, EpochEnd, LogTo
+from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vlpbench.engine.distributed import barrier, is_main, local_rank
 from vlpbench.engine.files import read_json, write_json
+from vlpbench.engine.model import build_run
+from vlpbench.engine.pretrain import PretrainResult, resolve_device
+from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining
 from vlpbench.engine.rundir import RunDir, write_run_config
 from vlpbench.engine.scoring import evaluate_and_record, evaluate_tasks, prepare_task_data
+from vlpbench.engine.tracking import Tracking
+from vlpbench.engine.validation import ValidationSource
+from vlpbench.tasks.base import Encoders
 
 
 
@@ -39,11 +53,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, reuse_pretrai
     (:mod:`vlpbench.engine.tracking`) that rank 0 logs the run to while it trains. ``callbacks``
     go to the training loop after those (:mod:`vlpbench.engine.callbacks`; e.g. ``StopAfter``).
     """
-    from vlpbench.engine.distributed import is_main
-
     if report_to and is_main():
-        from vlpbench.engine.tracking import Tracking
-
         tracking = Tracking(report_to, spec, run.path.parent.parent)
         state = "failed"
         try:
@@ -61,11 +71,7 @@ def execute_run(spec: RunSpec, run: RunDir, progress: bool = True, reuse_pretrai
 def _epoch_report(on_epoch_end: EpochHook, built: Any, config: Any, device: Any) -> Callback:
     """``on_epoch_end(epoch, loss, evaluate)`` as a training-loop callback; ``evaluate()`` scores the
     tasks on the current weights and leaves the RNG states as they were."""
-    from vlpbench.tasks.base import Encoders
-
     def evaluate_now() -> dict[str, Any]:
-        from vlpbench.engine.checkpoint import rng_state, set_rng_state
-
         saved = rng_state()
         encoders = Encoders(built.model.image_encoder, built.model.text_encoder, precision=config.pretrain.precision)
         try:  # fresh Encoders: features shared between tasks must not outlive this epoch's weights
@@ -81,13 +87,6 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: 
                  on_epoch_end: EpochHook | None) -> None:
     """Build the run's components on its device, pretrain it (or load its pretraining) and evaluate
     it on rank 0; every rank takes part in pretraining, the others wait for the evaluation."""
-    import torch
-
-    from vlpbench.engine.distributed import barrier, is_main, local_rank
-    from vlpbench.engine.model import build_run
-    from vlpbench.engine.pretrain import resolve_device
-    from vlpbench.core.plugins import get_registry
-
     config = spec.run_config()
     registry = get_registry()
     main = is_main()
@@ -104,8 +103,6 @@ def _execute_run(spec: RunSpec, run: RunDir, progress: bool, reuse_pretraining: 
     if floor is None:
         refuse_zero_steps(config, built)
     if spec.evaluation == "validation":
-        from vlpbench.engine.validation import ValidationSource
-
         built.data_source = ValidationSource(built.data_source)
     if main:
         prepare_task_data(config.tasks, built.context)
@@ -128,9 +125,7 @@ def _pretrained(spec: RunSpec, run: RunDir, built: Any, config: Any, device: Any
     """The run's :class:`~vlpbench.engine.pretrain.PretrainResult`, the model left pretrained: from
     the final checkpoint of a pretrained run, or by pretraining (none for a floor row); rank 0 then
     writes ``history.json`` and the final checkpoint and marks the run ``pretrained``."""
-    from vlpbench.engine.checkpoint import save_checkpoint
-    from vlpbench.engine.distributed import is_main
-    from vlpbench.engine.pretrain import PretrainResult, pretrain
+    from vlpbench.engine.pretrain import pretrain  # looked up per call: tests replace it
 
     final = _load_final(run)
     if final is not None:
@@ -159,11 +154,6 @@ def _load_final(run: RunDir) -> tuple[dict[str, Any], Any] | None:
     """The final checkpoint's model state and :class:`PretrainResult` of a pretrained run, or ``None``
     (with a warning naming the file) when it is missing or unreadable: the run then pretrains again
     from its last good epoch checkpoint."""
-    import warnings
-
-    from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
-    from vlpbench.engine.pretrain import PretrainResult
-
     if not run.final_checkpoint.is_file():  # written (atomically) only once pretraining is complete, so a
         return None                         # run stopped after it (state interrupted) keeps its pretraining
     try:
@@ -180,8 +170,6 @@ def refuse_zero_steps(config: Any, built: Any) -> None:
     "finish" an untrained model: refuse it before it starts."""
     steps = built.pretrain.steps_per_epoch(config.pretrain.batch_size) * config.pretrain.epochs
     if steps <= 0:
-        from vlpbench.core.errors import ConfigError
-
         raise ConfigError(
             f"pretraining would take 0 steps: pretrain.batch_size = {config.pretrain.batch_size} is larger than the "
             f"{len(built.pretrain)} pretraining samples (each epoch uses only whole batches). Use a batch size of at "
@@ -190,9 +178,6 @@ def refuse_zero_steps(config: Any, built: Any) -> None:
 
 def reuse_finished_pretraining(spec: RunSpec, run: RunDir) -> None:
     """Copy a finished sibling's pretraining into ``run`` when only the tasks differ."""
-    from vlpbench.config.identity import pretrain_identity
-    from vlpbench.engine.reuse import copy_pretraining, find_reusable_pretraining
-
     source = find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions,
                                                                  spec.world_size))
     if source is not None:

@@ -24,16 +24,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+from safetensors.torch import save_file
+
+from vlpbench.config.schema import RunConfig
 from vlpbench.core.errors import ConfigError, DataError
+from vlpbench.core.plugins import get_registry
+from vlpbench.engine.checkpoint import load_checkpoint
+from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
+from vlpbench.engine.model import build_run
+from vlpbench.engine.rundir import RunDir
 
 FORMATS = ("timm", "hf", "all")
 
 
 def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(config.yaml, provenance.json, metrics.json) of a finished run; clear errors otherwise."""
-    from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
-    from vlpbench.engine.rundir import RunDir
-
     run = RunDir(folder)
     if not folder.is_dir() or not run.file("config.yaml").is_file():
         raise ConfigError(f"'{folder}' is not a vlpbench run directory (no config.yaml); give a folder such as "
@@ -55,11 +61,6 @@ def _read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, A
 
 def load_run_model(folder: Path) -> tuple[Any, dict[str, Any]]:
     """The run's pretrained model (on the CPU, in eval mode) and its ``config.yaml``."""
-    from vlpbench.config.schema import RunConfig
-    from vlpbench.engine.checkpoint import load_checkpoint
-    from vlpbench.engine.model import build_run
-    from vlpbench.core.plugins import get_registry
-
     saved, _, _ = _read_run(folder)
     config = RunConfig.model_validate(saved["config"])
     built = build_run(config, get_registry(), int(saved.get("seed", 0)))
@@ -75,8 +76,6 @@ def _heads(module: Any, skip: str) -> dict[str, Any]:
 
 def export_image_encoder(encoder: Any, saved: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write ``model.safetensors`` + ``config.json`` (timm) and the projections; return the config."""
-    from safetensors.torch import save_file
-
     if not hasattr(encoder, "backbone") or not hasattr(getattr(encoder, "params", None), "arch"):
         raise ConfigError(f"the run's image encoder ({type(encoder).__name__}) is not a timm encoder, so it cannot "
                           "be exported in timm's format.")
@@ -107,8 +106,6 @@ def export_image_encoder(encoder: Any, saved: dict[str, Any], out: Path) -> dict
 
 def export_text_encoder(encoder: Any, out: Path) -> None:
     """Write a Hugging Face folder: model (config.json, model.safetensors), tokenizer, projections."""
-    from safetensors.torch import save_file
-
     if not hasattr(encoder, "bert"):
         raise ConfigError(f"the run's text encoder ({type(encoder).__name__}) is not a Hugging Face model, so it "
                           "cannot be exported as a Hugging Face folder.")
@@ -134,8 +131,6 @@ def _scores(metrics: dict[str, Any]) -> list[tuple[str, str, float]]:
 def model_card(saved: dict[str, Any], provenance: dict[str, Any], metrics: dict[str, Any], what: str,
                library: str, loading: str) -> str:
     """A Hub-style model card: YAML header, what the model is, how it was trained, its scores, how to load it."""
-    import yaml
-
     config = saved.get("config", {})
     header = {"library_name": library, "tags": ["vlpbench", "medical-imaging", "chest-x-ray", "vision-language"],
               "pipeline_tag": "feature-extraction"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -10,7 +11,8 @@ from typing import Any, Callable
 
 import yaml
 
-from vlpbench.core.errors import DataError
+from vlpbench.config.yamlmap import load_bounded
+from vlpbench.core.errors import ConfigError, DataError
 
 
 def _umask() -> int:
@@ -84,8 +86,6 @@ def write_text(path: Path, text: str) -> None:
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, read in 1 MiB blocks (weights files can be large)."""
-    import hashlib
-
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -133,9 +133,6 @@ def read_json(path: Path, expect: type | None = None) -> Any:
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """A YAML mapping written by vlpbench (a run's ``config.yaml``), read within bounds; :class:`CorruptFile`
     when it is not one."""
-    from vlpbench.config.yamlmap import load_bounded
-    from vlpbench.core.errors import ConfigError
-
     path = Path(path)
     try:
         if path.is_dir():

@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vlpbench.core.errors import ConfigError, DataError
+from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
 
 #: The least fraction of the backbone's parameters (by count) a checkpoint must provide.
 MIN_LOADED = 0.5
@@ -100,8 +103,6 @@ _LIGHTNING_MAPPINGS = ("lightning.fabric.utilities.data.AttributeDict",
 
 def read_state_dict(path: Path, key_map: KeyMap) -> dict[str, Any]:
     """The tensors of a checkpoint file, unwrapped as ``key_map`` says, read safely."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"checkpoint '{path}' does not exist or is not a file.")
@@ -113,8 +114,6 @@ def read_state_dict(path: Path, key_map: KeyMap) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 (a header error, a truncated file)
             raise DataError(f"checkpoint '{path}' is not a readable safetensors file: {exc}") from None
     else:
-        from vlpbench.engine.checkpoint import CheckpointError, load_checkpoint
-
         try:
             with torch.serialization.safe_globals([(_PlainMapping, name) for name in _LIGHTNING_MAPPINGS]):
                 state = load_checkpoint(path)

@@ -9,6 +9,7 @@ an ``flock`` with its process, so a stale lock never blocks — the next run tak
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -31,8 +32,6 @@ class RunLock:
 
     def acquire(self) -> bool:
         """Take the lock; ``False`` when another live process holds it (see :meth:`holder`)."""
-        import fcntl
-
         self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -51,7 +50,6 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        import fcntl
 
         try:
             os.ftruncate(self._fd, 0)

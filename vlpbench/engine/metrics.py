@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vlpbench.core.errors import UserError
+from vlpbench.engine.distributed import all_reduce_mean
 from vlpbench.objective.scope import World
 
 
@@ -45,8 +47,6 @@ class MetricWindow:
         """The window's values as one flat tensor, averaged over the processes (on the device)."""
         flat = torch.cat(self._values)
         if self.world.distributed:
-            from vlpbench.engine.distributed import all_reduce_mean
-
             flat = all_reduce_mean(flat, self.world)
         return flat
 
@@ -67,8 +67,6 @@ class MetricWindow:
         self._pending.clear()
         for record in records:
             if not math.isfinite(record["total"]):
-                from vlpbench.core.errors import UserError
-
                 raise UserError(f"pretraining diverged at step {record['step']} (loss {record['total']}); lower "
                                 "pretrain.lr, set pretrain.grad_clip, or use bf16 instead of fp16.")
         return records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,6 @@ class VLPModel(nn.Module):
         super().__init__()
         self.image_encoder, self.text_encoder, self.objective = image_encoder, text_encoder, objective
         self.channels_last = False  # set by the trainer (pretrain.channels_last)
-        import inspect
 
         self._text_takes_count = "num_sentences" in inspect.signature(text_encoder.forward).parameters
 

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlpbench.config.identity import pretrain_identity
 from vlpbench.config.loader import Experiment, RunSpec
-from vlpbench.engine.rundir import RunDir, experiment_dir, run_dir
+from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
+from vlpbench.engine.reuse import find_reusable_pretraining
+from vlpbench.engine.rundir import RunDir, experiment_dir, is_stale, run_dir
 
 #: States that ``vlpbench run`` leaves alone (the latter two unless asked to).
 SKIPPED = ("finished", "corrupt")
@@ -47,8 +50,6 @@ def item_todo(state: str) -> bool:
 
 def _seconds_of(run: RunDir) -> tuple[str, float, float] | None:
     """(variant, pretraining seconds, evaluation seconds) recorded by a finished run, or None."""
-    from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
-
     try:
         if not run.finished:
             return None
@@ -84,9 +85,6 @@ def _estimate(variant: str, state: str, times: dict[str, list[tuple[float, float
 def plan_experiment(experiment: Experiment, results_root: Path, rerun_stale: bool = False,
                     reuse_pretraining: bool = True) -> list[PlannedRun]:
     """The state of every run of ``experiment`` under ``results_root``, as ``vlpbench run`` would find it."""
-    from vlpbench.engine.files import CorruptFile
-    from vlpbench.engine.rundir import is_stale
-
     times = _recorded_times(experiment_dir(results_root, experiment.name))
     planned: list[PlannedRun] = []
     for spec in experiment.runs:
@@ -117,9 +115,6 @@ def plan_experiment(experiment: Experiment, results_root: Path, rerun_stale: boo
 
 
 def _reusable(spec: RunSpec, run: RunDir) -> RunDir | None:
-    from vlpbench.config.identity import pretrain_identity
-    from vlpbench.engine.reuse import find_reusable_pretraining
-
     return find_reusable_pretraining(run, pretrain_identity(spec.config, spec.seed, spec.protocol_versions,
                                                                spec.world_size))
 

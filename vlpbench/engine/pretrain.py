@@ -26,6 +26,8 @@ with a smaller batch; stateful components (EMAs, queues, k-means) see every micr
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
@@ -42,6 +44,8 @@ from vlpbench.engine.rundir import RunDir
 from vlpbench.engine.schedule import StagePlan, stage_of, stage_plans
 from vlpbench.core.errors import ConfigError, check_termination
 from vlpbench.core.features import Batch
+from vlpbench.engine.distributed import barrier, collectives_on, is_main
+from vlpbench.objective.scope import current_world
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,7 +87,6 @@ def loader_workers(config: PretrainConfig, device: torch.device) -> int:
         return config.workers
     if device.type != "cuda":
         return 0
-    import os
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(8, cpus - 1))
@@ -127,7 +130,6 @@ def needs_unused_parameters(model: VLPModel, setting: bool | None, probe: Batch 
         return True
     if probe is None:
         return True
-    import copy
 
     saved, rng = copy.deepcopy(model.state_dict()), rng_state()
     try:
@@ -257,9 +259,6 @@ def pretrain(
     ``progress``), the loss history written at each epoch end, then ``callbacks`` in order (a
     sweep's report, trackers, a stop for resume tests).
     """
-    from vlpbench.engine.distributed import collectives_on, is_main
-    from vlpbench.objective.scope import current_world
-
     world = current_world()
     loop = _Loop.build(model, data, config, seed, device, world)
     steps_per_epoch = data.steps_per_epoch(config.batch_size)
@@ -308,8 +307,6 @@ class _Training:
     def run_epoch(self, epoch: int, resumed_at: int) -> None:
         """Train ``epoch`` (from the step a resumed run stopped at, if it is in this epoch), with step
         checkpoints inside it, then the epoch's checkpoint and the callbacks' epoch end."""
-        from vlpbench.engine.distributed import barrier
-
         loop, config, state, spe = self.loop, self.config, self.state, self.steps_per_epoch
         state.epoch = epoch
         first = resumed_at - epoch * spe if resumed_at > epoch * spe else 0
@@ -377,8 +374,6 @@ def _resume(loop: _Loop, run: RunDir, result: PretrainResult, steps_per_epoch: i
 
 def _save(loop: _Loop, run: RunDir, kind: str, done: int, epoch: int, history: list[dict[str, float]]) -> None:
     """Write a checkpoint after ``done`` steps on rank 0 (``epoch-E.pt`` or ``step-S.pt``); keep two."""
-    from vlpbench.engine.distributed import is_main
-
     if not is_main():
         return
     name = f"epoch-{epoch:03d}.pt" if kind == "epoch" else f"step-{done:09d}.pt"

@@ -9,12 +9,18 @@ the commit pip recorded (``direct_url.json``).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from vlpbench import __version__
+from vlpbench.core.plugins import get_plugins
+from vlpbench.engine.files import write_json
 
 LIBRARIES = ("torch", "torchvision", "timm", "transformers", "torchmetrics", "monai", "numpy", "scipy", "pydantic")
 
@@ -28,8 +34,6 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
 
 def source() -> dict[str, Any]:
     """vlpbench's version, source commit, dirty flag and where it is installed."""
-    from vlpbench import __version__
-
     package = Path(__file__).resolve().parents[1]
     info: dict[str, Any] = {"version": __version__, "commit": None, "dirty": None, "path": str(package)}
     tracked = _git(package, "ls-files", "--error-unmatch", "__init__.py")
@@ -42,9 +46,6 @@ def source() -> dict[str, Any]:
         info.update(commit=head.stdout.strip(), dirty=bool(status and status.stdout.strip()))
         return info
     try:  # installed from a VCS URL: pip recorded the commit
-        import json
-        from importlib import metadata
-
         direct = metadata.distribution("vlpbench").read_text("direct_url.json")
         commit = (json.loads(direct or "{}").get("vcs_info") or {}).get("commit_id")
         if commit:
@@ -65,8 +66,6 @@ def git_commit() -> str | None:
 
 def libraries() -> dict[str, Any]:
     """Versions of the libraries results depend on, CUDA's and cuDNN's (None: not installed)."""
-    from importlib import metadata
-
     found: dict[str, Any] = {}
     for name in LIBRARIES:
         try:
@@ -84,7 +83,7 @@ def libraries() -> dict[str, Any]:
 
 
 def hardware(device: Any) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: run planning and status import this module and need no torch
 
     info: dict[str, Any] = {
         "host": socket.gethostname(),
@@ -112,9 +111,6 @@ def record() -> dict[str, Any]:
 
 def versions() -> dict[str, Any]:
     """vlpbench and every loaded plugin's version (a change marks finished runs stale)."""
-    from vlpbench import __version__
-    from vlpbench.core.plugins import get_plugins
-
     return {"vlpbench": __version__, "plugins": get_plugins().versions()}
 
 
@@ -123,8 +119,6 @@ def write_provenance(path: Path, *, seed: int, run_hash: str, device: Any, data:
     """``provenance.json`` of a run or an evaluation, the one writer of it: the software
     (:func:`record`), the identity, the data protocol, the hardware and the timings, then what is
     ``specific`` to how the run was made (pretraining, distribution, an evaluated checkpoint)."""
-    from vlpbench.engine.files import write_json
-
     write_json(path, {**record(), "seed": seed, "run_hash": run_hash, "data": data,
                       **({"task_data": task_data} if task_data else {}), "hardware": hardware(device),
                       "timings": timings, **specific})

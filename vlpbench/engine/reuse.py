@@ -16,13 +16,11 @@ import shutil
 from typing import Any
 
 from vlpbench.config.identity import pretrain_identity
-from vlpbench.engine.files import read_json
-from vlpbench.engine.rundir import RunDir
+from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping
+from vlpbench.engine.rundir import RunDir, is_stale
 
 
 def _identity_of(run: RunDir) -> str | None:
-    from vlpbench.engine.files import read_yaml_mapping
-
     path = run.file("config.yaml")
     if not path.is_file():
         return None
@@ -35,10 +33,6 @@ def _identity_of(run: RunDir) -> str | None:
 
 def find_reusable_pretraining(run: RunDir, identity: str) -> RunDir | None:
     """A finished, non-stale sibling run with the same pretraining identity and its final checkpoint."""
-    from vlpbench.engine.rundir import is_stale
-
-    from vlpbench.engine.files import CorruptFile
-
     for candidate in sorted(run.path.parent.iterdir()) if run.path.parent.is_dir() else []:
         other = RunDir(candidate)
         if other.path == run.path or candidate.name.startswith(".") or not candidate.is_dir():

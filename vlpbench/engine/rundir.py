@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vlpbench.engine.files import CorruptFile, read_json, write_json, write_yaml
+from vlpbench.engine.files import CorruptFile, read_json, read_yaml_mapping, write_json, write_yaml
+from vlpbench.engine.provenance import versions
 
 if TYPE_CHECKING:
     from vlpbench.config.loader import RunSpec
@@ -53,8 +54,6 @@ class RunDir:
 
     def check(self) -> None:
         """Read every small file of the run; :class:`CorruptFile` names the first that is unreadable."""
-        from vlpbench.engine.files import read_yaml_mapping
-
         for name in ("status.json", "metrics.json", "provenance.json"):
             if self.file(name).exists():
                 value = read_json(self.file(name), expect=dict)
@@ -85,8 +84,6 @@ def is_stale(run: RunDir) -> bool:
     """A finished run made under another vlpbench version, or under another version of a plugin that
     is installed now (CorruptFile when unreadable). Installing or removing other plugins does not
     make a run stale."""
-    from vlpbench.engine.provenance import versions
-
     path = run.file("provenance.json")
     if not path.is_file():
         return False

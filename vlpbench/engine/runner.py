@@ -5,8 +5,10 @@ run is :mod:`vlpbench.engine.execute`.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +18,12 @@ from vlpbench.engine.execute import execute_run
 from vlpbench.engine.progress import RunClock
 from vlpbench.engine.rundir import RunDir, is_stale, run_dir
 from vlpbench.engine.scoring import finished_line
-from vlpbench.core.errors import UserError, check_termination
+from vlpbench.core.errors import EnvironmentProblem, UserError, check_termination, environment_message
+from vlpbench.core.plugins import get_registry
+from vlpbench.engine.distributed import barrier, broadcast_flag, is_main
+from vlpbench.engine.files import CorruptFile, remove_temporary
+from vlpbench.engine.lock import RunLock
+from vlpbench.objective.scope import current_world
 
 
 
@@ -55,8 +62,6 @@ def run_experiment(
     (:class:`~vlpbench.core.errors.EnvironmentProblem`: disk full, permissions) and interruptions stop
     the experiment; an interrupted run is marked ``interrupted``.
     """
-    from vlpbench.engine.distributed import is_main
-
     main = is_main()
     if not main:
         echo = lambda message: None  # noqa: E731  (rank 0 reports for every process)
@@ -88,9 +93,6 @@ def run_one(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool = False, p
     ``status``: fields recorded in ``status.json`` when the run starts (e.g. the Slurm job); ``eta``:
     appended to the line that says the run starts (the experiment's remaining time).
     """
-    from vlpbench.engine.distributed import is_main
-    from vlpbench.objective.scope import current_world
-
     main, distributed = is_main(), current_world().distributed
     lock, holder = claim_run(run)
     if holder is not None:
@@ -112,9 +114,6 @@ def claim_run(run: RunDir) -> tuple[Any, str | None]:
     process is working on it. On several processes rank 0 takes the lock (``None`` elsewhere) and
     broadcasts whether it got it; the broadcast also keeps the other ranks from reading the run
     folder before rank 0 has finished cleaning it."""
-    from vlpbench.engine.distributed import broadcast_flag, is_main
-    from vlpbench.engine.lock import RunLock
-
     lock: RunLock | None = None
     holder: str | None = None
     if is_main():
@@ -130,8 +129,6 @@ def claim_run(run: RunDir) -> tuple[Any, str | None]:
 
 def _clean_leftovers(run: RunDir) -> None:
     """Temporary files of writes killed midway, and the remains of an interrupted stale rerun's swap."""
-    from vlpbench.engine.files import remove_temporary
-
     for folder in (run.path, run.checkpoints, run.path.parent):
         remove_temporary(folder)
     fresh, old = _rerun_dir(run), run.path.parent / f".{run.path.name}.old"
@@ -161,8 +158,6 @@ def _target(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool,
     """Where the run executes: its own directory, or a fresh one beside it for the rerun of a stale
     run (the old one stays until its replacement has finished); or the outcome when it does not run
     (finished earlier, stale without ``--rerun-stale``, corrupt files)."""
-    from vlpbench.engine.files import CorruptFile
-
     try:
         run.check()
         if not run.finished:
@@ -184,8 +179,6 @@ def _target(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool,
 def _one_run(spec: RunSpec, run: RunDir, label: str, rerun_stale: bool, progress: bool,
              reuse_pretraining: bool, echo: Callable[[str], None], main: bool, distributed: bool,
              report_to: list[str] | tuple[str, ...], status: dict[str, Any], eta: str) -> RunOutcome:
-    from vlpbench.engine.distributed import barrier
-    from vlpbench.core.errors import EnvironmentProblem, environment_message
 
     target = _target(spec, run, label, rerun_stale, echo)
     if isinstance(target, RunOutcome):
@@ -248,8 +241,6 @@ def _one_line(text: str) -> str:
 
 def _release_memory() -> None:
     """After a run failed (out of memory, above all), free what its objects held before the next run."""
-    import gc
-
     gc.collect()
     try:
         import torch
@@ -262,8 +253,6 @@ def _release_memory() -> None:
 
 def _log_traceback(run: RunDir, exc: BaseException) -> Path | None:
     """Append the traceback of ``exc`` to the run's ``run.log``; its path (``None`` if it cannot be written)."""
-    import traceback
-
     path = run.file("run.log")
     try:
         run.path.mkdir(parents=True, exist_ok=True)
@@ -278,8 +267,6 @@ def _log_traceback(run: RunDir, exc: BaseException) -> Path | None:
 def blame(exc: BaseException) -> str:
     """One line naming what raised ``exc``: the component (kind, name, plugin) whose module holds the
     innermost frame of the traceback that belongs to a registered component, else vlpbench itself."""
-    from vlpbench.core.plugins import get_registry
-
     entries = get_registry().all_entries()
     modules: dict[str, Any] = {}
     packages: dict[str, Any] = {}

@@ -8,22 +8,29 @@ each); :func:`evaluate_and_record` writes a pretrained run's ``metrics.json``, `
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Callable
 
 from vlpbench.config.loader import RunSpec
+from vlpbench.core.build import build_component
+from vlpbench.core.capabilities import HasProvenance, HasStatistics, Preparable, declared, offers
 from vlpbench.engine.files import read_json, write_json
 from vlpbench.engine.rundir import RunDir, write_run_config
 from vlpbench.core.errors import UserError, check_termination
+from vlpbench.core.plugins import get_registry
+from vlpbench.engine.progress import duration, task_bar
+from vlpbench.engine.provenance import write_provenance
+from vlpbench.engine.samples import FILE, write_samples
+from vlpbench.engine.validation import ValidationSource
+from vlpbench.tasks.base import Encoders
 
 
 
 def record_metrics(run: RunDir, metrics: dict[str, Any], samples: dict[str, Any]) -> None:
     """Write ``metrics.json`` and ``samples.npz``; a task with a non-finite score fails the run (its
     other tasks' results are kept in the files)."""
-    from vlpbench.engine.samples import FILE, write_samples
-
     for key, reason in write_samples(run.file(FILE), samples).items():
         task, _, column = key.partition("/")
         metrics[task].setdefault("samples_left_out", {})[column] = reason
@@ -40,9 +47,6 @@ class TaskFailed(UserError):
 def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, device: Any,
                         progress: bool = False) -> None:
     """Score the tasks on the pretrained encoders; write metrics and provenance; mark finished."""
-    from vlpbench.engine.provenance import write_provenance
-    from vlpbench.tasks.base import Encoders
-
     config = spec.run_config()
     built.model.to(device)
     eval_started = time.perf_counter()
@@ -60,10 +64,10 @@ def evaluate_and_record(spec: RunSpec, run: RunDir, built: Any, result: Any, dev
         data=built.data_source.protocol(), task_data=task_data,
         timings={"pretrain_seconds": result.wall_seconds, "eval_seconds": eval_seconds,
                  "task_seconds": task_seconds, "samples_per_second": result.samples_per_second},
-        data_statistics=built.data_source.statistics() if hasattr(built.data_source, "statistics") else None,
+        data_statistics=built.data_source.statistics() if offers(built.data_source, HasStatistics) else None,
         pretrain={"steps": result.steps, "resumed_from_epoch": result.resumed_from_epoch,
-                  "resumed_from_step": getattr(result, "resumed_from_step", None),
-                  "stages": getattr(result, "stages", []), "active_steps": result.active_steps},
+                  "resumed_from_step": result.resumed_from_step,
+                  "stages": result.stages, "active_steps": result.active_steps},
         distributed={"world_size": spec.world_size, "negative_scope": built.model.objective.scopes(),
                      **({"rendezvous": f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"}
                         if spec.world_size > 1 and os.environ.get("MASTER_PORT") else {})},
@@ -80,16 +84,13 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
     """Build every task and prepare the tasks' own datasets that can be prepared (real datasets
     check their files and build their image store) before pretraining, so that a bad task parameter,
     a missing file or a bad sample stops the run at its start, not after hours of pretraining."""
-    from vlpbench.core.build import build_component
-    from vlpbench.core.plugins import get_registry
-
     registry = get_registry()
     for task_spec in tasks:
         build_component(registry, "task", task_spec, context)
         dataset_spec = task_spec.params().get("dataset")
         if isinstance(dataset_spec, dict):
             source = build_component(registry, "dataset", dataset_spec, context)
-            if hasattr(source, "prepare"):
+            if offers(source, Preparable):
                 source.prepare()
 
 
@@ -110,25 +111,19 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     A task that compares images with text is skipped (and said so) when there is no text encoder.
     With ``progress``, each task shows a bar (:mod:`vlpbench.engine.progress`) while it runs.
     """
-    from vlpbench.core.build import build_component
-    from vlpbench.engine.progress import task_bar
-    from vlpbench.core.plugins import get_registry
-
     registry = get_registry()
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     for index, task_spec in enumerate(tasks):
         task = build_component(registry, "task", task_spec, context)
         key = task_spec.name if sum(t.name == task_spec.name for t in tasks) == 1 else f"{task_spec.name}#{index}"
-        if encoders.text is None and "text:global" in getattr(task, "requires", ()):
+        if encoders.text is None and "text:global" in declared(task, "requires"):
             if echo:
                 echo(f"  {key}: skipped (needs a text encoder; this checkpoint has only an image encoder)")
             continue
         dataset_spec = getattr(task.params, "dataset", None)
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
-        if source is not data_source and getattr(data_source, "evaluation", "test") == "validation":
-            from vlpbench.engine.validation import ValidationSource
-
+        if source is not data_source and declared(data_source, "evaluation") == "validation":
             source = ValidationSource(source)
         started = time.perf_counter()
         check_termination()
@@ -137,7 +132,7 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
         metrics[key] = task_metrics(task, outcome)
         if samples is not None and not metrics[key].get("error"):
             samples[key] = outcome.samples
-        if task_data is not None and source is not data_source and hasattr(source, "provenance"):
+        if task_data is not None and source is not data_source and offers(source, HasProvenance):
             task_data[key] = source.provenance()
         seconds[key] = time.perf_counter() - started
     return metrics, seconds
@@ -146,12 +141,10 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
 def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
     """A task's entry of ``metrics.json``: scores, protocols, details, the columns it declares and
     its metric version; with an ``error`` and no scores when a score is not finite."""
-    import math
-
     entry = {"scores": outcome.scores, "protocols": outcome.protocols, "details": outcome.details,
-             "columns": {c: info.as_dict() for c, info in getattr(outcome, "columns", {}).items()},
-             "metric_version": str(getattr(task, "metric_version", "") or "") or None,
-             "samples": {c: s.kind for c, s in getattr(outcome, "samples", {}).items()}}
+             "columns": {c: info.as_dict() for c, info in declared(outcome, "columns").items()},
+             "metric_version": str(declared(task, "metric_version") or "") or None,
+             "samples": {c: s.kind for c, s in declared(outcome, "samples").items()}}
     bad = {c: v for c, v in outcome.scores.items() if not isinstance(v, (int, float)) or not math.isfinite(v)}
     if bad:
         entry.update(scores={}, error="non-finite score(s) " + ", ".join(f"{c} = {v}" for c, v in bad.items())
@@ -162,8 +155,6 @@ def task_metrics(task: Any, outcome: Any) -> dict[str, Any]:
 def finished_line(run: RunDir) -> str:
     """``finished in 5m40s (pretrain 2m40s, eval 3m00s): linear_probe auroc@1% 61.2 …``: a finished
     run's times and headline scores (×100, as on the board)."""
-    from vlpbench.engine.progress import duration
-
     timings = read_json(run.file("provenance.json"), expect=dict).get("timings") or {}
     pretrain, evaluation = float(timings.get("pretrain_seconds") or 0), float(timings.get("eval_seconds") or 0)
     scores = []

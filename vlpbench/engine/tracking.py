@@ -18,28 +18,27 @@ logs. A resumed run logs the steps it trains after the restart (to a new tracker
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from vlpbench.core.errors import UserError
+import yaml
+
+from vlpbench.core.errors import ConfigError, UserError, did_you_mean
 
 BACKENDS = ("tensorboard", "mlflow", "wandb")
 _EXTRAS = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
 
 
 def installed(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None
 
 
 def check_backends(names: list[str] | tuple[str, ...]) -> None:
     """Refuse an unknown backend, or one whose library is not installed, before any run starts."""
-    from vlpbench.core.errors import ConfigError, did_you_mean
-
     for name in names:
         if name not in BACKENDS:
             raise ConfigError(f"report_to: '{name}' is not a tracker{did_you_mean(name, list(BACKENDS)) or '.'} "
@@ -83,8 +82,6 @@ def score_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 class _TensorBoard:
     def __init__(self, folder: Path, spec: Any) -> None:
         from torch.utils.tensorboard import SummaryWriter
-
-        import yaml
 
         self.writer = SummaryWriter(log_dir=str(folder / "tensorboard" / spec.run_id))
         self.writer.add_text("config", "```\n" + yaml.safe_dump(spec.config, sort_keys=False) + "```", 0)

@@ -20,17 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from vlpbench.core.capabilities import Subsettable, offers
+from vlpbench.core.errors import DataError
+
 HELD_OUT = 0.2
 SEED = 0
 
 
 def subset_split(split: Any, indices: np.ndarray) -> Any:
     """The samples ``indices`` of a split (its own ``subset`` method, or a SynthCXR-style dataclass)."""
-    if hasattr(split, "subset"):
+    if offers(split, Subsettable):
         return split.subset(indices)
     if not dataclasses.is_dataclass(split):
-        from vlpbench.core.errors import DataError
-
         raise DataError(f"validation-mode evaluation needs to subset the train split, but {type(split).__name__} "
                         "has no subset(indices) method; add one to the dataset component.")
     n = len(split)

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlpbench.core.errors import ConfigError
+from vlpbench.core.errors import ConfigError, RegistryError
 from vlpbench.core.kinds import Launcher, SweepLauncher, missing_members
+from vlpbench.core.plugins import get_registry
 
 
 def launcher(name: str, sweep: bool = False) -> Any:
     """The launcher component ``name``, built; a clear error for an unknown name or a launcher that
     cannot do what is asked (``sweep``)."""
-    from vlpbench.core.errors import RegistryError
-    from vlpbench.core.plugins import get_registry
-
     try:
         entry = get_registry().get("launcher", name)
     except RegistryError as exc:

@@ -72,7 +72,7 @@ def show_status(results_root: Path, echo: Callable[[str], None] = print) -> int:
                     error = read_json(Path(job["run_dir"]) / "status.json").get("error", "")
                 echo(f"    failed{': ' + error if error else ''}; log: {job['stderr']}")
         if record["kind"] == "run" and done == len(record["jobs"]):
-            from vlpbench.board.leaderboard import write_leaderboard
+            from vlpbench.board.leaderboard import write_leaderboard  # lazy: pandas, scipy
 
             board_dir = Path(record["board_dir"])
             if (board_dir / "runs").is_dir():

@@ -31,10 +31,14 @@ from typing import Any, Callable
 
 import yaml
 
-from vlpbench.config.loader import resolve_variant
+from vlpbench.config.loader import apply_settings, resolve_variant
+from vlpbench.config.overrides import apply_override
 from vlpbench.config.schema import SweepConfig
 from vlpbench.config.yamlmap import load_yaml_with_lines
 from vlpbench.core.errors import ConfigError, UserError
+from vlpbench.engine.files import read_json, write_json, write_text
+from vlpbench.engine.rundir import RunDir, run_dir
+from vlpbench.launchers.raycluster import joined_cluster, local_cluster
 from vlpbench.launchers.sweep_plan import LOSS_METRIC, SweepPlan, load_sweep
 
 TUNE_NAME = "tune"
@@ -68,9 +72,7 @@ def run_trial(values: dict[str, Any], *, file: str, variant: str | None, results
     """Ray Tune's trainable: one trial = one run directory; reports the metric after every epoch."""
     from ray import tune
 
-    from vlpbench.engine.files import read_json
-    from vlpbench.engine.rundir import run_dir
-    from vlpbench.engine.execute import execute_run
+    from vlpbench.engine.execute import execute_run  # lazy: torch; planning a sweep needs none
 
     plan = load_sweep(file, variant, settings)
     spec = plan.trial_spec(values, trial_label(tune.get_context().get_trial_id()))
@@ -157,7 +159,6 @@ def run_sweep(plan: SweepPlan, results_root: Path, resume: bool = False, num_cpu
         functools.partial(run_trial, file=str(plan.path.resolve()), variant=plan.variant, results=str(results_root.resolve()),
                           settings=plan.settings),
         {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
-    from vlpbench.launchers.raycluster import joined_cluster, local_cluster
 
     if ray.is_initialized():  # a caller's session (tests, notebooks): use it, leave it running
         session: Any = contextlib.nullcontext()
@@ -210,8 +211,6 @@ def _searcher(sweep: SweepConfig) -> Any:
 
 
 def _summarise(plan: SweepPlan, grid: Any, folder: Path) -> SweepOutcome:
-    from vlpbench.engine.rundir import RunDir
-
     rows: list[TrialRow] = []
     for result in grid:
         metrics = result.metrics or {}
@@ -247,14 +246,11 @@ def _summarise(plan: SweepPlan, grid: Any, folder: Path) -> SweepOutcome:
 
 def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
     """A runnable experiment file (as data): the swept variant with the best values, no sweep."""
-    from vlpbench.config.overrides import apply_override
-
     data, _ = load_yaml_with_lines(plan.path)
     out: dict[str, Any] = {"name": f"{plan.experiment.name}-best",
                            "description": f"best configuration of the sweep of {plan.path.name} "
                                           f"({plan.sweep.metric}, {plan.sweep.mode}, validation split)"}
     out["seeds"] = data.get("seeds", [0])
-    from vlpbench.config.loader import apply_settings
 
     config = resolve_variant(plan.base, plan.overrides, plan.path, plan.variant)
     apply_settings(config, plan.settings)
@@ -267,8 +263,7 @@ def best_experiment(plan: SweepPlan, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_outputs(plan: SweepPlan, outcome: SweepOutcome, echo: Callable[[str], None]) -> None:
-    from vlpbench.engine.files import write_json, write_text
-    from vlpbench.board.leaderboard import write_leaderboard
+    from vlpbench.board.leaderboard import write_leaderboard  # lazy: pandas, scipy
 
     write_json(outcome.folder / "sweep.json", {
         "experiment": plan.experiment.name, "file": str(plan.path), "variant": plan.variant,

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from vlpbench.config.identity import run_hash
-from vlpbench.config.loader import (BASE_VARIANT, RUN_KEYS, Experiment, RunSpec, _Locator, _validate_model,
-                                    load_experiment, resolve_variant, validate_components)
+from vlpbench.config.loader import (
+    BASE_VARIANT, Experiment, RUN_KEYS, RunSpec, _Locator, _validate_model, apply_settings, load_experiment,
+    resolve_variant, validate_components,
+)
 from vlpbench.config.overrides import apply_override, split_path
 from vlpbench.config.schema import RunConfig, SweepConfig
-from vlpbench.config.yamlmap import load_yaml_with_lines
+from vlpbench.config.yamlmap import load_yaml_with_lines, nearest_line
 from vlpbench.core.errors import ConfigError, did_you_mean
 
 LOSS_METRIC = "pretrain/loss"
@@ -52,8 +54,6 @@ class SweepPlan:
 
     def trial_spec(self, values: dict[str, Any], label: str) -> RunSpec:
         """The run of one trial: the variant with the sampled ``values`` applied, in validation mode."""
-        from vlpbench.config.loader import apply_settings
-
         overrides = {**self.overrides, **values}
         where = _Locator(self.path, self.lines, self.variant, self.overrides, self.settings)
         if not self.settings:
@@ -71,8 +71,6 @@ class SweepPlan:
 
 
 def _where(path: Path, lines: dict[Any, int], *loc: Any) -> str:
-    from vlpbench.config.yamlmap import nearest_line
-
     line = nearest_line(lines, ("sweep",) + loc)
     return f"{path}, line {line}" if line else str(path)
 

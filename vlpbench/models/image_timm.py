@@ -30,10 +30,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
+from vlpbench.config.envpath import expand_path
 from vlpbench.core.context import BuildContext
 from vlpbench.core.module_component import ModuleComponent
 from vlpbench.engine.files import file_sha256
-from vlpbench.core.errors import DataError, RegistryError
+from vlpbench.core.errors import ConfigError, DataError, RegistryError, did_you_mean
 from vlpbench.core.features import ImageFeatures
 
 
@@ -59,8 +60,6 @@ class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
         @classmethod
         def _known_arch(cls, value: str) -> str:  # checked by `validate`, not only when the run builds it
             import timm
-
-            from vlpbench.core.errors import did_you_mean
 
             if not timm.is_model(value):
                 raise ValueError(f"'{value}' is not a timm model{did_you_mean(value, timm.list_models())} "
@@ -115,7 +114,6 @@ class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
     def _pretrained_kwargs(params: "TimmImageEncoder.Params") -> dict:
         if not params.pretrained_path:
             return {"pretrained": False}
-        from vlpbench.config.envpath import expand_path
 
         path = Path(expand_path(params.pretrained_path, "image_encoder.pretrained_path"))
         shown = params.pretrained_path  # messages quote the file's text, never the expansion
@@ -206,8 +204,6 @@ class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
         """Freeze the first ``stages`` stages (``pretrain.freeze_image_stages``). CNN: the stages of
         timm's ``feature_info`` (ResNet: 1 = the stem, 2 = stem + layer1, …); ViT: 1 = the patch
         embedding (with class token and positions), k = it and the first k − 1 blocks."""
-        from vlpbench.core.errors import ConfigError
-
         if self.is_vit:
             blocks = list(self.backbone.blocks)
             if stages > len(blocks) + 1:

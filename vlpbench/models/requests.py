@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from vlpbench.core.capabilities import GrantsFeatures, declared, offers
+
+
 SIDES = ("image", "text")
 
 
@@ -30,7 +33,7 @@ def collect_requests(*modules: nn.Module) -> dict[str, set[str]]:
     wanted: dict[str, set[str]] = {side: set() for side in SIDES}
     for root in modules:
         for module in root.modules():
-            for request in getattr(module, "feature_requests", ()) or ():
+            for request in declared(module, "feature_requests") or ():
                 side, _, name = request.partition(":")
                 if side not in wanted or not name:
                     raise ValueError(f"{type(module).__name__}.feature_requests: '{request}' is not "
@@ -44,6 +47,6 @@ def apply_feature_requests(objective: nn.Module, image_encoder: nn.Module, text_
     wanted = collect_requests(objective)
     granted: dict[str, set[str]] = {}
     for side, encoder in (("image", image_encoder), ("text", text_encoder)):
-        request = getattr(encoder, "request_features", None)
+        request = encoder.request_features if offers(encoder, GrantsFeatures) else None
         granted[side] = set(request(wanted[side])) if (wanted[side] and request is not None) else set()
     return granted

@@ -40,12 +40,15 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from vlpbench.config.envpath import expand_path
 from vlpbench.core.context import BuildContext
 from vlpbench.core.module_component import ModuleComponent
-from vlpbench.core.errors import DataError
+from vlpbench.core.errors import ConfigError, DataError
 from vlpbench.core.features import TextFeatures
+from vlpbench.engine.files import file_sha256
 from vlpbench.models.sentence_pool import SentenceAttentionPool
 from vlpbench.models.tokenization import TokenizedReports, pack_reports, train_wordpiece
+from vlpbench.models.word_pieces import aggregate, continuation_table, piece_words, slot_sentences
 
 
 #: Weights files of a Hugging Face model directory, in the order they are looked for.
@@ -101,7 +104,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
 
         if params.pretrained:
             local = params.pretrained if isinstance(params.pretrained, LocalModel) else LocalModel(path=params.pretrained)
-            from vlpbench.config.envpath import expand_path
 
             self._load_pretrained(Path(expand_path(local.path, "text_encoder.pretrained")), local.sha256, local.path)
         else:
@@ -123,8 +125,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
             self.bert.requires_grad_(False)
         depth = self.bert.config.num_hidden_layers
         if params.hidden_layers > depth:
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"text_encoder.hidden_layers = {params.hidden_layers}, but the text encoder has {depth} "
                               "layers; give at most that many (GLoRIA's 4 needs a BERT of 4 layers or more).")
         self.cls_attention = False  # switched on by request_features
@@ -152,8 +152,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
             raise DataError(f"text_encoder.pretrained = '{shown}' has a config.json but no weights file "
                             f"({' or '.join(WEIGHT_FILES)}). Copy the model's weights into that folder.")
         if sha256:
-            from vlpbench.engine.files import file_sha256
-
             actual = file_sha256(weights[0])
             if actual != sha256.lower():
                 raise DataError(f"text_encoder.pretrained: '{shown}/{weights[0].name}' has SHA-256 {actual}, not the expected "
@@ -189,8 +187,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
         """Freeze the embeddings and the first ``layers`` transformer layers (``pretrain.freeze_text_layers``)."""
         blocks = self.bert.encoder.layer
         if layers > len(blocks):
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"pretrain.freeze_text_layers = {layers}, but the text encoder has {len(blocks)} layers.")
         self.bert.embeddings.requires_grad_(False)
         for block in blocks[:layers]:
@@ -226,8 +222,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
             attention = getattr(getattr(self.bert, "encoder", None), "layer", [None])[-1]
             attention = getattr(getattr(attention, "attention", None), "self", None)
             if not all(hasattr(attention, a) for a in ("query", "key", "num_attention_heads", "attention_head_size")):
-                from vlpbench.core.errors import ConfigError
-
                 raise ConfigError("a component requests text:cls_attention, but this text encoder's transformer has no "
                                   "BERT-style self-attention in its last layer to read it from; use a BERT model.")
             self.cls_attention = True
@@ -248,8 +242,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
     def continuation(self) -> Tensor:
         """The vocabulary's continuation-piece table (``##…``), built once per tokenizer."""
         if self._continuation is None:
-            from vlpbench.models.word_pieces import continuation_table
-
             if self._tokenizer is None:
                 tokens = self._hf_tokenizer.convert_ids_to_tokens(list(range(len(self._hf_tokenizer))))
             else:
@@ -287,7 +279,6 @@ class BertTextEncoder(ModuleComponent["BertTextEncoder.Params"]):
         if self.params.word_pieces != "keep":
             if input_ids is None:
                 raise ValueError("word_pieces aggregation needs the input ids")
-            from vlpbench.models.word_pieces import aggregate, piece_words, slot_sentences
 
             slots = piece_words(input_ids, attention_mask, self.continuation())
             words = self.local_proj(aggregate(hidden, slots, self.params.word_pieces))

@@ -8,6 +8,7 @@ dropped whole (never cut mid-sentence).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -38,8 +39,6 @@ def train_wordpiece(corpus: Sequence[str], vocab_size: int) -> "tokenizers.Token
     run's identity must not depend on that, so the vocabulary is counted here and handed to a
     ``tokenizers`` WordPiece model with BERT's normaliser and pre-tokeniser.
     """
-    from collections import Counter
-
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
     normalizer = normalizers.BertNormalizer(lowercase=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 Scope = Literal["local", "gathered"]
@@ -48,16 +49,12 @@ class World:
 
 def current_world() -> World:
     """The initialised ``torch.distributed`` process group, or a world of one process."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size())
     return World()
 
 
 def _row_counts(x: Tensor, world: World) -> list[int]:
-    import torch.distributed as dist
-
     count = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
     counts = [torch.zeros_like(count) for _ in range(world.size)]
     dist.all_gather(counts, count)
@@ -66,8 +63,6 @@ def _row_counts(x: Tensor, world: World) -> list[int]:
 
 def _all_gather_padded(x: Tensor, counts: list[int]) -> Tensor:
     """All-gather row blocks of possibly different lengths (padded to the longest, then trimmed)."""
-    import torch.distributed as dist
-
     longest = max(counts)
     padded = x.new_zeros((longest, *x.shape[1:]))
     padded[: x.shape[0]] = x

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import torch
@@ -11,9 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.config.identity import protocol_hash  # noqa: F401  (tasks and plugins import it from here)
 from vlpbench.config.schema import ComponentSpec
-
-if TYPE_CHECKING:
-    from vlpbench.tasks.features import FeatureCache
+from vlpbench.core.errors import ConfigError
+from vlpbench.tasks.features import FeatureCache, global_batches
 
 T = TypeVar("T")
 
@@ -53,8 +52,6 @@ class Encoders:
 
     def require_text(self, task: str) -> torch.nn.Module:
         if self.text is None:
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"task '{task}' compares images with text and needs a text encoder; this checkpoint "
                               "has only an image encoder. Drop the task or evaluate a full vlpbench checkpoint.")
         return self.text
@@ -116,8 +113,6 @@ def fraction_label(fraction: float) -> str:
 
 
 def _feature_cache() -> "FeatureCache":
-    from vlpbench.tasks.features import FeatureCache
-
     return FeatureCache()
 
 
@@ -128,8 +123,6 @@ def frozen_global_features(encoder: torch.nn.Module, images: Any, device: torch.
 
     ``images``: the split's array [n,H,W] (uint8 from the image store, or floats in [0,1]), read and
     normalised a batch at a time, or model-ready images [n,1,H,W] (the former form)."""
-    from vlpbench.tasks.features import global_batches
-
     return global_batches(encoder, images, device, batch_size, precision, embed=False)
 
 
@@ -138,8 +131,6 @@ def image_embeddings(encoder: torch.nn.Module, images: Any, device: torch.device
                      batch_size: int = 256, precision: str = "fp32") -> torch.Tensor:
     """Projected, L2-normalised global image embeddings v [n,D] of a split's images (or model-ready
     images [n,1,H,W]), on the CPU."""
-    from vlpbench.tasks.features import global_batches
-
     return torch.nn.functional.normalize(global_batches(encoder, images, device, batch_size, precision, embed=True),
                                          dim=-1)
 

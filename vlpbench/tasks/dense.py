@@ -19,9 +19,10 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import check_termination
-from vlpbench.tasks.base import Encoders, TaskParams
-from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps
+from vlpbench.tasks.base import Encoders, TaskParams, nested_stratified_fractions
+from vlpbench.tasks.features import DiskMaps, FeatureCache, MemoryMaps, RecomputedMaps, dense_maps, read_rows
 
 
 class DenseTaskParams(TaskParams):
@@ -82,8 +83,8 @@ class MaskRows:
     def __init__(self, split: Any, findings: Sequence[str], local_findings: Sequence[str]) -> None:
         self.split, self.count = split, len(split)
         self.image_shape = tuple(split.images.shape[1:])
-        local = tuple(getattr(split, "local_findings", None) or local_findings)
-        bits = getattr(split, "mask_bits", None)
+        local = tuple(declared(split, "local_findings") or local_findings)
+        bits = declared(split, "mask_bits")
         if bits is None or getattr(bits, "ndim", 0) != 3 or any(f not in local for f in findings):
             self._bits, self._whole = None, np.asarray(split.any_mask(findings))  # its own errors, as before
         else:
@@ -96,7 +97,6 @@ class MaskRows:
     def rows(self, rows: np.ndarray | slice) -> np.ndarray:
         if self._whole is not None:
             return np.asarray(self._whole[rows])
-        from vlpbench.tasks.features import read_rows
 
         mask = (read_rows(self._bits, rows) & self._flag) != 0
         return np.broadcast_to(mask, (mask.shape[0], *self.image_shape)) if mask.shape[1:] != self.image_shape else mask
@@ -197,6 +197,4 @@ def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_l
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
     """Nested fraction subsets that keep at least one image with a target in each."""
-    from vlpbench.tasks.base import nested_stratified_fractions
-
     return nested_stratified_fractions(has_target.reshape(-1, 1).astype(np.uint8), list(fractions), seed)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 
 from vlpbench.core.component import Component
+from vlpbench.core.capabilities import declared
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.dense import DenseTaskParams, fit_head, positives_first_fractions, split_feature_maps
@@ -255,7 +256,7 @@ class Detection(Component["Detection.Params"]):
         from torchmetrics.detection import MeanAveragePrecision
 
         p = self.params
-        findings = p.findings or list(getattr(source, "local_findings", ()))
+        findings = p.findings or list(declared(source, "local_findings"))
         label_names = tuple(source.label_names)
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         maps = split_feature_maps(encoders, splits, device, p.min_stride)

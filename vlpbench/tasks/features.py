@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vlpbench.core.errors import ConfigError
 from vlpbench.data.pipeline import normalise
 
 ENV_BUDGET = "VLPBENCH_FEATURE_CACHE"
@@ -63,8 +64,6 @@ def parse_bytes(text: str, where: str = ENV_BUDGET) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     unit = match.group(2).lower() if match else ""
     if not match or unit not in _UNITS:
-        from vlpbench.core.errors import ConfigError
-
         raise ConfigError(f"{where} = {text!r} is not a size: give bytes with an optional unit, e.g. 2GiB, 512MiB "
                           "or 0 (no dense features in memory).")
     return int(float(match.group(1)) * _UNITS[unit])
@@ -84,14 +83,10 @@ class FeatureCacheSettings:
     def from_environment(cls) -> "FeatureCacheSettings":
         mode = os.environ.get(ENV_MODE, "auto").strip().lower() or "auto"
         if mode not in MODES:
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"{ENV_MODE} = {mode!r}: use one of {', '.join(MODES)} (auto: memory within "
                               f"{ENV_BUDGET}, then disk, then recomputation).")
         dtype = os.environ.get(ENV_DTYPE, "float16").strip().lower() or "float16"
         if dtype not in DISK_DTYPES:
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"{ENV_DTYPE} = {dtype!r}: use float16 (half the disk) or float32 (exactly the "
                               "in-memory features).")
         budget = os.environ.get(ENV_BUDGET)

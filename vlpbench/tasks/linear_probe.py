@@ -27,6 +27,8 @@ from torchmetrics.functional.classification import binary_auroc, multiclass_accu
 
 from vlpbench.core.component import Component
 from vlpbench.core.context import BuildContext
+from vlpbench.core.capabilities import declared
+from vlpbench.core.errors import ConfigError
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
                                  frozen_global_features, nested_stratified_fractions, protocol_hash)
@@ -57,8 +59,6 @@ class LinearProbe(Component["LinearProbe.Params"]):
     def __init__(self, params: "LinearProbe.Params", context: BuildContext | None = None) -> None:
         super().__init__(params, context)
         if any(not 0 < f <= 1 for f in params.fractions):
-            from vlpbench.core.errors import ConfigError
-
             raise ConfigError(f"linear_probe.fractions = {params.fractions}: each fraction must be in (0, 1].")
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
@@ -66,9 +66,9 @@ class LinearProbe(Component["LinearProbe.Params"]):
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
-        declared = getattr(source, "label_type", None)  # real datasets say how their labels are scored
-        if self.params.label_type == "auto" and declared in ("multilabel", "multiclass"):
-            single = declared == "multiclass"
+        label_type = declared(source, "label_type")  # real datasets say how their labels are scored
+        if self.params.label_type == "auto" and label_type in ("multilabel", "multiclass"):
+            single = label_type == "multiclass"
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
         features = {name: encoders.memo("global_features", s.images, (str(device),),
                                         lambda s=s: frozen_global_features(encoder, s.images, device,

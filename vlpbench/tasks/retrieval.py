@@ -8,6 +8,7 @@ false negatives distort a retrieval score. Vectorised: one top-K per direction.
 
 from __future__ import annotations
 
+from math import lgamma
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,6 @@ def recall_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks: list[int])
 
 def chance_recall(relevant: torch.Tensor, k: int) -> float:
     """Expected Recall@K of a random ranking: per query with r relevant of n, 1 − C(n−r, K) / C(n, K)."""
-    from math import lgamma
-
     n = relevant.shape[1]
     k = min(k, n)
 

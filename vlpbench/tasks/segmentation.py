@@ -21,6 +21,7 @@ from monai.losses import FocalLoss
 from monai.metrics import compute_dice
 from pydantic import Field
 
+from vlpbench.core.capabilities import declared
 from vlpbench.core.component import Component
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
@@ -61,10 +62,10 @@ class Segmentation(Component["Segmentation.Params"]):
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         p = self.params
-        findings = p.findings or list(getattr(source, "local_findings", ()))
+        findings = p.findings or list(declared(source, "local_findings"))
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         maps = split_feature_maps(encoders, splits, device, p.min_stride)
-        local = getattr(source, "local_findings", ())
+        local = declared(source, "local_findings")
         masks = {name: MaskRows(s, findings, local) for name, s in splits.items()}
         image_size = splits["train"].images.shape[-1]
         subsets = positives_first_fractions(masks["train"].any_per_image(), p.fractions, p.sampling_seed)

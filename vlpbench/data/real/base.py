@@ -26,10 +26,12 @@ from typing import Any, ClassVar, Iterator, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from vlpbench.config.envpath import expand_path
 from vlpbench.core.component import Component
 from vlpbench.data.real.common import BadSample, Record, SampleProblems, canonical_sha256, resolve_root
 from vlpbench.data.real.decoding import decode_records
 from vlpbench.core.errors import DataError
+from vlpbench.data.store import open_or_build
 
 SPLITS = ("train", "val", "test")
 MANIFEST_FRACTIONS = (0.01, 0.1)
@@ -119,6 +121,12 @@ class RealDataset(Component[RealParams]):
     #: True where ``expected_counts`` come from memory rather than a source that was read
     counts_from_memory: ClassVar[bool] = True
     Params: ClassVar[type[RealParams]] = RealParams
+    #: report files the tables name but the root lacks (MIMIC-CXR fills it); ``verify`` lists them
+    missing_reports: Sequence[str] = ()
+    #: True while ``verify`` reads the tables (a missing report is then listed, not raised)
+    _verifying: bool = False
+    #: the records the cached manifest hash was computed from
+    _manifest_of: Any = None
 
     def __init__(self, params: RealParams, context: Any = None) -> None:
         super().__init__(params, context)
@@ -171,7 +179,7 @@ class RealDataset(Component[RealParams]):
 
     def manifest(self) -> dict[str, Any]:
         """IDs per split and per training fraction, with the recipe (what the SHA-256 covers)."""
-        from vlpbench.tasks.base import nested_stratified_fractions
+        from vlpbench.tasks.base import nested_stratified_fractions  # lazy: torch; config loading imports this
 
         records = self.records()
         splits = {name: [r.id for r in records[name]] for name in records}
@@ -188,7 +196,7 @@ class RealDataset(Component[RealParams]):
 
     def manifest_sha256(self) -> str:
         records = self.records()
-        if getattr(self, "_manifest_of", None) is not records:
+        if self._manifest_of is not records:
             self._manifest_sha, self._manifest_of = canonical_sha256(self.manifest()), records
         return self._manifest_sha
 
@@ -234,8 +242,6 @@ class RealDataset(Component[RealParams]):
         The store lives under ``cache_dir`` (default ``VLPBENCH_STORE_DIR`` or the user cache) and
         is built once, by one process, whatever the number of runs and ranks that want it.
         """
-        from vlpbench.data.store import open_or_build
-
         size = self.image_size
         has_masks = bool(self.local_findings) and "masks" in self.provides
         mapped = ("mask_bits",) if has_masks else ()
@@ -264,8 +270,6 @@ class RealDataset(Component[RealParams]):
 
         root = None
         if self.params.cache_dir:
-            from vlpbench.config.envpath import expand_path
-
             root = expand_path(self.params.cache_dir, f"dataset '{self.name}': cache_dir")
         store = open_or_build(f"{self.name}-{name}-{size}px", self.store_key(name), len(records), (size, size), build,
                               root=root, mapped=mapped)
@@ -341,7 +345,7 @@ class RealDataset(Component[RealParams]):
             return result
         finally:
             self._verifying = False
-        result.missing += list(getattr(self, "missing_reports", []))
+        result.missing += list(self.missing_reports)
         for name, recs in records.items():
             result.missing += [f"{r.image} ({r.where})" for r in recs if not r.image.is_file()]
         actual = self.counts(records)

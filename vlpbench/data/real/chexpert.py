@@ -40,6 +40,7 @@ from pydantic import Field
 
 from vlpbench.data.real.base import RealDataset, RealParams
 from vlpbench.data.real.common import Record, find_table, line_of, numeric_columns, read_table, sample_positions
+from vlpbench.data.synthcxr import PROMPTS
 
 COMPETITION = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 OTHER_FINDINGS = ("Enlarged Cardiomediastinum", "Lung Lesion", "Lung Opacity", "Pneumonia", "Pneumothorax",
@@ -152,8 +153,6 @@ def finding_prompts(names: tuple[str, ...]) -> dict[str, dict[str, tuple[str, ..
     """Zero-shot prompts of the 5 competition findings: SynthCXR's phrasings, which are ordinary
     radiology sentences (an interpretation; MGCA composes its CheXpert prompts from severity,
     subtype and location words instead)."""
-    from vlpbench.data.synthcxr import PROMPTS
-
     return {name: PROMPTS[name] for name in names}
 
 

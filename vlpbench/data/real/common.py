@@ -24,6 +24,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from vlpbench.config.envpath import expand_path
+from vlpbench.config.identity import canonical_hash
 from vlpbench.core.errors import DataError
 
 
@@ -37,8 +39,6 @@ def resolve_root(root: str, dataset: str) -> Path:
     The experiment file keeps the literal text (e.g. ``${VLPBENCH_DATA}/chexpert``), so the run
     identity does not depend on where a user keeps the data; the manifest hash pins the content.
     """
-    from vlpbench.config.envpath import expand_path
-
     path = Path(expand_path(root, f"dataset '{dataset}': root"))
     if not path.is_dir():  # the message quotes the file's text, never the expansion (it lands in results)
         raise DataError(f"dataset '{dataset}': root = '{root}' is not a folder. Point `root` at your local copy "
@@ -296,8 +296,6 @@ def sample_positions(n: int, k: int, random_state: int, what: str = "the table")
 # ----------------------------------------------------------------------------------------------
 def canonical_sha256(payload: Any) -> str:
     """A manifest's identity: :func:`vlpbench.config.identity.canonical_hash` of its JSON content."""
-    from vlpbench.config.identity import canonical_hash
-
     return canonical_hash(payload)
 
 

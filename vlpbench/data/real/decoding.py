@@ -9,11 +9,15 @@ small ones in threads (no start-up cost), in chunks so that a bad sample stops t
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, Iterator
 
 import numpy as np
 
 from vlpbench.data.real.common import BadSample, Record, boxes_to_mask, read_pixels, resize, rle_to_mask, scale_boxes
+from vlpbench.data.store import quantize
 
 #: Splits with at least this many images are decoded by a process pool (else threads).
 PROCESS_POOL_MIN = 512
@@ -23,8 +27,6 @@ def decode_record(record: Record, size: int, has_masks: bool) -> Any:
     """One sample for the store: (uint8 image [size, size], boxes at ``size``, uint8 mask or None),
     or the :class:`BadSample` that says what is wrong with it (a top-level function: it runs in
     worker processes)."""
-    from vlpbench.data.store import quantize
-
     try:
         exact = bool(record.boxes) or (has_masks and bool(record.rles))  # these need the original size
         pixels = read_pixels(record.image, draft=None if exact else size)
@@ -53,10 +55,6 @@ def decode_record(record: Record, size: int, has_masks: bool) -> Any:
 def decode_records(records: list[Record], size: int, has_masks: bool, workers: int) -> Iterator[tuple[int, Any]]:
     """(index, (uint8 image, boxes, mask) or BadSample) in record order, decoded by ``workers``
     processes for splits of at least :data:`PROCESS_POOL_MIN` records, else by threads."""
-    import functools
-    import multiprocessing
-    from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-
     workers = max(1, workers)
     decode = functools.partial(decode_record, size=size, has_masks=has_masks)
     pool: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))

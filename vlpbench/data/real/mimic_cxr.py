@@ -152,7 +152,7 @@ class MIMICCXR(RealDataset):
             out[OFFICIAL[official]].append(Record(
                 id=dicom, image=self.root / folder / f"s{study}" / f"{dicom}.jpg", source=meta_path.name,
                 lines=(line_of(i),), labels=labels, sentences=text[0], impression_start=text[1], patient=subject))
-        if self.missing_reports and p.on_error == "raise" and not getattr(self, "_verifying", False):
+        if self.missing_reports and p.on_error == "raise" and not self._verifying:
             raise DataError(f"dataset '{self.name}': {len(self.missing_reports)} report file(s) are missing, e.g. "
                             f"{self.missing_reports[0]}. Unzip mimic-cxr-reports.zip under the root (or set "
                             "`reports_dir`), or set `on_error: skip` to leave those studies out (counted).")

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from vlpbench.core.errors import DataError
+from vlpbench.data.store import open_or_build, quantize
 from vlpbench.data.synthcxr.render import boxes as find_boxes, render as render_chunk
 from vlpbench.data.synthcxr.reports import HEDGE, IMPRESSION_NAMES, NEGATIONS, NORMAL_REPORTS, PROMPTS
 from vlpbench.data.synthcxr.reports import report as write_report
@@ -231,8 +232,6 @@ def generate_stored(split: str, n: int, config: SynthCXRConfig = SynthCXRConfig(
     process does; the others wait and map it); every later call, in any process, only draws the
     studies and reports. ``images`` are the rendered floats quantised to uint8 (``round(255·x)``).
     """
-    from vlpbench.data.store import open_or_build, quantize
-
     _check_request(split, n)
     size = config.image_size
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 import textwrap
+from importlib import metadata
 from pathlib import Path
 
 from vlpbench import __version__
 from vlpbench.core.errors import ConfigError
+from vlpbench.core.hookspecs import ENTRY_POINT_GROUP
+from vlpbench.core.plugins import get_plugins
 from vlpbench.devkit.scaffold.components import DOCSTRING, MODULES
 from vlpbench.devkit.scaffold.generated_tests import tests_module
 
@@ -143,11 +146,6 @@ each run's `provenance.json`.
 def _refuse_taken_name(name: str) -> None:
     """A plugin name that an installed plugin already uses (or the built-in ``vlpbench``) would lose its
     components to the registry's ownership rule (``fane`` owns ``fane.*``): refuse it at once."""
-    from importlib import metadata
-
-    from vlpbench.core.hookspecs import ENTRY_POINT_GROUP
-    from vlpbench.core.plugins import get_plugins
-
     taken = {p.name: p.distribution or p.name for p in get_plugins().plugins}
     taken.update({ep.name: getattr(ep.dist, "name", ep.name) for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)})
     taken["vlpbench"] = "vlpbench"

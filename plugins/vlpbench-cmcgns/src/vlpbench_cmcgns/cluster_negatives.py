@@ -20,14 +20,14 @@ from typing import Literal
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, DirectionAdjustment, NegativeAdjustment, Positives
+from vlpbench.plugin_api import (AlignmentInputs, BuildContext, DirectionAdjustment, ModuleComponent,
+                                 NegativeAdjustment, Positives)
 from vlpbench_cmcgns.cluster_loss import cluster_negatives
 from vlpbench_cmcgns.kmeans import StreamingKMeans
 
 
-class ClusterGuidedNegatives(nn.Module):
+class ClusterGuidedNegatives(ModuleComponent["ClusterGuidedNegatives.Params"]):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         clusters: int = Field(128, ge=2)
@@ -44,8 +44,7 @@ class ClusterGuidedNegatives(nn.Module):
         skip_initialising_step: bool = True
 
     def __init__(self, params: "ClusterGuidedNegatives.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         size = max(params.queue_size, params.clusters)
         make = lambda: StreamingKMeans(params.clusters, context.embed_dim, params.momentum,  # noqa: E731
                                        params.init_threshold, size, params.init, params.init_pool)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, gather_rows, sentence_means
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, ModuleComponent, gather_rows, sentence_means
 from vlpbench_cmcgns.cluster_loss import cluster_negatives
 from vlpbench_cmcgns.kmeans import StreamingKMeans
 
@@ -74,7 +74,7 @@ def simsiam_patch_loss(predictor: nn.Module, patches: Tensor, conditioned: Tenso
     return (per_report * weights).sum() / weights.sum().clamp_min(1.0)
 
 
-class BidirectionalCrossAttentionHead(nn.Module):
+class BidirectionalCrossAttentionHead(ModuleComponent["BidirectionalCrossAttentionHead.Params"]):
     requires = frozenset({"image:patches", "text:sentences"})
 
     class Params(BaseModel):
@@ -104,8 +104,7 @@ class BidirectionalCrossAttentionHead(nn.Module):
                                                                "the centroids (official)")
 
     def __init__(self, params: "BidirectionalCrossAttentionHead.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         dim = context.embed_dim
         self.attention = BidirectionalCrossAttention(dim)
         self.predictor = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, dim))

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, ConfigError
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, ConfigError, ModuleComponent
 from vlpbench_cmcgns.cross_attention import CACHE_KEY
 
 
@@ -93,7 +93,7 @@ def encoder_path(context: BuildContext) -> str:
     return "convolution" if getattr(encoder, "is_vit", True) is False else "transformer"
 
 
-class CrossModalMaskedReconstruction(nn.Module):
+class CrossModalMaskedReconstruction(ModuleComponent["CrossModalMaskedReconstruction.Params"]):
     requires = frozenset({"image:patches", "text:sentences"})
     #: Reconstruction compares nothing across processes (the official decoder's attention across
     #: the batch is per process) and masks patches at random per sample, so its negative scope has
@@ -122,8 +122,7 @@ class CrossModalMaskedReconstruction(nn.Module):
         loss_scale: float = Field(10.0, gt=0, description="L_rec = loss_scale · L1")
 
     def __init__(self, params: "CrossModalMaskedReconstruction.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         dim = context.embed_dim
         self.path = encoder_path(context) if params.path == "auto" else params.path
         self.grid = context.patch_grid or (max(1, context.image_size // 8),) * 2

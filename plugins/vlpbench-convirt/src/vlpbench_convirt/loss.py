@@ -22,15 +22,15 @@ from typing import Literal
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, soft_infonce_direction
+from vlpbench.plugin_api import BuildContext, DirectionAdjustment, ModuleComponent, Positives, soft_infonce_direction
 
 #: style → (τ, weight of image→text, weight of text→image)
 STYLES = {"vilmedic": (0.1, 0.75, 0.25), "mgca": (0.07, 1.0, 1.0)}
 
 
-class ConVIRTLoss(nn.Module):
+class ConVIRTLoss(ModuleComponent["ConVIRTLoss.Params"]):
     """λ-weighted bidirectional InfoNCE with a fixed temperature (see the module docstring)."""
 
     class Params(BaseModel):
@@ -46,8 +46,7 @@ class ConVIRTLoss(nn.Module):
         eps: float = Field(1e-8, gt=0, description="norms are clamped to at least eps before dividing")
 
     def __init__(self, params: "ConVIRTLoss.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         temperature, i2t, t2i = STYLES[params.style]
         self.temperature = params.temperature if params.temperature is not None else temperature
         self.i2t_weight = params.image_to_text_weight if params.image_to_text_weight is not None else i2t

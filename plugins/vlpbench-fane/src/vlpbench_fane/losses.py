@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import (AlignmentInputs, BuildContext, DirectionAdjustment, NegativeAdjustment, Positives,
-                                 sigmoid_pair_loss)
+from vlpbench.plugin_api import (AlignmentInputs, BuildContext, DirectionAdjustment, ModuleComponent,
+                                 NegativeAdjustment, Positives, sigmoid_pair_loss)
 
 
-class SigmoidMultiPositiveLoss(nn.Module):
+class SigmoidMultiPositiveLoss(ModuleComponent["SigmoidMultiPositiveLoss.Params"]):
     """L_mp = (1/B) Σ_ij softplus(H_ij·(−a·s_ij + b)),  s_ij = cos(v_i, t_j)/0.1.
 
     As in the official code: ``a`` is learnable, initialised to log(1/0.07) ≈ 2.66 and used as is
@@ -33,8 +33,7 @@ class SigmoidMultiPositiveLoss(nn.Module):
         learnable: bool = True
 
     def __init__(self, params: "SigmoidMultiPositiveLoss.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         make = nn.Parameter if params.learnable else nn.Buffer
         self.scale = make(torch.tensor(float(params.scale_init)))
         self.bias = make(torch.tensor(float(params.bias_init)))
@@ -58,7 +57,7 @@ def weighted_negative_similarity(logits: Tensor, negatives: Tensor, temperature:
     return (weights * logits).sum(1)
 
 
-class HardNegativeIntraModal(nn.Module):
+class HardNegativeIntraModal(ModuleComponent["HardNegativeIntraModal.Params"]):
     """L_hn: push each anchor away from its hardest *true* negatives, within each modality.
 
     For anchor i, N(i) = the pairs the miner treats as negatives (not positive, not ignored, not i).
@@ -77,10 +76,6 @@ class HardNegativeIntraModal(nn.Module):
         weight_temperature: float = Field(0.07, gt=0, description="divisor inside the softmax weighting")
         normalisation: Literal["softmax", "linear"] = "softmax"
         weight: float = Field(1.0, ge=0, description="λ of the term")
-
-    def __init__(self, params: "HardNegativeIntraModal.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs, positives: Positives) -> NegativeAdjustment:
         p = self.params

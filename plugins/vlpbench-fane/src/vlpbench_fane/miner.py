@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives, build_report_vectors, report_similarity
+from vlpbench.plugin_api import (AlignmentInputs, BuildContext, ModuleComponent, Positives, build_report_vectors,
+                                 report_similarity)
 
 
 def adaptive_normalise(similarity: Tensor, baseline: Tensor, kappa: float, eps: float = 1e-6) -> Tensor:
@@ -35,7 +36,7 @@ def batch_baseline(vectors: Tensor) -> Tensor:
     return (vectors @ prototype / prototype.norm().clamp_min(1e-12)).mean()
 
 
-class AdaptiveSemanticMiner(nn.Module):
+class AdaptiveSemanticMiner(ModuleComponent["AdaptiveSemanticMiner.Params"]):
     """Positives = pairs whose adaptively normalised report similarity exceeds κ."""
 
     class Params(BaseModel):
@@ -46,8 +47,7 @@ class AdaptiveSemanticMiner(nn.Module):
         eps: float = Field(1e-6, gt=0)
 
     def __init__(self, params: "AdaptiveSemanticMiner.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         self.reports = build_report_vectors(params.report_encoder, context.corpus, context.corpus_sentences)
         self.register_buffer("baseline", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))

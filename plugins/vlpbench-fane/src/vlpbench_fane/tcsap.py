@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, masked_mean, mean_over_reports, within_report_infonce
+from vlpbench.plugin_api import (AlignmentInputs, BuildContext, ModuleComponent, masked_mean, mean_over_reports,
+                                 within_report_infonce)
 
 
 class SparseTextConditionedAttention(nn.Module):
@@ -51,7 +52,7 @@ class SparseTextConditionedAttention(nn.Module):
         return self.out(attention @ v), mask
 
 
-class TCSAP(nn.Module):
+class TCSAP(ModuleComponent["TCSAP.Params"]):
     """FaNe's local head: returns ``tc`` (within-report sentence InfoNCE) and ``spa`` (L1 of M)."""
 
     requires = frozenset({"image:patches", "text:sentences"})
@@ -63,8 +64,7 @@ class TCSAP(nn.Module):
         sparsity_weight: float = Field(1.0, ge=0, description="λ of L_spa (relative to L_tc)")
 
     def __init__(self, params: "TCSAP.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         self.attention = SparseTextConditionedAttention(context.embed_dim, params.dim)
 
     def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:

@@ -27,9 +27,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, gather_constant, gather_rows
+from vlpbench.plugin_api import AlignmentInputs, ModuleComponent, gather_constant, gather_rows
 
 
 def word_mask(inputs: AlignmentInputs, words: str) -> Tensor:
@@ -67,7 +67,7 @@ def _gather_padded(x: Tensor, inputs: AlignmentInputs, differentiable: bool) -> 
     return gather_rows(x, inputs.gradient, inputs.world) if differentiable else gather_constant(x, inputs.world)
 
 
-class GloriaLocal(nn.Module):
+class GloriaLocal(ModuleComponent["GloriaLocal.Params"]):
     """l0 + l1 of the word–region attention (see the module docstring); term ``local``."""
 
     requires = frozenset({"image:patches"})
@@ -82,10 +82,6 @@ class GloriaLocal(nn.Module):
         image_to_text_weight: float = Field(1.0, ge=0, description="weight of l0 (official: 1, summed)")
         text_to_image_weight: float = Field(1.0, ge=0, description="weight of l1 (official: 1, summed)")
         eps: float = Field(1e-8, gt=0, description="clamp of the norm product in the cosine")
-
-    def __init__(self, params: "GloriaLocal.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
         p = self.params

@@ -12,9 +12,9 @@ and no weighting is exactly the cross-entropy above.
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, soft_infonce_direction
+from vlpbench.plugin_api import DirectionAdjustment, ModuleComponent, Positives, soft_infonce_direction
 
 
 def gloria_cosine(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
@@ -23,7 +23,7 @@ def gloria_cosine(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
     return (x @ y.t()) / norms.clamp_min(eps)
 
 
-class GloriaGlobalLoss(nn.Module):
+class GloriaGlobalLoss(ModuleComponent["GloriaGlobalLoss.Params"]):
     """g0 + g1 on ``scale · cosine`` logits (scale = temp3 = 10, fixed)."""
 
     class Params(BaseModel):
@@ -32,10 +32,6 @@ class GloriaGlobalLoss(nn.Module):
         image_to_text_weight: float = Field(1.0, ge=0, description="weight of g0 (official: 1, summed)")
         text_to_image_weight: float = Field(1.0, ge=0, description="weight of g1 (official: 1, summed)")
         eps: float = Field(1e-8, gt=0, description="clamp of the norm product")
-
-    def __init__(self, params: "GloriaGlobalLoss.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, image: Tensor, text: Tensor, positives: Positives,
                 i2t: DirectionAdjustment, t2i: DirectionAdjustment) -> Tensor:

@@ -33,9 +33,9 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, ModuleComponent, Positives
 
 NO_FINDING_NAMES = {"no_finding", "no finding", "nofinding", "normal"}
 
@@ -58,7 +58,7 @@ def soft_affinity(similarity: Tensor, temperature: float) -> Tensor:
     return torch.exp((similarity - similarity.max()) / temperature)
 
 
-class LabelSimilarityMiner(nn.Module):
+class LabelSimilarityMiner(ModuleComponent["LabelSimilarityMiner.Params"]):
     """Soft targets from the similarity of the pairs' finding labels (see the module docstring)."""
 
     requires = frozenset({"data:labels"})
@@ -72,8 +72,7 @@ class LabelSimilarityMiner(nn.Module):
             True, description="append a 'no finding' label (1 when no other label is positive) unless the dataset has one")
 
     def __init__(self, params: "LabelSimilarityMiner.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         names = {n.lower() for n in (context.label_names if context is not None else ())}
         self.append_no_finding = params.no_finding and not (names & NO_FINDING_NAMES)
 

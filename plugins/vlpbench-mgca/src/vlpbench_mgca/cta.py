@@ -42,9 +42,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, aggregate, slot_mask
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, ModuleComponent, aggregate, slot_mask
 
 
 def clipped_weights(attention: Tensor, nonzero_only: bool, low: float = 0.1, high: float = 0.9) -> Tensor:
@@ -87,7 +87,7 @@ def weighted_token_infonce(similarity: Tensor, weights: Tensor) -> tuple[Tensor,
     return (weights * rows).sum() / batch, (weights * columns).sum() / batch
 
 
-class TokenAlignment(nn.Module):
+class TokenAlignment(ModuleComponent["TokenAlignment.Params"]):
     """CTA (see the module docstring); term ``local`` = L_word + L_patch."""
 
     requires = frozenset({"image:patches"})
@@ -108,8 +108,7 @@ class TokenAlignment(nn.Module):
                         "(official), or uniform")
 
     def __init__(self, params: "TokenAlignment.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         encoder = context.built.get("image_encoder") if context is not None else None
         is_vit = bool(getattr(encoder, "is_vit", False))
         self.normalise_patch_context = {"official": not is_vit, "always": True, "never": False}[params.patch_context_norm]

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import BuildContext, DirectionAdjustment, Positives, soft_infonce_direction
+from vlpbench.plugin_api import DirectionAdjustment, ModuleComponent, Positives, soft_infonce_direction
 
 
-class InstanceAlignment(nn.Module):
+class InstanceAlignment(ModuleComponent["InstanceAlignment.Params"]):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         temperature: float = Field(0.07, gt=0, description="fixed τ (softmax_temperature, mgca_module.py:36,420)")
         image_to_text_weight: float = Field(1.0, ge=0, description="weight of the image→text term (official: 1)")
         text_to_image_weight: float = Field(1.0, ge=0, description="weight of the text→image term (official: 1)")
-
-    def __init__(self, params: "InstanceAlignment.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, image: Tensor, text: Tensor, positives: Positives,
                 i2t: DirectionAdjustment, t2i: DirectionAdjustment) -> Tensor:

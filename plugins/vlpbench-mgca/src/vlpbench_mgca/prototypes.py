@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, gather_rows
+from vlpbench.plugin_api import AlignmentInputs, BuildContext, ModuleComponent, gather_rows
 
 
 @torch.no_grad()
@@ -44,7 +44,7 @@ def sinkhorn(scores: Tensor, iterations: int) -> Tensor:
     return (q / q.sum(dim=0, keepdim=True)).t()
 
 
-class PrototypeAlignment(nn.Module):
+class PrototypeAlignment(ModuleComponent["PrototypeAlignment.Params"]):
     """CPA (see the module docstring); term ``proto``."""
 
     class Params(BaseModel):
@@ -57,8 +57,7 @@ class PrototypeAlignment(nn.Module):
                                                                     "(official: the first of 50 epochs)")
 
     def __init__(self, params: "PrototypeAlignment.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         dim = context.embed_dim if context is not None else 128
         self.prototypes = nn.Linear(dim, params.num_prototypes, bias=False)
 

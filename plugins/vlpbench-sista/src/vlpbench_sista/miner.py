@@ -20,9 +20,10 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, Positives, build_report_vectors, report_similarity
+from vlpbench.plugin_api import (AlignmentInputs, BuildContext, ModuleComponent, Positives, build_report_vectors,
+                                 report_similarity)
 
 
 def eliminate_false_negatives(similarity: Tensor, threshold: float, mode: str) -> Positives:
@@ -39,7 +40,7 @@ def eliminate_false_negatives(similarity: Tensor, threshold: float, mode: str) -
     return Positives(identity + soft * matched)
 
 
-class FalseNegativeElimination(nn.Module):
+class FalseNegativeElimination(ModuleComponent["FalseNegativeElimination.Params"]):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         mode: Literal["mask", "multi-positive", "soft"] = "mask"
@@ -48,8 +49,7 @@ class FalseNegativeElimination(nn.Module):
         threshold: float = Field(0.9, description="cosine above which two reports count as the same")
 
     def __init__(self, params: "FalseNegativeElimination.Params", context: BuildContext) -> None:
-        super().__init__()
-        self.params = params
+        super().__init__(params, context)
         self.reports = build_report_vectors(params.report_encoder, context.corpus, context.corpus_sentences) if params.source == "frozen" else None
 
     def similarity(self, inputs: AlignmentInputs) -> Tensor:

@@ -19,9 +19,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from torch import Tensor
 
-from vlpbench.plugin_api import AlignmentInputs, BuildContext, mean_over_reports, within_report_infonce
+from vlpbench.plugin_api import AlignmentInputs, ModuleComponent, mean_over_reports, within_report_infonce
 
 
 def sparse_alignment_weights(similarity: Tensor, sparsify: str, top_k: int) -> Tensor:
@@ -38,7 +38,7 @@ def sparse_alignment_weights(similarity: Tensor, sparsify: str, top_k: int) -> T
     return scaled / scaled.sum(-1, keepdim=True).clamp_min(1e-6)
 
 
-class SparseTokenAlignment(nn.Module):
+class SparseTokenAlignment(ModuleComponent["SparseTokenAlignment.Params"]):
     requires = frozenset({"image:patches", "text:words"})
 
     class Params(BaseModel):
@@ -46,10 +46,6 @@ class SparseTokenAlignment(nn.Module):
         sparsify: Literal["threshold", "topk", "none"] = "threshold"
         top_k: int = Field(8, ge=1, description="patches kept per word with sparsify=topk")
         temperature: float = Field(0.07, gt=0)
-
-    def __init__(self, params: "SparseTokenAlignment.Params", context: BuildContext | None = None) -> None:
-        super().__init__()
-        self.params = params
 
     def forward(self, inputs: AlignmentInputs) -> dict[str, Tensor]:
         words, mask = inputs.text.word_emb, inputs.text.word_mask
