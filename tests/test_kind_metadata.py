@@ -187,3 +187,30 @@ def test_listing_imports_no_torch_and_the_table_no_pydantic() -> None:
             "print(table, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+#: The paper and official code each method and baseline plugin declares (../shared/METHODS.md, BASELINES.md).
+DECLARED_SOURCES = {
+    "fane": ("arXiv:2511.12215", "https://github.com/Aventador8/FaNe"),
+    "sista": ("arXiv:2601.08165", None),  # no public code
+    "cmcgns": ("arXiv:2506.11674", "https://github.com/violet-42/CM-CGNS"),
+    "gloria": ("GLoRIA, ICCV 2021", "https://github.com/marshuang80/gloria"),
+    "mgca": ("MGCA, NeurIPS 2022", "https://github.com/HKU-MedAI/MGCA"),
+    "convirt": ("ConVIRT", "https://github.com/jbdel/vilmedic"),
+    "medclip": ("MedCLIP, EMNLP 2022", "https://github.com/RyanWangZf/MedCLIP"),
+}
+
+
+def test_every_method_component_names_its_paper_and_official_code() -> None:
+    load_plugins()
+    seen = set()
+    for kind in ("global_loss", "positive_miner", "negative_weighting", "local_head", "auxiliary"):
+        for entry in get_registry().entries[kind].values():
+            if entry.origin not in DECLARED_SOURCES:
+                continue
+            paper, code = DECLARED_SOURCES[entry.origin]
+            metadata = entry.metadata()
+            assert paper in (metadata.reference or ""), (entry.name, metadata.reference)
+            assert metadata.official_code == code, (entry.name, metadata.official_code)
+            seen.add(entry.origin)
+    assert seen == set(DECLARED_SOURCES)  # every plugin has at least one objective component

@@ -28,6 +28,9 @@ from vlpbench_cmcgns.kmeans import StreamingKMeans
 
 
 class ClusterGuidedNegatives(ModuleComponent["ClusterGuidedNegatives.Params"]):
+    reference = "arXiv:2506.11674 (CM-CGNS)"
+    official_code = "https://github.com/violet-42/CM-CGNS"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         clusters: int = Field(128, ge=2)

@@ -75,6 +75,9 @@ def simsiam_patch_loss(predictor: nn.Module, patches: Tensor, conditioned: Tenso
 
 
 class BidirectionalCrossAttentionHead(ModuleComponent["BidirectionalCrossAttentionHead.Params"]):
+    reference = "arXiv:2506.11674 (CM-CGNS)"
+    official_code = "https://github.com/violet-42/CM-CGNS"
+
     requires = frozenset({"image:patches", "text:sentences"})
 
     class Params(BaseModel):

@@ -94,6 +94,9 @@ def encoder_path(context: BuildContext) -> str:
 
 
 class CrossModalMaskedReconstruction(ModuleComponent["CrossModalMaskedReconstruction.Params"]):
+    reference = "arXiv:2506.11674 (CM-CGNS)"
+    official_code = "https://github.com/violet-42/CM-CGNS"
+
     requires = frozenset({"image:patches", "text:sentences"})
     #: Reconstruction compares nothing across processes (the official decoder's attention across
     #: the batch is per process) and masks patches at random per sample, so its negative scope has

@@ -33,6 +33,9 @@ STYLES = {"vilmedic": (0.1, 0.75, 0.25), "mgca": (0.07, 1.0, 1.0)}
 class ConVIRTLoss(ModuleComponent["ConVIRTLoss.Params"]):
     """λ-weighted bidirectional InfoNCE with a fixed temperature (see the module docstring)."""
 
+    reference = "Zhang et al., ConVIRT, 2020 (the loss as ViLMedic and BenchX implement it)"
+    official_code = "https://github.com/jbdel/vilmedic"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         style: Literal["vilmedic", "mgca"] = Field(

@@ -25,6 +25,9 @@ class SigmoidMultiPositiveLoss(ModuleComponent["SigmoidMultiPositiveLoss.Params"
     extra candidate columns are extra negatives (the official code has neither).
     """
 
+    reference = "arXiv:2511.12215 (FaNe, AAAI-26)"
+    official_code = "https://github.com/Aventador8/FaNe"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         temperature: float = Field(0.1, gt=0, description="fixed divisor of the cosine")
@@ -69,6 +72,9 @@ class HardNegativeIntraModal(ModuleComponent["HardNegativeIntraModal.Params"]):
     Interpretation: a paper summary gives a linear normalisation instead of the softmax;
     ``normalisation: linear`` uses ``w_ij = max(s_ij, 0) / Σ_{k∈N(i)} max(s_ik, 0)``.
     """
+
+    reference = "arXiv:2511.12215 (FaNe, AAAI-26)"
+    official_code = "https://github.com/Aventador8/FaNe"
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -39,6 +39,9 @@ def batch_baseline(vectors: Tensor) -> Tensor:
 class AdaptiveSemanticMiner(ModuleComponent["AdaptiveSemanticMiner.Params"]):
     """Positives = pairs whose adaptively normalised report similarity exceeds κ."""
 
+    reference = "arXiv:2511.12215 (FaNe, AAAI-26)"
+    official_code = "https://github.com/Aventador8/FaNe"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         report_encoder: str = Field("tfidf", description="'tfidf' or a local Hugging Face model directory (frozen)")

@@ -55,6 +55,9 @@ class SparseTextConditionedAttention(nn.Module):
 class TCSAP(ModuleComponent["TCSAP.Params"]):
     """FaNe's local head: returns ``tc`` (within-report sentence InfoNCE) and ``spa`` (L1 of M)."""
 
+    reference = "arXiv:2511.12215 (FaNe, AAAI-26)"
+    official_code = "https://github.com/Aventador8/FaNe"
+
     requires = frozenset({"image:patches", "text:sentences"})
 
     class Params(BaseModel):

@@ -70,6 +70,9 @@ def _gather_padded(x: Tensor, inputs: AlignmentInputs, differentiable: bool) -> 
 class GloriaLocal(ModuleComponent["GloriaLocal.Params"]):
     """l0 + l1 of the word–region attention (see the module docstring); term ``local``."""
 
+    reference = "Huang et al., GLoRIA, ICCV 2021"
+    official_code = "https://github.com/marshuang80/gloria"
+
     requires = frozenset({"image:patches"})
 
     class Params(BaseModel):

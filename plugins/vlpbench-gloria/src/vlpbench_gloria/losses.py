@@ -26,6 +26,9 @@ def gloria_cosine(x: Tensor, y: Tensor, eps: float = 1e-8) -> Tensor:
 class GloriaGlobalLoss(ModuleComponent["GloriaGlobalLoss.Params"]):
     """g0 + g1 on ``scale · cosine`` logits (scale = temp3 = 10, fixed)."""
 
+    reference = "Huang et al., GLoRIA, ICCV 2021"
+    official_code = "https://github.com/marshuang80/gloria"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         scale: float = Field(10.0, gt=0, description="temp3: multiplies the cosine (= 1/τ with τ 0.1)")

@@ -61,6 +61,9 @@ def soft_affinity(similarity: Tensor, temperature: float) -> Tensor:
 class LabelSimilarityMiner(ModuleComponent["LabelSimilarityMiner.Params"]):
     """Soft targets from the similarity of the pairs' finding labels (see the module docstring)."""
 
+    reference = "Wang et al., MedCLIP, EMNLP 2022"
+    official_code = "https://github.com/RyanWangZf/MedCLIP"
+
     requires = frozenset({"data:labels"})
 
     class Params(BaseModel):

@@ -90,6 +90,9 @@ def weighted_token_infonce(similarity: Tensor, weights: Tensor) -> tuple[Tensor,
 class TokenAlignment(ModuleComponent["TokenAlignment.Params"]):
     """CTA (see the module docstring); term ``local`` = L_word + L_patch."""
 
+    reference = "Wang et al., MGCA, NeurIPS 2022"
+    official_code = "https://github.com/HKU-MedAI/MGCA"
+
     requires = frozenset({"image:patches"})
     batch_negatives = False
 

@@ -15,6 +15,9 @@ from vlpbench.plugin_api import DirectionAdjustment, ModuleComponent, Positives,
 
 
 class InstanceAlignment(ModuleComponent["InstanceAlignment.Params"]):
+    reference = "Wang et al., MGCA, NeurIPS 2022"
+    official_code = "https://github.com/HKU-MedAI/MGCA"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         temperature: float = Field(0.07, gt=0, description="fixed τ (softmax_temperature, mgca_module.py:36,420)")

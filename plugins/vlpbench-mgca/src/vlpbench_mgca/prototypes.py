@@ -47,6 +47,9 @@ def sinkhorn(scores: Tensor, iterations: int) -> Tensor:
 class PrototypeAlignment(ModuleComponent["PrototypeAlignment.Params"]):
     """CPA (see the module docstring); term ``proto``."""
 
+    reference = "Wang et al., MGCA, NeurIPS 2022"
+    official_code = "https://github.com/HKU-MedAI/MGCA"
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         num_prototypes: int = Field(500, ge=2, description="K")

@@ -41,6 +41,9 @@ def eliminate_false_negatives(similarity: Tensor, threshold: float, mode: str) -
 
 
 class FalseNegativeElimination(ModuleComponent["FalseNegativeElimination.Params"]):
+    reference = "arXiv:2601.08165 (SISTA)"
+    official_code = None  # no public code
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         mode: Literal["mask", "multi-positive", "soft"] = "mask"

@@ -39,6 +39,9 @@ def sparse_alignment_weights(similarity: Tensor, sparsify: str, top_k: int) -> T
 
 
 class SparseTokenAlignment(ModuleComponent["SparseTokenAlignment.Params"]):
+    reference = "arXiv:2601.08165 (SISTA)"
+    official_code = None  # no public code
+
     requires = frozenset({"image:patches", "text:words"})
 
     class Params(BaseModel):
