@@ -196,3 +196,47 @@ def test_the_default_schedule_stays_out_of_the_recorded_parameters() -> None:
     cosine schedule is recorded (and so changes the identity)."""
     assert "schedule" not in Segmentation.Params().model_dump()
     assert Detection.Params(schedule="cosine").model_dump()["schedule"] == "cosine"
+
+
+def _train_one_weight(gradients: list[float], grad_clip: float | None) -> float:
+    """Train w (starting at 0) with AdamW on the loss w·g_t, g_t = gradients[t]; return w at the end."""
+    from vlpbench.tasks.dense import fit_with_early_stopping
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    step, calls = [0], [0]
+
+    def train_loss(index: torch.Tensor) -> torch.Tensor:
+        g = gradients[step[0]]
+        step[0] += 1
+        return model.weight.sum() * g
+
+    def val_loss() -> float:  # always improving: the last state is kept
+        calls[0] += 1
+        return -float(calls[0])
+
+    fit_with_early_stopping(model, train_size=1, train_loss=train_loss, val_loss=val_loss, lr=0.1, weight_decay=0.0,
+                            batch_size=1, max_epochs=len(gradients), patience=1, seed=0, grad_clip=grad_clip)
+    assert step[0] == len(gradients)
+    return model.weight.detach().item()
+
+
+def test_grad_clip_bounds_a_spike_and_leaves_small_gradients_alone() -> None:
+    """A gradient spike (1e6 at step 5 among 0.5s) clipped to norm 1 trains exactly like a gradient of 1
+    there; unclipped, the spike drags AdamW's moments and the weight ends elsewhere."""
+    spiky = [0.5] * 5 + [1e6] + [0.5] * 6
+    tame = [0.5] * 5 + [1.0] + [0.5] * 6
+    clipped, reference = _train_one_weight(spiky, 1.0), _train_one_weight(tame, None)
+    assert clipped == pytest.approx(reference, abs=1e-5)
+    assert abs(_train_one_weight(spiky, None) - reference) > 0.05
+    # below the clip nothing changes
+    assert _train_one_weight([0.5] * 8, 1.0) == _train_one_weight([0.5] * 8, None)
+
+
+def test_grad_clip_enters_the_identity_only_when_set() -> None:
+    from vlpbench.tasks.segmentation import Segmentation
+
+    assert "grad_clip" not in Segmentation.Params().model_dump()
+    assert Segmentation.Params(grad_clip=1.0).model_dump()["grad_clip"] == 1.0
+    with pytest.raises(ValueError):
+        Segmentation.Params(grad_clip=0)

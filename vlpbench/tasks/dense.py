@@ -43,6 +43,10 @@ class DenseTaskParams(TaskParams):
         "constant", exclude_if=lambda value: value == "constant",  # runs from before the option keep their identity
         description="learning rate over the head's training: constant, or cosine decay to 0 over "
                                 "max_epochs (a head then ends at a small step size, so its seed matters less)")
+    grad_clip: float | None = Field(
+        None, gt=0, exclude_if=lambda value: value is None,  # runs from before the option keep their identity
+        description="clip the head's gradient to this global norm before each step (None: no clipping); a "
+                    "large early step can send a head where it never recovers")
     min_steps_per_epoch: int = Field(10, ge=1, description="small fractions are cycled to at least this many steps per epoch")
     max_steps_per_epoch: int | None = Field(
         None, ge=1, description="cap on the steps of an epoch: a large training set is then seen over several "
@@ -138,6 +142,7 @@ def fit_with_early_stopping(
     min_steps_per_epoch: int = 1,
     max_steps_per_epoch: int | None = None,
     schedule: str = "constant",
+    grad_clip: float | None = None,
 ) -> dict[str, float]:
     """AdamW over shuffled mini-batches; keep the state with the lowest validation loss.
 
@@ -146,10 +151,12 @@ def fit_with_early_stopping(
     handful of updates. With ``max_steps_per_epoch`` an epoch stops after that many steps and the
     next one continues the same shuffled stream, so every image is still seen, over several epochs.
     ``schedule="cosine"`` decays the learning rate to 0 over ``max_epochs`` epochs, step by step.
+    ``grad_clip`` clips the gradient's global norm before each step (on the device: no host sync).
     """
     generator = torch.Generator().manual_seed(seed)
     repeats = max(1, -(-min_steps_per_epoch * batch_size // train_size))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=lr, weight_decay=weight_decay)
     best, best_state, waited, epochs = float("inf"), copy.deepcopy(model.state_dict()), 0, 0
     epoch_images = repeats * train_size if max_steps_per_epoch is None else min(max_steps_per_epoch * batch_size,
                                                                                 repeats * train_size)
@@ -168,6 +175,8 @@ def fit_with_early_stopping(
         for start in range(0, len(order), batch_size):
             optimizer.zero_grad(set_to_none=True)
             train_loss(order[start:start + batch_size]).backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(trained, grad_clip)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -192,7 +201,7 @@ def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_l
     return fit_with_early_stopping(model, train_size, train_loss, val_loss, params.lr, params.weight_decay,
                                    min(params.batch_size, train_size), params.max_epochs, params.patience,
                                    params.train_seed, params.min_steps_per_epoch, params.max_steps_per_epoch,
-                                   params.schedule)
+                                   params.schedule, params.grad_clip)
 
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:
