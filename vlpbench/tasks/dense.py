@@ -128,6 +128,21 @@ def learning_rate_schedule(optimizer: torch.optim.Optimizer, schedule: str,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
 
+def train_epoch(order: Tensor, batch_size: int, train_loss: Callable[[Tensor], Tensor], optimizer: torch.optim.Optimizer,
+                scheduler: torch.optim.lr_scheduler.LambdaLR | None, trained: list[nn.Parameter],
+                grad_clip: float | None = None) -> None:
+    """One epoch of optimiser steps over the indices ``order``, ``batch_size`` at a time; the
+    gradient's global norm clipped to ``grad_clip`` first when it is set (on the device)."""
+    for start in range(0, len(order), batch_size):
+        optimizer.zero_grad(set_to_none=True)
+        train_loss(order[start:start + batch_size]).backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(trained, grad_clip)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
 def fit_with_early_stopping(
     model: nn.Module,
     train_size: int,
@@ -172,14 +187,7 @@ def fit_with_early_stopping(
             while len(stream) < epoch_images:
                 stream = torch.cat([stream, epoch_order()])
             order, stream = stream[:epoch_images], stream[epoch_images:]
-        for start in range(0, len(order), batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            train_loss(order[start:start + batch_size]).backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(trained, grad_clip)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
+        train_epoch(order, batch_size, train_loss, optimizer, scheduler, trained, grad_clip)
         model.eval()
         with torch.no_grad():
             current = val_loss()
