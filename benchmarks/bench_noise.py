@@ -374,7 +374,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         document = floor_document(rows, variant, seed, args.repeats, time.strftime("%Y-%m-%d"),
                                   "benchmarks/bench_noise.py " + " ".join(argv if argv is not None else sys.argv[1:]))
         floor_path = Path(args.floor)
-        existing = json.loads(floor_path.read_text()) if floor_path.is_file() else None
+        try:
+            existing = json.loads(floor_path.read_text()) if floor_path.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--floor {floor_path}: the existing file is not a noise floor file ({exc}); move it "
+                             "aside or give another path (the measurement above is printed, not lost).") from None
         merged = merge_floor(existing, document)
         floor_path.write_text(json.dumps(merged, indent=2) + "\n")
         print(f"noise floor for the board written to {args.floor} ({len(merged['measurements'])} encoder(s); "
