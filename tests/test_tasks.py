@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from vlpbench.tasks.retrieval import recall_at_k
+from vlpbench.tasks.retrieval import recall_at_k, same_finding_set
 
 
 def test_recall_perfect_inverted_and_semantic() -> None:
@@ -61,3 +62,16 @@ def test_label_fractions_are_deterministic_nested_and_stratified() -> None:
     assert set(first[0.01]) <= set(first[0.1]) <= set(first[1.0]) and len(first[1.0]) == 500
     assert (labels[first[0.01]].sum(0) > 0).all()  # every label keeps a positive, even at 1 %
     assert len(first[0.01]) <= 5 + labels.shape[1]
+
+
+def test_same_finding_set_equals_the_pairwise_comparison_of_label_rows() -> None:
+    """The integer-id construction gives exactly the [n, n] matrix of equal label rows."""
+    rng = np.random.default_rng(0)
+    labels = (rng.random((200, 8)) < 0.15).astype(np.uint8)  # many repeated rows, 'no finding' the commonest
+    expected = (torch.from_numpy(labels).unsqueeze(1) == torch.from_numpy(labels).unsqueeze(0)).all(-1)
+    got = same_finding_set(labels)
+    assert got.dtype == torch.bool and torch.equal(got, expected)
+    assert bool(got.diagonal().all()) and int(got.sum()) > 200  # duplicates exist
+    assert same_finding_set(np.zeros((0, 8), np.uint8)).shape == (0, 0)
+    unknown = np.array([[1.0, np.nan], [1.0, np.nan], [0.0, 1.0]])  # a missing label equals nothing
+    assert same_finding_set(unknown).tolist() == [[False, False, False], [False, False, False], [False, False, True]]

@@ -32,6 +32,20 @@ def recall_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks: list[int])
     return {k: float(hit.float().mean()) for k, hit in hits_at_k(similarity, relevant, ks).items()}
 
 
+def same_finding_set(labels: np.ndarray) -> torch.Tensor:
+    """bool [n, n]: whether items i and j have the same set of positive findings (equal label rows).
+    Each distinct row gets one integer id first, so no [n, n, L] comparison is built (128 MB at
+    4,000 items and 8 findings)."""
+    if len(labels) == 0:
+        return torch.zeros(0, 0, dtype=torch.bool)
+    if labels.dtype.kind == "f" and np.isnan(labels).any():  # NaN equals nothing, itself included: compare rows
+        rows = torch.from_numpy(labels)
+        return (rows.unsqueeze(1) == rows.unsqueeze(0)).all(-1)
+    _, ids = np.unique(labels.reshape(len(labels), -1), axis=0, return_inverse=True)
+    ids_t = torch.from_numpy(ids.reshape(-1))
+    return ids_t.unsqueeze(1) == ids_t.unsqueeze(0)
+
+
 def chance_recall(relevant: torch.Tensor, k: int) -> float:
     """Expected Recall@K of a random ranking: per query with r relevant of n, 1 − C(n−r, K) / C(n, K)."""
     n = relevant.shape[1]
@@ -61,9 +75,9 @@ class Retrieval(Component["Retrieval.Params"]):
                                                         precision=encoders.precision))
         reports = text_embeddings(text_encoder, [list(s) for s in split.sentences], device)
         similarity = images @ reports.t()  # [n, n]
-        labels = torch.from_numpy(np.asarray(split.labels))
+        labels = np.asarray(split.labels)
         strict = torch.eye(len(labels), dtype=torch.bool)
-        semantic = (labels.unsqueeze(1) == labels.unsqueeze(0)).all(-1)
+        semantic = same_finding_set(labels)
         scores: dict[str, float] = {}
         columns, samples = {}, {}
         for direction, matrix in (("i2t", similarity), ("t2i", similarity.t())):
