@@ -94,6 +94,15 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
                 source.prepare()
 
 
+def dense_stride_on_run_data(tasks: list[Any]) -> int | None:
+    """The finest stride the dense tasks (those with ``min_stride``) read from the run's own data,
+    when they all read the same one: the global features of those images are then computed in the
+    same encoder pass as their maps (:meth:`vlpbench.tasks.base.Encoders.global_features`)."""
+    strides = {task.params.min_stride for task in tasks
+               if isinstance(getattr(task.params, "min_stride", None), int) and getattr(task.params, "dataset", None) is None}
+    return strides.pop() if len(strides) == 1 else None
+
+
 def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,
                    echo: Callable[[str], None] | None = None,
                    task_data: dict[str, Any] | None = None,
@@ -114,8 +123,9 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     registry = get_registry()
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    for index, task_spec in enumerate(tasks):
-        task = build_component(registry, "task", task_spec, context)
+    built = [build_component(registry, "task", task_spec, context) for task_spec in tasks]
+    shared_stride = dense_stride_on_run_data(built)
+    for index, (task_spec, task) in enumerate(zip(tasks, built)):
         key = task_spec.name if sum(t.name == task_spec.name for t in tasks) == 1 else f"{task_spec.name}#{index}"
         if encoders.text is None and "text:global" in declared(task, "requires"):
             if echo:
@@ -125,6 +135,7 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
         if source is not data_source and declared(data_source, "evaluation") == "validation":
             source = ValidationSource(source)
+        encoders.dense_min_stride = shared_stride if dataset_spec is None else None
         started = time.perf_counter()
         check_termination()
         with task_bar(key, progress):

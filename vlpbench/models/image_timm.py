@@ -193,12 +193,19 @@ class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
         CNN: every stage with stride ≥ ``min_stride`` up to the patch stage; ViT: the patch tokens
         as one map (a ViT has a single scale).
         """
+        return self.feature_maps_and_global(images, min_stride)[0]
+
+    def feature_maps_and_global(self, images: Tensor, min_stride: int = 4) -> tuple[list[Tensor], Tensor]:
+        """:meth:`feature_maps` and the pre-projection global feature [B,C] from one backbone pass
+        (an evaluation with dense tasks then runs the encoder once per image, not twice)."""
         if self.is_vit:
-            _, patches, (h, w) = self.encode_maps(images)
-            return [patches.transpose(1, 2).reshape(patches.shape[0], -1, h, w)]
-        maps = self.backbone(images)[: self.out_indices[0] + 1]
+            pooled, patches, (h, w) = self.encode_maps(images)
+            return [patches.transpose(1, 2).reshape(patches.shape[0], -1, h, w)], pooled
+        maps = self.backbone(images)
+        pooled = maps[self.out_indices[1]].mean((-2, -1))
+        maps = maps[: self.out_indices[0] + 1]
         kept = [m for m, stride in zip(maps, self.stage_strides) if stride >= min_stride]
-        return kept or [maps[-1]]
+        return kept or [maps[-1]], pooled
 
     def freeze_stages(self, stages: int) -> None:
         """Freeze the first ``stages`` stages (``pretrain.freeze_image_stages``). CNN: the stages of

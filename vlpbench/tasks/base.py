@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vlpbench.config.identity import protocol_hash  # noqa: F401  (tasks and plugins import it from here)
 from vlpbench.config.schema import ComponentSpec
 from vlpbench.core.errors import ConfigError
-from vlpbench.tasks.features import FeatureCache, global_batches
+from vlpbench.tasks.features import FeatureCache, dense_maps, global_batches
 
 T = TypeVar("T")
 
@@ -27,6 +27,9 @@ class Encoders:
     precision: str = "fp32"
     #: where dense feature maps go (memory within a budget, disk, recomputation): :mod:`vlpbench.tasks.features`
     cache: "FeatureCache" = field(default_factory=lambda: _feature_cache())
+    #: the finest stride of the dense tasks that read the same images (set by the evaluation): global
+    #: features of those images then come from the pass that computes their feature maps (:meth:`global_features`)
+    dense_min_stride: int | None = None
     #: Frozen features already computed in this evaluation, shared between tasks (see :meth:`memo`).
     _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
@@ -44,6 +47,27 @@ class Encoders:
         value = compute()
         self._memo[key] = (images, value)
         return value
+
+    def global_features(self, images: Any, device: torch.device) -> torch.Tensor:
+        """Frozen pre-projection global features [n,D] of ``images``, once per evaluation.
+
+        When dense tasks will read the same images (``dense_min_stride`` set) and the encoder offers
+        ``feature_maps_and_global``, one encoder pass gives both: the maps are kept for those tasks
+        (placed by :attr:`cache`) and the global features returned, instead of a second pass."""
+        stride = self.dense_min_stride
+
+        def compute() -> torch.Tensor:
+            if stride is None or not hasattr(self.image, "feature_maps_and_global"):
+                return frozen_global_features(self.image, images, device, precision=self.precision)
+            pooled: list[torch.Tensor] = []
+            maps = dense_maps(self.image, images, device, stride, cache=self.cache, precision=self.precision,
+                              what=f"split ({len(images)} images)", pooled=pooled)
+            self.memo("feature_maps", images, (str(device), stride), lambda: maps)
+            if sum(len(p) for p in pooled) != len(images):  # recomputed maps: the globals on their own
+                return frozen_global_features(self.image, images, device, precision=self.precision)
+            return torch.cat(pooled) if pooled else torch.empty(0)
+
+        return self.memo("global_features", images, (str(device),), compute)
 
     def close(self) -> None:
         """Forget the shared features and remove the disk cache of dense maps (the evaluation is over)."""

@@ -315,17 +315,25 @@ class RecomputedMaps:
 
 def dense_maps(encoder: nn.Module, images: Any, device: torch.device, min_stride: int = 4, batch_size: int = 128,
                cache: FeatureCache | None = None, precision: str = "fp32",
-               what: str = "split") -> MemoryMaps | DiskMaps | RecomputedMaps:
+               what: str = "split", pooled: list[Tensor] | None = None) -> MemoryMaps | DiskMaps | RecomputedMaps:
     """Frozen pre-projection feature maps of ``images`` ([n,H,W] uint8 from the store, or floats in
-    [0,1]), placed by ``cache`` (memory within its budget, else disk, else recomputation)."""
+    [0,1]), placed by ``cache`` (memory within its budget, else disk, else recomputation).
+
+    With a list ``pooled``, the encoder's ``feature_maps_and_global`` also gives the global feature
+    of each batch from the same pass, appended to ``pooled`` as float32 CPU rows (for recomputed
+    maps only the first batch's: the caller then computes the global features on their own)."""
     cache = cache if cache is not None else FeatureCache()
     n = int(images.shape[0])
     mode, maps_out, files, shapes = None, None, None, None
     with frozen(encoder):
         for start in range(0, n, batch_size):
+            batch = model_images(images, slice(start, start + batch_size)).to(device)
             with autocast(device, precision):
-                maps = encoder.feature_maps(model_images(images, slice(start, start + batch_size)).to(device),
-                                            min_stride=min_stride)
+                if pooled is None:
+                    maps = encoder.feature_maps(batch, min_stride=min_stride)
+                else:
+                    maps, batch_pooled = encoder.feature_maps_and_global(batch, min_stride=min_stride)
+                    pooled.append(batch_pooled.float().cpu())
             maps = [m.float().cpu() for m in maps]
             if mode is None:
                 shapes = [tuple(m.shape[1:]) for m in maps]

@@ -31,7 +31,7 @@ from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import ConfigError
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, fraction_label,
-                                 frozen_global_features, nested_stratified_fractions, protocol_hash)
+                                 nested_stratified_fractions, protocol_hash)
 
 
 #: rows of the validation and test features standardised at a time (bounded memory; see _chunked_loss)
@@ -62,7 +62,6 @@ class LinearProbe(Component["LinearProbe.Params"]):
             raise ConfigError(f"linear_probe.fractions = {params.fractions}: each fraction must be in (0, 1].")
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
-        encoder = encoders.image
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         labels = {name: np.asarray(s.labels) for name, s in splits.items()}
         single = bool((labels["train"].sum(1) == 1).all())
@@ -70,10 +69,7 @@ class LinearProbe(Component["LinearProbe.Params"]):
         if self.params.label_type == "auto" and label_type in ("multilabel", "multiclass"):
             single = label_type == "multiclass"
         multiclass = self.params.label_type == "multiclass" or (self.params.label_type == "auto" and single)
-        features = {name: encoders.memo("global_features", s.images, (str(device),),
-                                        lambda s=s: frozen_global_features(encoder, s.images, device,
-                                                                           precision=encoders.precision))
-                    for name, s in splits.items()}
+        features = {name: encoders.global_features(s.images, device) for name, s in splits.items()}
         subsets = nested_stratified_fractions(labels["train"], self.params.fractions, self.params.sampling_seed)
         metric = "accuracy" if multiclass else "auroc"
         test_labels = torch.from_numpy(labels["test"]).long()
