@@ -73,6 +73,7 @@ def test_segmentation_and_detection_end_to_end(arch: str, tiny_source: SynthCXRS
     assert seg.protocols["dice@10%"]["sampling_seed"] == 42 and seg.details["10%"]["train_images"] >= 5
     det = Detection(Detection.Params(fractions=[1.0], max_epochs=2)).evaluate(Encoders(encoder), tiny_source, cpu)
     assert set(det.scores) == {"mAP@100%"} and 0.0 <= det.scores["mAP@100%"] <= 1.0
+    assert det.protocols["mAP@100%"]["box_activation"] == "softplus"  # a protocol of its own
     from vlpbench.board.resample import score
 
     for result in (seg, det):  # the per-case samples give back every score (the board resamples them)

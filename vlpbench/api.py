@@ -71,9 +71,12 @@ class RunResult:
 
 def run(experiment: "Experiment", results: str | Path = "results", rerun_stale: bool = False,
         reuse_pretraining: bool = True, progress: bool = False, report_to: list[str] | tuple[str, ...] = (),
-        echo: Callable[[str], None] = print) -> RunResult:
+        echo: Callable[[str], None] = print, before_board: Callable[[], Any] | None = None,
+        board: bool = True) -> RunResult:
     """Run every unfinished run of ``experiment`` in this process, then write the board
-    (``vlpbench run``). One run's failure never stops the others: see ``result.failed``."""
+    (``vlpbench run``). One run's failure never stops the others: see ``result.failed``.
+    ``before_board`` is called between the runs and the board (``--jobs``: wait for the helper
+    processes); ``board=False`` writes none (a ``--jobs`` helper)."""
     from vlpbench.engine.distributed import is_main
     from vlpbench.engine.rundir import experiment_dir
     from vlpbench.engine.runner import run_experiment
@@ -85,11 +88,13 @@ def run(experiment: "Experiment", results: str | Path = "results", rerun_stale: 
     outcome = run_experiment(experiment, root, rerun_stale=rerun_stale, progress=progress,
                              reuse_pretraining=reuse_pretraining, echo=echo, report_to=report_to)
     folder = experiment_dir(root, experiment.name)
-    board = ""
-    if is_main():  # under torchrun every process runs; rank 0 alone writes the board
-        board = write_leaderboard(folder, experiment.variants, experiment.file.baseline,
-                                  planned=[(r.variant, r.seed, r.config_hash) for r in experiment.runs])
-    return RunResult(outcome, board, folder)
+    if before_board is not None:
+        before_board()
+    text = ""
+    if board and is_main():  # under torchrun every process runs; rank 0 alone writes the board
+        text = write_leaderboard(folder, experiment.variants, experiment.file.baseline,
+                                 planned=[(r.variant, r.seed, r.config_hash) for r in experiment.runs])
+    return RunResult(outcome, text, folder)
 
 
 def read_board(folder: str | Path, baseline: str | None = None) -> "Board":

@@ -24,6 +24,10 @@ def add_run(sub: Any) -> None:
     run.add_argument("--no-reuse", action="store_true",
                      help="pretrain even when a finished run differs from this one only in its tasks")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--jobs", type=int, default=1, metavar="N",
+                     help="N processes of one thread each take turns over the runs (local launcher; faster than one "
+                          "process with N threads on a CPU); the board is written when all are done")
+    run.add_argument("--helper", action="store_true", help=argparse.SUPPRESS)  # a --jobs helper: no board
     add_settings(run)
     run.add_argument("--report-to", metavar="TRACKERS",
                      help="log every run to these trackers while it trains: tensorboard, mlflow, wandb (comma-"
@@ -115,6 +119,20 @@ class _TerminateToInterrupt:
             signal.signal(signal.SIGTERM, self.previous)
 
 
+def _start_helpers(args: argparse.Namespace, world: int) -> Any:
+    """``--jobs N``: N − 1 helper processes and one thread here (None for one job)."""
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: give the number of processes, 1 or more.")
+    if args.jobs == 1 or args.helper:
+        return None
+    if world > 1:
+        raise UserError(f"--jobs {args.jobs} with a multi-process experiment (world size {world}): the processes "
+                        "already share each run; drop --jobs or run the experiment on one process.")
+    from vlpbench.cli.jobs import Helpers
+
+    return Helpers(args, args.jobs - 1)
+
+
 def _run_experiment(args: argparse.Namespace, main: bool) -> int:
     from vlpbench import api
     from vlpbench.engine.rundir import experiment_dir
@@ -133,6 +151,7 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
 
         launcher(args.launcher).launch(experiment, root, rerun_stale=args.rerun_stale)
         return 0
+    main = main and not args.helper  # a --jobs helper runs silently and leaves the board to its parent
     say = print if main else (lambda *a, **k: None)
     world = experiment.runs[0].world_size if experiment.runs else 1
     say(f"experiment '{experiment.name}': {len(experiment.runs)} run(s) "
@@ -144,9 +163,21 @@ def _run_experiment(args: argparse.Namespace, main: bool) -> int:
         for line in superseded_warnings(experiment, experiment_dir(root, experiment.name)):
             print(line)
     report_to = _report_to(args, experiment)
-    result = api.run(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
-                     reuse_pretraining=not args.no_reuse, report_to=report_to)
+    helpers = _start_helpers(args, world)
+    try:
+        result = api.run(experiment, root, rerun_stale=args.rerun_stale, progress=not args.quiet,
+                         reuse_pretraining=not args.no_reuse, report_to=report_to, echo=say if args.helper else print,
+                         before_board=helpers.wait if helpers else None, board=not args.helper)
+    finally:
+        if helpers:
+            helpers.stop()
     outcome = result.outcome
+    if helpers:
+        from vlpbench.cli.jobs import failed_helpers
+
+        note = failed_helpers(helpers.wait())
+        if note:
+            print(note, file=sys.stderr)
     if not main:
         return 2 if outcome.failed else 0
     print()

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from vlpbench.core.kinds import missing_members
 
 __all__ = ["Preparable", "Verifiable", "HasStatistics", "HasProvenance", "Subsettable", "GrantsFeatures",
-           "OptionalAttribute", "OPTIONAL_ATTRIBUTES", "offers", "declared"]
+           "SharesDensePass", "OptionalAttribute", "OPTIONAL_ATTRIBUTES", "offers", "declared"]
 
 
 # --- optional methods ----------------------------------------------------------------------------
@@ -76,6 +76,15 @@ class GrantsFeatures(Protocol):
     (``feature_requests``) and returns the names it granted."""
 
     def request_features(self, names: set[str]) -> Any: ...
+
+
+@runtime_checkable
+class SharesDensePass(Protocol):
+    """An image encoder that gives its dense feature maps and its pre-projection global feature
+    from one pass, so an evaluation with dense tasks runs it once per image, not twice (without
+    it the global features take a pass of their own)."""
+
+    def feature_maps_and_global(self, images: Any, min_stride: int = 4) -> Any: ...
 
 
 def offers(obj: Any, capability: type) -> bool:

@@ -99,7 +99,8 @@ def dense_stride_on_run_data(tasks: list[Any]) -> int | None:
     when they all read the same one: the global features of those images are then computed in the
     same encoder pass as their maps (:meth:`vlpbench.tasks.base.Encoders.global_features`)."""
     strides = {task.params.min_stride for task in tasks
-               if isinstance(getattr(task.params, "min_stride", None), int) and getattr(task.params, "dataset", None) is None}
+               if isinstance(getattr(task.params, "min_stride", None), int)
+               and getattr(task.params, "dataset", None) is None}
     return strides.pop() if len(strides) == 1 else None
 
 

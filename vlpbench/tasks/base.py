@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vlpbench.config.identity import protocol_hash  # noqa: F401  (tasks and plugins import it from here)
 from vlpbench.config.schema import ComponentSpec
+from vlpbench.core.capabilities import SharesDensePass, offers
 from vlpbench.core.errors import ConfigError
 from vlpbench.tasks.features import FeatureCache, dense_maps, global_batches
 
@@ -52,12 +53,13 @@ class Encoders:
         """Frozen pre-projection global features [n,D] of ``images``, once per evaluation.
 
         When dense tasks will read the same images (``dense_min_stride`` set) and the encoder offers
-        ``feature_maps_and_global``, one encoder pass gives both: the maps are kept for those tasks
-        (placed by :attr:`cache`) and the global features returned, instead of a second pass."""
+        :class:`~vlpbench.core.capabilities.SharesDensePass`, one encoder pass gives both: the maps
+        are kept for those tasks (placed by :attr:`cache`) and the global features returned,
+        instead of a second pass."""
         stride = self.dense_min_stride
 
         def compute() -> torch.Tensor:
-            if stride is None or not hasattr(self.image, "feature_maps_and_global"):
+            if stride is None or not offers(self.image, SharesDensePass):
                 return frozen_global_features(self.image, images, device, precision=self.precision)
             pooled: list[torch.Tensor] = []
             maps = dense_maps(self.image, images, device, stride, cache=self.cache, precision=self.precision,

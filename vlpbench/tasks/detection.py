@@ -319,7 +319,8 @@ class Detection(Component["Detection.Params"]):
             details[label] = {"train_images": int(len(subset)), **fit}
             protocols[f"mAP@{label}"] = with_hash({
                 "task": "detection", "dataset": source.protocol(), "target": sorted(findings), "classes": p.classes,
-                "box_activation": p.box_activation, "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
+                "box_activation": p.box_activation,
+                "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
                 "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
                 "metric": "torchmetrics MeanAveragePrecision (COCO-style), mean over IoU 0.40:0.05:0.75",
             })
