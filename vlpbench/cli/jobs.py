@@ -47,19 +47,25 @@ class Helpers:
         env = {**os.environ, **ONE_THREAD}
         command = [sys.executable, "-m", "vlpbench", *helper_argv(args)]
         self.processes = [subprocess.Popen(command, env=env) for _ in range(count)]
-        self.threads = torch.get_num_threads()  # this process's, given back by stop()
+        self.threads = torch.get_num_threads()  # this process's, given back by wait() or stop()
         torch.set_num_threads(1)
 
     def wait(self) -> list[int]:
-        """Wait for every helper; their exit codes (a helper's failed run is also on the board)."""
-        return [process.wait() for process in self.processes]
+        """Wait for every helper and give this process its threads back (for the board); the
+        helpers' exit codes (a helper's failed run is also on the board)."""
+        codes = [process.wait() for process in self.processes]
+        self._restore_threads()
+        return codes
+
+    def _restore_threads(self) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
 
     def stop(self) -> None:
         """Terminate helpers still running (this process was interrupted: their runs are marked
         interrupted, as this process's are) and give this process its threads back."""
-        import torch
-
-        torch.set_num_threads(self.threads)
+        self._restore_threads()
         for process in self.processes:
             if process.poll() is None:
                 process.terminate()
