@@ -65,6 +65,16 @@ def test_without_dense_tasks_the_probe_runs_the_encoder_alone(tiny_source: Synth
     assert sum(calls) == 48 + 16 + 24  # the train maps were made in the probe's pass
 
 
+def test_maps_made_first_are_not_made_again_for_the_probe(tiny_source: SynthCXRSource) -> None:
+    encoder, calls = counted_encoder()
+    cpu, train = torch.device("cpu"), tiny_source.split("train")
+    encoders = Encoders(encoder, dense_min_stride=4)
+    split_feature_maps(encoders, {"train": train}, cpu, min_stride=4)
+    calls.clear()
+    encoders.global_features(train.images, cpu)
+    assert sum(calls) == 48  # one pass for the global features alone, not the maps again
+
+
 def test_the_shared_stride_is_that_of_the_dense_tasks_on_the_run_data() -> None:
     registry, context = get_registry(), BuildContext(embed_dim=16, image_size=32)
 

@@ -49,6 +49,11 @@ class Encoders:
         self._memo[key] = (images, value)
         return value
 
+    def memoised(self, kind: str, images: Any, options: tuple[Any, ...]) -> bool:
+        """Whether :meth:`memo` already holds (kind, images, options)."""
+        hit = self._memo.get((kind, id(images), options))
+        return hit is not None and hit[0] is images
+
     def global_features(self, images: Any, device: torch.device) -> torch.Tensor:
         """Frozen pre-projection global features [n,D] of ``images``, once per evaluation.
 
@@ -59,7 +64,8 @@ class Encoders:
         stride = self.dense_min_stride
 
         def compute() -> torch.Tensor:
-            if stride is None or not offers(self.image, SharesDensePass):
+            if stride is None or not offers(self.image, SharesDensePass) or self.memoised("feature_maps", images,
+                                                                                          (str(device), stride)):
                 return frozen_global_features(self.image, images, device, precision=self.precision)
             pooled: list[torch.Tensor] = []
             maps = dense_maps(self.image, images, device, stride, cache=self.cache, precision=self.precision,
