@@ -150,7 +150,9 @@ def test_tasks_share_frozen_features_within_one_evaluation(tiny_source: SynthCXR
     Detection(Detection.Params(fractions=[1.0], max_epochs=1)).evaluate(encoders, tiny_source, cpu)
     assert sum(calls) == 48 + 16 + 24  # train, val and test extracted once, for both tasks
     Detection(Detection.Params(fractions=[1.0], max_epochs=1, min_stride=8)).evaluate(encoders, tiny_source, cpu)
-    assert sum(calls) == 2 * (48 + 16 + 24)  # other options, other features
+    assert sum(calls) == 48 + 16 + 24  # a coarser stride: the coarser levels of the same maps
+    Detection(Detection.Params(fractions=[1.0], max_epochs=1, min_stride=2)).evaluate(encoders, tiny_source, cpu)
+    assert sum(calls) == 2 * (48 + 16 + 24)  # a finer one: other features
     again = Segmentation(Segmentation.Params(fractions=[1.0], max_epochs=1)).evaluate(Encoders(encoder), tiny_source, cpu)
     assert again.scores == seg.scores  # the shared maps are the ones a fresh evaluation computes
 

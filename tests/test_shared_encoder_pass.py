@@ -85,7 +85,30 @@ def test_the_shared_stride_is_that_of_the_dense_tasks_on_the_run_data() -> None:
     assert dense_stride_on_run_data(tasks(probe, {"name": "segmentation"}, {"name": "detection"})) == 4
     assert dense_stride_on_run_data(tasks(probe, {"name": "segmentation", "min_stride": 8})) == 8
     mixed = tasks(probe, {"name": "segmentation"}, {"name": "detection", "min_stride": 8})
-    assert dense_stride_on_run_data(mixed) is None
+    assert dense_stride_on_run_data(mixed) == 4  # the finest: detection reads its coarser levels
     assert dense_stride_on_run_data(tasks(probe, {"name": "zero_shot"})) is None
     own_data = {"name": "detection", "dataset": {"name": "synthcxr", "image_size": 32}}
     assert dense_stride_on_run_data(tasks(probe, own_data)) is None  # other images: nothing to share
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])
+def test_coarser_maps_are_the_levels_of_finer_ones_without_another_pass(arch: str, tiny_source: SynthCXRSource) -> None:
+    """Detection at stride 8 after segmentation at stride 4 reads the stride-4 maps' coarser levels:
+    the same tensors the encoder gives at stride 8, and no second encoder pass."""
+    torch.manual_seed(0)
+    encoder = TimmImageEncoder(TimmImageEncoder.Params(arch=arch), BuildContext(embed_dim=16, image_size=32))
+    calls: list[int] = []
+    encoder.backbone.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    cpu, splits = torch.device("cpu"), {"train": tiny_source.split("train")}
+    encoders = Encoders(encoder)
+    fine = split_feature_maps(encoders, splits, cpu, min_stride=4)["train"]
+    calls.clear()
+    coarse = split_feature_maps(encoders, splits, cpu, min_stride=8)["train"]
+    assert not calls
+    direct = split_feature_maps(Encoders(encoder), splits, cpu, min_stride=8)["train"]
+    assert coarse.channels == direct.channels and coarse.strides_shapes == direct.strides_shapes
+    if arch == "resnet18":
+        assert len(fine.channels) == len(coarse.channels) + 1  # the stride-4 level left out
+    rows = torch.arange(5)
+    for a, b in zip(coarse.batch(rows, cpu), direct.batch(rows, cpu), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -95,13 +95,14 @@ def prepare_task_data(tasks: list[Any], context: Any) -> None:
 
 
 def dense_stride_on_run_data(tasks: list[Any]) -> int | None:
-    """The finest stride the dense tasks (those with ``min_stride``) read from the run's own data,
-    when they all read the same one: the global features of those images are then computed in the
-    same encoder pass as their maps (:meth:`vlpbench.tasks.base.Encoders.global_features`)."""
+    """The finest stride the dense tasks (those with ``min_stride``) read from the run's own data:
+    the global features of those images are then computed in the same encoder pass as their maps
+    (:meth:`vlpbench.tasks.base.Encoders.global_features`), and a task at a coarser stride reads the
+    coarser levels of those maps (:func:`vlpbench.tasks.dense.split_feature_maps`)."""
     strides = {task.params.min_stride for task in tasks
                if isinstance(getattr(task.params, "min_stride", None), int)
                and getattr(task.params, "dataset", None) is None}
-    return strides.pop() if len(strides) == 1 else None
+    return min(strides) if strides else None
 
 
 def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: Any, device: Any,

@@ -8,6 +8,12 @@
 Both climb with ×2 conv blocks to ``output_stride`` (4 by default), end in MONAI's ``UnetOutBlock``
 (1×1 conv) and upsample the logits bilinearly to the input size: convolutions at full resolution
 would cost most of the task's time on a CPU for little gain at these image sizes.
+
+- :class:`LinearProbeDecoder`, the *linear* segmentation probe (as DINOv2's linear head, over every
+  map): each map standardised per channel (batch norm without affine parameters), a 1×1 convolution
+  to the logits, all upsampled bilinearly to the input size and summed. At evaluation it is a linear
+  function of the frozen features, so what it scores is what the encoder's maps hold, and its
+  training is nearly convex: its seed moves the score far less than a decoder's does.
 """
 
 from __future__ import annotations
@@ -68,10 +74,30 @@ class ProgressiveUpsamplingDecoder(nn.Module):
         return to_input_size(self.out(self.head(self.project(maps[0]))), self.image_size)
 
 
+class LinearProbeDecoder(nn.Module):
+    def __init__(self, in_channels: list[int], shapes: list[tuple[int, int]], image_size: int,
+                 channels: int = 32, out_channels: int = 1, output_stride: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.ModuleList(nn.BatchNorm2d(c, affine=False) for c in in_channels)
+        self.out = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
+        self.size = shapes[0]
+        self.image_size = image_size
+
+    def forward(self, maps: list[Tensor]) -> Tensor:
+        logits = [out(norm(m)) for norm, out, m in zip(self.norm, self.out, maps)]
+        total = logits[0]
+        for extra in logits[1:]:
+            total = total + F.interpolate(extra, size=self.size, mode="bilinear", align_corners=False)
+        return to_input_size(total, self.image_size)
+
+
+DECODERS = {"unet": UNetDecoder, "pup": ProgressiveUpsamplingDecoder, "linear": LinearProbeDecoder}
+
+
 def build_decoder(kind: str, in_channels: list[int], shapes: list[tuple[int, int]], image_size: int,
                   channels: int, out_channels: int = 1, output_stride: int = 4) -> nn.Module:
-    """``auto``: U-Net for a multi-scale CNN pyramid, progressive upsampling for a single ViT map."""
+    """``auto``: U-Net for a multi-scale CNN pyramid, progressive upsampling for a single ViT map;
+    ``linear``: the linear probe over every map."""
     if kind == "auto":
         kind = "unet" if len(in_channels) > 1 else "pup"
-    cls = UNetDecoder if kind == "unet" else ProgressiveUpsamplingDecoder
-    return cls(in_channels, shapes, image_size, channels, out_channels, output_stride)
+    return DECODERS[kind](in_channels, shapes, image_size, channels, out_channels, output_stride)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from vlpbench.core.capabilities import declared
@@ -51,6 +51,52 @@ class DenseTaskParams(TaskParams):
     max_steps_per_epoch: int | None = Field(
         None, ge=1, description="cap on the steps of an epoch: a large training set is then seen over several "
                                 "epochs, so that a larger fraction costs no more than this (None: one full pass)")
+    heads: int | list[int] = Field(
+        1, exclude_if=lambda value: value == 1,  # runs from before the option keep their identity
+        description="k heads trained per fraction from different seeds (head j: train_seed + 1000·j), their "
+                    "test scores averaged: the score's downstream noise shrinks by about √k. One number for "
+                    "every fraction, or one per fraction (in the order of `fractions`)")
+    head_selection: Literal["mean", "best_val"] = Field(
+        "mean", exclude_if=lambda value: value == "mean",  # runs from before the option keep their identity
+        description="with k heads: mean (the score averages all k) or best_val (the head with the lowest "
+                    "validation loss is scored: restarts, chosen on the validation split only)")
+
+    @model_validator(mode="after")
+    def _heads_match_fractions(self) -> "DenseTaskParams":
+        if isinstance(self.heads, list) and (len(self.heads) != len(self.fractions) or min(self.heads) < 1):
+            raise ValueError(f"heads {self.heads} must be one count ≥ 1 per fraction of {self.fractions} "
+                             f"(or a single count for every fraction)")
+        if isinstance(self.heads, int) and self.heads < 1:
+            raise ValueError(f"heads must be at least 1, got {self.heads}")
+        return self
+
+    def heads_at(self, fraction: float) -> int:
+        """How many heads train at ``fraction``."""
+        return self.heads if isinstance(self.heads, int) else self.heads[self.fractions.index(fraction)]
+
+
+def scored_heads(params: DenseTaskParams, fits: list[dict[str, float]]) -> list[int]:
+    """Which of a fraction's heads enter its score: all of them (``mean``), or the one with the
+    lowest validation loss (``best_val``; the first on ties)."""
+    if params.head_selection == "mean" or len(fits) == 1:
+        return list(range(len(fits)))
+    return [min(range(len(fits)), key=lambda i: fits[i]["best_val_loss"])]
+
+
+def heads_protocol(params: DenseTaskParams, fraction: float) -> dict[str, Any]:
+    """What the protocol records of a fraction's heads (nothing for one head, as before the option)."""
+    k = params.heads_at(fraction)
+    return {} if k == 1 else {"heads": k, "head_selection": params.head_selection}
+
+
+#: seeds of a fraction's heads are this far apart, so that the heads of train seeds 0, 1, 2, … (the
+#: repetitions of ``benchmarks/bench_noise.py``) never share a seed
+HEAD_SEED_STRIDE = 1000
+
+
+def head_seed(train_seed: int, head: int) -> int:
+    """The seed of head ``head`` (0-based) of a fraction: initialisation and order of that head."""
+    return train_seed + HEAD_SEED_STRIDE * head
 
 
 #: The former name of the in-memory maps (third-party code may import it).
@@ -65,14 +111,52 @@ def frozen_feature_maps(encoder: nn.Module, images: Any, device: torch.device, m
     return dense_maps(encoder, images, device, min_stride, batch_size, cache, precision, what)
 
 
+class CoarserLevels:
+    """The levels of finer maps (any placement) that an encoder gives at a coarser ``min_stride``:
+    the levels of stride ≥ ``min_stride``, or the coarsest one when none is (as the encoders'
+    ``feature_maps``). A task that reads coarser maps then shares the finer ones already computed
+    for the same images instead of running the encoder again."""
+
+    def __init__(self, maps: Any, image_size: int, min_stride: int) -> None:
+        strides = [image_size / w for _, w in maps.strides_shapes]
+        kept = [i for i, stride in enumerate(strides) if stride >= min_stride] or [len(strides) - 1]
+        self.maps, self.first = maps, kept[0]
+        self.placement = getattr(maps, "placement", "memory")
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def batch(self, index: Tensor, device: torch.device) -> list[Tensor]:
+        return self.maps.batch(index, device)[self.first:]
+
+    @property
+    def channels(self) -> list[int]:
+        return self.maps.channels[self.first:]
+
+    @property
+    def strides_shapes(self) -> list[tuple[int, int]]:
+        return self.maps.strides_shapes[self.first:]
+
+
 def split_feature_maps(encoders: Encoders, splits: dict[str, Any], device: torch.device,
-                       min_stride: int) -> dict[str, MemoryMaps | DiskMaps | RecomputedMaps]:
-    """The maps of each split, shared with the other tasks of the evaluation (:meth:`Encoders.memo`)."""
-    return {name: encoders.memo("feature_maps", s.images, (str(device), min_stride),
-                                lambda s=s, name=name: frozen_feature_maps(
-                                    encoders.image, s.images, device, min_stride, cache=encoders.cache,
-                                    precision=encoders.precision, what=f"{name} split ({len(s)} images)"))
-            for name, s in splits.items()}
+                       min_stride: int) -> dict[str, MemoryMaps | DiskMaps | RecomputedMaps | CoarserLevels]:
+    """The maps of each split, shared with the other tasks of the evaluation (:meth:`Encoders.memo`):
+    where maps of a finer stride are already there for the same images (segmentation at stride 4,
+    detection at 8), their coarser levels, without a second encoder pass."""
+    return {name: _shared_maps(encoders, name, s, device, min_stride) for name, s in splits.items()}
+
+
+def _shared_maps(encoders: Encoders, name: str, split: Any, device: torch.device,
+                 min_stride: int) -> MemoryMaps | DiskMaps | RecomputedMaps | CoarserLevels:
+    images = split.images
+    for finer in range(1, min_stride):
+        if encoders.memoised("feature_maps", images, (str(device), finer)):
+            maps = encoders.memo("feature_maps", images, (str(device), finer), lambda: None)
+            return CoarserLevels(maps, int(images.shape[-1]), min_stride)
+    return encoders.memo("feature_maps", images, (str(device), min_stride),
+                         lambda: frozen_feature_maps(encoders.image, images, device, min_stride, cache=encoders.cache,
+                                                     precision=encoders.precision,
+                                                     what=f"{name} split ({len(split)} images)"))
 
 
 class MaskRows:
@@ -204,12 +288,21 @@ def fit_with_early_stopping(
 
 
 def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_loss: Callable[[Tensor], Tensor],
-             val_loss: Callable[[], float]) -> dict[str, float]:
-    """:func:`fit_with_early_stopping` with a dense task's training parameters."""
+             val_loss: Callable[[], float], seed: int | None = None) -> dict[str, float]:
+    """:func:`fit_with_early_stopping` with a dense task's training parameters (order drawn from
+    ``seed``, default the task's ``train_seed``)."""
     return fit_with_early_stopping(model, train_size, train_loss, val_loss, params.lr, params.weight_decay,
                                    min(params.batch_size, train_size), params.max_epochs, params.patience,
-                                   params.train_seed, params.min_steps_per_epoch, params.max_steps_per_epoch,
-                                   params.schedule, params.grad_clip)
+                                   params.train_seed if seed is None else seed, params.min_steps_per_epoch,
+                                   params.max_steps_per_epoch, params.schedule, params.grad_clip)
+
+
+def fit_details(train_images: int, fits: list[dict[str, float]], scored: list[int]) -> dict[str, Any]:
+    """A fraction's details: its training images, and each head's fit and whether it is scored (one
+    head: as before, flat)."""
+    if len(fits) == 1:
+        return {"train_images": train_images, **fits[0]}
+    return {"train_images": train_images, "heads": len(fits), "scored_heads": scored, "fits": fits}
 
 
 def positives_first_fractions(has_target: np.ndarray, fractions: Sequence[float], seed: int) -> dict[float, np.ndarray]:

@@ -11,85 +11,34 @@ the top-scoring boxes per image and applies torchvision's batched NMS. The score
 mean average precision averaged over IoU thresholds 0.40, 0.45, …, 0.75, as MGCA does.
 
 Label fractions 1 % / 10 % / 100 % (nested, recorded seed, each keeping an image with a box);
-early stopping on the validation loss; the test split scored once. By default every local
+early stopping on the validation loss; the test split scored once. With ``heads: k`` a fraction
+trains k heads from different seeds and scores their detections pooled (``head_selection: mean``;
+each test image's boxes counted once per head: the mAP of k copies of the test set, one per head),
+or the detections of the head with the lowest validation loss (``best_val``). By default every local
 finding's box is one class ("lesion", as RSNA's single opacity class); ``classes: findings``
 keeps one class per finding.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigmoid_focal_loss
 
 from vlpbench.core.component import Component
 from vlpbench.core.capabilities import declared
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
-from vlpbench.tasks.dense import DenseTaskParams, fit_head, positives_first_fractions, split_feature_maps
+from vlpbench.tasks.detection_heads import HEADS, FCOSHead, LinearFCOSHead  # noqa: F401  (re-exported)
+from vlpbench.tasks.dense import (DenseTaskParams, fit_details, fit_head, head_seed, heads_protocol,
+                                  positives_first_fractions, scored_heads, split_feature_maps)
 
 IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(8)]  # 0.40 … 0.75
-
-
-class FeaturePyramid(nn.Module):
-    """Laterals to ``channels``, top-down sums, and one extra coarser level."""
-
-    def __init__(self, in_channels: list[int], channels: int) -> None:
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.extra = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-
-    def forward(self, maps: list[Tensor]) -> list[Tensor]:
-        levels = [lateral(m) for lateral, m in zip(self.lateral, maps)]
-        for i in range(len(levels) - 2, -1, -1):
-            levels[i] = levels[i] + F.interpolate(levels[i + 1], size=levels[i].shape[-2:], mode="nearest")
-        return levels + [self.extra(F.relu(levels[-1]))]
-
-
-#: how the box branch's raw output becomes non-negative distances (l, t, r, b)
-BOX_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
-
-
-class FCOSHead(nn.Module):
-    """Towers shared across levels; ``box_activation`` maps the box branch to distances ≥ 0.
-
-    ``relu`` is FCOS's (with normalised targets) and torchvision's; where a location's raw output
-    is negative its distances are 0 and no gradient reaches it, so a head whose early steps push
-    the box branch below zero stays in a worse optimum for the whole run (measured on SynthCXR: one
-    of five train seeds ended at 12 mAP against 49). ``softplus`` keeps a gradient everywhere.
-    """
-
-    def __init__(self, in_channels: list[int], channels: int, classes: int, box_activation: str = "softplus") -> None:
-        super().__init__()
-        self.pyramid = FeaturePyramid(in_channels, channels)
-        self.box_activation = BOX_ACTIVATIONS[box_activation]
-
-        def tower() -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.ReLU(),
-                                 nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(8, channels), nn.ReLU())
-
-        self.cls_tower, self.box_tower = tower(), tower()
-        self.cls = nn.Conv2d(channels, classes, 3, padding=1)
-        self.box = nn.Conv2d(channels, 4, 3, padding=1)
-        self.centerness = nn.Conv2d(channels, 1, 3, padding=1)
-        nn.init.constant_(self.cls.bias, -math.log((1 - 0.01) / 0.01))  # prior 0.01, as FCOS/RetinaNet
-
-    def forward(self, maps: list[Tensor]) -> tuple[Tensor, Tensor, Tensor, list[tuple[int, int]]]:
-        """Per location over all levels: class logits [B,L,K], ltrb (in level units) [B,L,4], centerness [B,L]."""
-        cls, box, ctr, shapes = [], [], [], []
-        for level in self.pyramid(maps):
-            c, b = self.cls_tower(level), self.box_tower(level)
-            shapes.append(tuple(level.shape[-2:]))
-            cls.append(self.cls(c).flatten(2).transpose(1, 2))
-            box.append(self.box_activation(self.box(b)).flatten(2).transpose(1, 2))
-            ctr.append(self.centerness(b).flatten(2).squeeze(1))
-        return torch.cat(cls, 1), torch.cat(box, 1), torch.cat(ctr, 1), shapes
 
 
 def locations(shapes: list[tuple[int, int]], image_size: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -196,6 +145,10 @@ class Detection(Component["Detection.Params"]):
         score_threshold: float = Field(0.05, ge=0, lt=1)
         nms_iou: float = Field(0.6, gt=0, le=1)
         max_detections: int = Field(20, ge=1)
+        head: Literal["fcos", "linear"] = Field(
+            "fcos", exclude_if=lambda value: value == "fcos",  # runs from before the option keep their identity
+            description="fcos: a feature pyramid and FCOS's conv towers; linear: 1×1 convolutions on the "
+                        "standardised frozen maps (LinearFCOSHead)")
         box_activation: Literal["softplus", "relu"] = Field(
             "softplus", description="softplus (a gradient at every location) or relu (FCOS's and torchvision's: a "
                                     "location whose box output turns negative stops learning; see FCOSHead)")
@@ -284,45 +237,78 @@ class Detection(Component["Detection.Params"]):
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for done, (fraction, subset) in enumerate(subsets.items()):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
-            torch.manual_seed(p.train_seed)
-            head = FCOSHead(maps["train"].channels, p.channels, classes, p.box_activation).to(device)
-            subset_t = torch.from_numpy(subset)
-
-            def batch_loss(split: str, rows: Tensor) -> Tensor:
-                boxes, labels, valid = (t[rows].to(device) for t in targets[split])
-                return self.loss(head, maps[split].batch(rows, device), boxes, labels, valid, image_size)
-
-            def val_loss() -> float:
-                total = 0.0
-                for start in range(0, len(maps["val"]), 128):
-                    rows = torch.arange(start, min(start + 128, len(maps["val"])))
-                    total += float(batch_loss("val", rows)) * len(rows)
-                return total / len(maps["val"])
-
-            fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss)
             metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
-            test = maps["test"]
+            truth = self._truth(targets["test"])
+            trained = [self._train_and_predict(maps, targets, subset, classes, image_size, device,
+                                               head_seed(p.train_seed, j)) for j in range(p.heads_at(fraction))]
+            fits = [fit for _, fit in trained]
+            scored = scored_heads(p, fits)
             all_predictions, all_truth = [], []
-            for start in range(0, len(test), 128):
-                rows = torch.arange(start, min(start + 128, len(test)))
-                predictions = self.predict(head, test.batch(rows, device), image_size)
-                boxes, labels, valid = (t[rows] for t in targets["test"])
-                truth = [{"boxes": boxes[i][valid[i]], "labels": labels[i][valid[i]]} for i in range(len(rows))]
-                metric.update(predictions, truth)
-                all_predictions += predictions
+            for j in scored:  # each scored head's predictions on the whole test set
+                metric.update(trained[j][0], truth)
+                all_predictions += trained[j][0]
                 all_truth += truth
             result = metric.compute()
             label = fraction_label(fraction)
             scores[f"mAP@{label}"] = float(result["map"])
             columns[f"mAP@{label}"] = Column(headline=True, description="COCO mAP over IoU 0.40:0.05:0.75")
-            samples[f"mAP@{label}"] = Samples("map", coco_matches(all_predictions, all_truth, classes))
-            details[label] = {"train_images": int(len(subset)), **fit}
+            samples[f"mAP@{label}"] = Samples("map", fold_heads(coco_matches(all_predictions, all_truth, classes),
+                                                                 len(truth)))
+            details[label] = fit_details(int(len(subset)), fits, scored)
             protocols[f"mAP@{label}"] = with_hash({
                 "task": "detection", "dataset": source.protocol(), "target": sorted(findings), "classes": p.classes,
-                "box_activation": p.box_activation,
+                "box_activation": p.box_activation, **({"head": p.head} if p.head != "fcos" else {}),
                 "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
                 "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
+                **heads_protocol(p, fraction),
                 "metric": "torchmetrics MeanAveragePrecision (COCO-style), mean over IoU 0.40:0.05:0.75",
             })
         return TaskResult(scores, protocols, details, columns, samples)
+
+    def _train_and_predict(self, maps: dict[str, Any], targets: dict[str, tuple[Tensor, Tensor, Tensor]],
+                           subset: np.ndarray, classes: int, image_size: int, device: torch.device,
+                           seed: int) -> tuple[list[dict[str, Tensor]], dict[str, float]]:
+        """One head trained on ``subset`` of the training split from ``seed`` (initialisation and
+        order), selected on the validation loss: its detections on every test image, and its fit."""
+        p = self.params
+        torch.manual_seed(seed)
+        head = HEADS[p.head](maps["train"].channels, p.channels, classes, p.box_activation).to(device)
+        subset_t = torch.from_numpy(subset)
+
+        def batch_loss(split: str, rows: Tensor) -> Tensor:
+            boxes, labels, valid = (t[rows].to(device) for t in targets[split])
+            return self.loss(head, maps[split].batch(rows, device), boxes, labels, valid, image_size)
+
+        def val_loss() -> float:
+            total = 0.0
+            for start in range(0, len(maps["val"]), 128):
+                rows = torch.arange(start, min(start + 128, len(maps["val"])))
+                total += float(batch_loss("val", rows)) * len(rows)
+            return total / len(maps["val"])
+
+        fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss, seed=seed)
+        test, predictions = maps["test"], []
+        for start in range(0, len(test), 128):
+            predictions += self.predict(head, test.batch(torch.arange(start, min(start + 128, len(test))), device),
+                                        image_size)
+        return predictions, fit
+
+    @staticmethod
+    def _truth(targets: tuple[Tensor, Tensor, Tensor]) -> list[dict[str, Tensor]]:
+        """The ground truth of each image of a split, as torchmetrics takes it."""
+        boxes, labels, valid = targets
+        return [{"boxes": boxes[i][valid[i]], "labels": labels[i][valid[i]]} for i in range(len(boxes))]
+
+
+def fold_heads(matches: dict[str, np.ndarray], images: int) -> dict[str, np.ndarray]:
+    """:func:`coco_matches` of k heads' detections on k copies of a test set of ``images`` images
+    (head after head) folded onto the test images: each detection keeps its image, each image counts
+    its ground truth once per head. The mAP of the folded rows is then the mAP of the k heads' pooled
+    detections (what torchmetrics computes when it is given the k copies), and a resample of test
+    images takes every head's detections on them."""
+    copies = len(matches["gt_count"]) // max(1, images)
+    if copies <= 1:
+        return matches
+    return {**matches, "image": (matches["image"] % images).astype(np.int32),
+            "gt_count": matches["gt_count"].reshape(copies, images, -1).sum(0).astype(np.int32)}
 

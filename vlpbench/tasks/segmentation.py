@@ -3,7 +3,9 @@
 A decoder (U-Net for CNN feature pyramids, progressive upsampling for ViT tokens; MONAI blocks)
 trains on frozen feature maps with ``loss = 10·focal − log(soft Dice)`` at label fractions
 1 % / 10 % / 100 % of the training split (nested, drawn with a recorded seed, each keeping an image
-with a mask), early stopping on the validation loss. The test split is scored once: Dice at
+with a mask), early stopping on the validation loss; with ``heads: k`` a fraction trains k decoders
+from different seeds, and its scores average theirs (``head_selection: mean``; the downstream noise
+shrinks by about √k) or are those of the one with the lowest validation loss (``best_val``). The test split is scored once: Dice at
 threshold 0.5 per image (MONAI ``compute_dice``; an empty mask with an empty prediction scores 1,
 as in MGCA), averaged over every test image — never per batch — and, beside it, the pixel-pooled
 Dice ``2ΣTP / (Σpred + Σtrue)`` over the whole test set.
@@ -26,7 +28,9 @@ from vlpbench.core.component import Component
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
 from vlpbench.tasks.decoders import build_decoder
-from vlpbench.tasks.dense import DenseTaskParams, MaskRows, fit_head, positives_first_fractions, split_feature_maps
+from vlpbench.tasks.dense import (DenseTaskParams, MaskRows, fit_details, fit_head, head_seed,
+                                  heads_protocol, scored_heads,
+                                  positives_first_fractions, split_feature_maps)
 
 
 def soft_dice(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -47,7 +51,7 @@ class Segmentation(Component["Segmentation.Params"]):
     metric_version = "1"
 
     class Params(DenseTaskParams):
-        decoder: Literal["auto", "unet", "pup"] = "auto"
+        decoder: Literal["auto", "unet", "pup", "linear"] = "auto"
         channels: int = Field(32, ge=4)
         output_stride: int = Field(4, ge=1, description="decoder resolution before the bilinear upsampling of its logits")
         focal_weight: float = Field(10.0, ge=0)
@@ -72,20 +76,12 @@ class Segmentation(Component["Segmentation.Params"]):
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for done, (fraction, subset) in enumerate(subsets.items()):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
-            torch.manual_seed(p.train_seed)
-            decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
-                                    p.channels, output_stride=p.output_stride).to(device)
-            subset_t = torch.from_numpy(subset)
-
-            def train_loss(index: torch.Tensor) -> torch.Tensor:
-                rows = subset_t[index]
-                return self.loss(decoder(maps["train"].batch(rows, device)), masks["train"].batch(rows, device))
-
-            def val_loss() -> float:
-                return self._mean_loss(decoder, maps["val"], masks["val"], device)
-
-            fit = fit_head(p, decoder, len(subset), train_loss, val_loss)
-            per_image, numerator, denominator = self._score_test(decoder, maps["test"], masks["test"], device)
+            heads = [self._train_and_score(maps, masks, subset, image_size, device, head_seed(p.train_seed, j))
+                     for j in range(p.heads_at(fraction))]
+            scored = scored_heads(p, [h[3] for h in heads])
+            # the scored heads: per-image Dice averaged over them, the pooled Dice's sums over all of them
+            per_image = torch.stack([heads[j][0] for j in scored]).mean(0)
+            numerator, denominator = sum(heads[j][1] for j in scored), sum(heads[j][2] for j in scored)
             pooled = float(numerator.sum()) / max(1.0, float(denominator.sum()))
             label = fraction_label(fraction)
             scores[f"dice@{label}"] = float(per_image.mean())
@@ -94,16 +90,39 @@ class Segmentation(Component["Segmentation.Params"]):
             columns[f"pooled_dice@{label}"] = Column(description="pixel-pooled Dice over the test set")
             samples[f"dice@{label}"] = Samples("mean", {"values": per_image.numpy().astype(np.float32)})
             samples[f"pooled_dice@{label}"] = Samples("ratio", {"numerator": numerator, "denominator": denominator})
-            details[label] = {"train_images": int(len(subset)), **fit}
+            details[label] = fit_details(int(len(subset)), [h[3] for h in heads], scored)
             protocol = with_hash({
                 "task": "segmentation", "dataset": source.protocol(), "target": sorted(findings),
+                **({"decoder": p.decoder} if p.decoder != "auto" else {}),
                 "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
                 "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
+                **heads_protocol(p, fraction),
                 "metric": f"Dice at threshold {p.threshold} per image (empty+empty = 1), mean over the test set; "
                           "pooled: 2ΣTP/(Σpred+Σtrue) over all test pixels",
             })
             protocols[f"dice@{label}"] = protocols[f"pooled_dice@{label}"] = protocol
         return TaskResult(scores, protocols, details, columns, samples)
+
+    def _train_and_score(self, maps: dict[str, Any], masks: dict[str, MaskRows], subset: np.ndarray, image_size: int,
+                         device: torch.device, seed: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray, dict]:
+        """One head trained on ``subset`` of the training split from ``seed`` (initialisation and
+        order), selected on the validation loss: its test split's per-image Dice and pooled-Dice
+        terms (:meth:`_score_test`), and its fit."""
+        p = self.params
+        torch.manual_seed(seed)
+        decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
+                                p.channels, output_stride=p.output_stride).to(device)
+        subset_t = torch.from_numpy(subset)
+
+        def train_loss(index: torch.Tensor) -> torch.Tensor:
+            rows = subset_t[index]
+            return self.loss(decoder(maps["train"].batch(rows, device)), masks["train"].batch(rows, device))
+
+        def val_loss() -> float:
+            return self._mean_loss(decoder, maps["val"], masks["val"], device)
+
+        fit = fit_head(p, decoder, len(subset), train_loss, val_loss, seed=seed)
+        return (*self._score_test(decoder, maps["test"], masks["test"], device), fit)
 
     @torch.no_grad()
     def _score_test(self, decoder: torch.nn.Module, maps: Any, masks: MaskRows, device: torch.device,
