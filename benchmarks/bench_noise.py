@@ -256,30 +256,40 @@ def pretrained_run(args: argparse.Namespace) -> Path:
     return run.path
 
 
-def evaluate_repetitions(run: Path, repeats: int) -> tuple[list[dict[str, float]], list[float], dict[str, Any]]:
-    """Headline scores of ``repeats`` evaluations of ``run``'s frozen encoders (repetition r with the
-    downstream seeds of :func:`downstream_seed_overrides`), their wall times, and the config."""
+def frozen_run(run: Path) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A finished run's frozen encoders, ready to evaluate: (config, built run, device, Encoders,
+    recorded config.yaml). The caller closes the Encoders."""
     import yaml
 
-    from vlpbench.core.build import build_component
-    from vlpbench.config.schema import ComponentSpec, RunConfig
+    from vlpbench.config.schema import RunConfig
+    from vlpbench.core.plugins import get_registry
     from vlpbench.engine.checkpoint import load_checkpoint
     from vlpbench.engine.model import build_run
     from vlpbench.engine.pretrain import resolve_device
-    from vlpbench.engine.scoring import evaluate_tasks
-    from vlpbench.core.plugins import get_registry
     from vlpbench.tasks.base import Encoders
 
     recorded = yaml.safe_load((run / "config.yaml").read_text())
     config = RunConfig.model_validate(recorded["config"])
-    registry = get_registry()
-    built = build_run(config, registry, int(recorded["seed"]))
+    built = build_run(config, get_registry(), int(recorded["seed"]))
     built.model.load_state_dict(load_checkpoint(run / "checkpoints" / "final.pt")["model"])
     device = resolve_device(config.pretrain.device)
     built.model.to(device)
     built.model.eval()
-    # one Encoders for every repetition: the encoders are frozen, so their features are the same each time
+    # one Encoders for every evaluation: the encoders are frozen, so their features are the same each time
     encoders = Encoders(built.model.image_encoder, built.model.text_encoder, precision=config.pretrain.precision)
+    return config, built, device, encoders, recorded
+
+
+def evaluate_repetitions(run: Path, repeats: int) -> tuple[list[dict[str, float]], list[float], dict[str, Any]]:
+    """Headline scores of ``repeats`` evaluations of ``run``'s frozen encoders (repetition r with the
+    downstream seeds of :func:`downstream_seed_overrides`), their wall times, and the config."""
+    from vlpbench.config.schema import ComponentSpec
+    from vlpbench.core.build import build_component
+    from vlpbench.core.plugins import get_registry
+    from vlpbench.engine.scoring import evaluate_tasks
+
+    config, built, device, encoders, recorded = frozen_run(run)
+    registry = get_registry()
     scores, seconds = [], []
     try:
         for repetition in range(repeats):
