@@ -2,7 +2,7 @@
 figures and asserts nothing.
 
     .venv/bin/python benchmarks/bench_heads.py --run results/reference/ablation/runs/<run>
-        [--repeats 5] [--heads 3] [--set segmentation.lr=3e-3 ...] [--threads 1] [--json FILE]
+        [--repeats 5] [--heads 3] [--tasks segmentation] [--set segmentation.lr=3e-3 ...] [--threads 1] [--json FILE]
 
 On one finished run's frozen encoders (``--run DIR``, as ``bench_noise.py --run``), every dense task
 of the run's config (with ``--set TASK.KEY=VALUE`` overrides, YAML values) trains ``repeats × heads``
@@ -53,14 +53,15 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return overrides
 
 
-def head_rows(run: Path, repeats: int, heads: int, overrides: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def head_rows(run: Path, repeats: int, heads: int, overrides: dict[str, dict[str, Any]],
+              only: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per (repetition, head, task, fraction): the head's headline score ×100 and its best
     validation loss."""
     from vlpbench.config.schema import ComponentSpec
     from vlpbench.engine.scoring import evaluate_tasks
 
     config, built, device, encoders, _ = frozen_run(run)
-    dense = [spec for spec in config.tasks if spec.name in DENSE]
+    dense = [spec for spec in config.tasks if spec.name in DENSE and spec.name in (only or DENSE)]
     encoders.dense_min_stride = min(int(spec.params().get("min_stride", 4)) for spec in dense)
     rows = []
     try:
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--run", type=Path, required=True, help="a finished run folder with checkpoints/final.pt")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--heads", type=int, default=3)
+    parser.add_argument("--tasks", nargs="*", default=[], choices=DENSE, help="only these dense tasks")
     parser.add_argument("--set", action="append", default=[], metavar="TASK.KEY=VALUE")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (the reference runs used 1)")
     parser.add_argument("--json", type=Path, default=None, help="also write every head's row here")
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = head_rows(args.run, args.repeats, args.heads, parse_overrides(args.set))
+    rows = head_rows(args.run, args.repeats, args.heads, parse_overrides(args.set), args.tasks)
     summary = summarise(rows, args.heads)
     print(f"\nDense heads of {args.run} ({args.repeats} repetitions × {args.heads} heads; ×100):")
     print(format_summary(summary, args.heads))

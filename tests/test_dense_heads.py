@@ -132,3 +132,24 @@ def test_linear_heads_are_affine_in_the_frozen_maps() -> None:
         assert level_shapes == [(8, 8), (4, 4), (2, 2)] and cls.shape == (2, 64 + 16 + 4, 1)
         torch.testing.assert_close(head(added)[0], cls + head(b)[0] - head(zero)[0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(head(added)[2], ctr + head(b)[2] - head(zero)[2], atol=1e-4, rtol=1e-4)
+
+
+def test_output_prior_starts_the_decoder_at_the_prior(tiny: tuple[SynthCXRSource, Encoders]) -> None:
+    from vlpbench.tasks.decoders import build_decoder, initialise_output_prior
+
+    torch.manual_seed(0)
+    decoder = build_decoder("unet", [6, 10], [(8, 8), (4, 4)], image_size=32, channels=8)
+    initialise_output_prior(decoder, 0.01)
+    last = [m for m in decoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    assert last.out_channels == 1
+    torch.testing.assert_close(torch.sigmoid(last.bias), torch.tensor([0.01]))
+    # a recorded option: absent by default (runs keep their identity), in the protocol when set
+    assert "output_prior" not in Segmentation.Params().model_dump()
+    source, encoders = tiny
+    result = Segmentation(Segmentation.Params(fractions=[1.0], max_epochs=1, output_prior=0.05)).evaluate(
+        encoders, source, CPU)
+    plain = Segmentation(Segmentation.Params(fractions=[1.0], max_epochs=1)).evaluate(encoders, source, CPU)
+    assert result.protocols["dice@100%"]["output_prior"] == 0.05
+    assert result.protocols["dice@100%"]["hash"] != plain.protocols["dice@100%"]["hash"]
+    with pytest.raises(ValidationError):
+        Segmentation.Params(output_prior=1.0)

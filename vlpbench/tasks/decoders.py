@@ -91,6 +91,16 @@ class LinearProbeDecoder(nn.Module):
         return to_input_size(total, self.image_size)
 
 
+def initialise_output_prior(decoder: nn.Module, prior: float) -> None:
+    """Start the decoder's last convolution at the foreground probability ``prior`` everywhere (its
+    bias at logit(prior)), as RetinaNet and FCOS start their class logits. From a random bias some
+    seeds begin far from the target's scale and converge much slower: on SynthCXR one 100 % decoder
+    of the same frozen CLIP encoder (train seed 1001) ended at 55.4 Dice against 79–83 for the
+    others, its validation loss 2.3 against 0.7; started at the prior it scores 80.7."""
+    last = [m for m in decoder.modules() if isinstance(m, nn.Conv2d)][-1]
+    nn.init.constant_(last.bias, -math.log((1 - prior) / prior))
+
+
 DECODERS = {"unet": UNetDecoder, "pup": ProgressiveUpsamplingDecoder, "linear": LinearProbeDecoder}
 
 

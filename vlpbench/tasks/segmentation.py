@@ -27,7 +27,7 @@ from vlpbench.core.capabilities import declared
 from vlpbench.core.component import Component
 from vlpbench.engine.progress import report
 from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
-from vlpbench.tasks.decoders import build_decoder
+from vlpbench.tasks.decoders import build_decoder, initialise_output_prior
 from vlpbench.tasks.dense import (DenseTaskParams, MaskRows, fit_details, fit_head, head_seed,
                                   heads_protocol, scored_heads,
                                   positives_first_fractions, split_feature_maps)
@@ -56,6 +56,11 @@ class Segmentation(Component["Segmentation.Params"]):
         output_stride: int = Field(4, ge=1, description="decoder resolution before the bilinear upsampling of its logits")
         focal_weight: float = Field(10.0, ge=0)
         threshold: float = Field(0.5, gt=0, lt=1)
+        output_prior: float | None = Field(
+            None, gt=0, lt=1, exclude_if=lambda value: value is None,  # runs from before the option keep their identity
+            description="start the decoder's logits at this foreground probability (bias = logit(prior), as "
+                        "RetinaNet/FCOS); None: PyTorch's random bias. A random start leaves some seeds far "
+                        "slower to converge (see initialise_output_prior)")
 
     def __init__(self, params: "Segmentation.Params", context: Any = None) -> None:
         super().__init__(params, context)
@@ -94,6 +99,7 @@ class Segmentation(Component["Segmentation.Params"]):
             protocol = with_hash({
                 "task": "segmentation", "dataset": source.protocol(), "target": sorted(findings),
                 **({"decoder": p.decoder} if p.decoder != "auto" else {}),
+                **({"output_prior": p.output_prior} if p.output_prior is not None else {}),
                 "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
                 "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
                 **heads_protocol(p, fraction),
@@ -112,6 +118,8 @@ class Segmentation(Component["Segmentation.Params"]):
         torch.manual_seed(seed)
         decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
                                 p.channels, output_stride=p.output_stride).to(device)
+        if p.output_prior is not None:
+            initialise_output_prior(decoder, p.output_prior)
         subset_t = torch.from_numpy(subset)
 
         def train_loss(index: torch.Tensor) -> torch.Tensor:
