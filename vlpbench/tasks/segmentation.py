@@ -5,7 +5,8 @@ trains on frozen feature maps with ``loss = 10·focal − log(soft Dice)`` at la
 1 % / 10 % / 100 % of the training split (nested, drawn with a recorded seed, each keeping an image
 with a mask), early stopping on the validation loss; with ``heads: k`` a fraction trains k decoders
 from different seeds, and its scores average theirs (``head_selection: mean``; the downstream noise
-shrinks by about √k) or are those of the one with the lowest validation loss (``best_val``). The test split is scored once: Dice at
+shrinks by about √k) or are those of the one with the lowest validation loss (``best_val``).
+The test split is scored once: Dice at
 threshold 0.5 per image (MONAI ``compute_dice``; an empty mask with an empty prediction scores 1,
 as in MGCA), averaged over every test image — never per batch — and, beside it, the pixel-pooled
 Dice ``2ΣTP / (Σpred + Σtrue)`` over the whole test set.
