@@ -77,6 +77,26 @@ def test_segmentation_with_two_heads_averages_the_two_single_heads(tiny: tuple[S
     assert best.protocols["dice@10%"]["hash"] != both.protocols["dice@10%"]["hash"]
 
 
+
+def test_only_the_heads_that_enter_the_score_see_the_test_split(tiny: tuple[SynthCXRSource, Encoders],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """best_val chooses on validation losses: the heads it drops are never run on the test split."""
+    source, encoders = tiny
+    calls: list[str] = []
+    score_test, predict_split = Segmentation._score_test, Detection._predict_split
+
+    def counted(name: str, method):  # the method, recording each call
+        return lambda self, *args, **kwargs: calls.append(name) or method(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmentation, "_score_test", counted("seg", score_test))
+    monkeypatch.setattr(Detection, "_predict_split", counted("det", predict_split))
+    common = dict(fractions=[1.0], max_epochs=1, heads=3)
+    for selection, expected in (("best_val", 1), ("mean", 3)):
+        calls.clear()
+        Segmentation(Segmentation.Params(head_selection=selection, **common)).evaluate(encoders, source, CPU)
+        Detection(Detection.Params(head_selection=selection, **common)).evaluate(encoders, source, CPU)
+        assert calls == ["seg"] * expected + ["det"] * expected, selection
+
 def test_detection_with_two_heads_scores_their_pooled_detections(tiny: tuple[SynthCXRSource, Encoders]) -> None:
     source, encoders = tiny
     single = Detection(Detection.Params(fractions=[1.0], max_epochs=2)).evaluate(encoders, source, CPU)

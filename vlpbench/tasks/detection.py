@@ -239,14 +239,15 @@ class Detection(Component["Detection.Params"]):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
             metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
             truth = self._truth(targets["test"])
-            trained = [self._train_and_predict(maps, targets, subset, classes, image_size, device,
-                                               head_seed(p.train_seed, j)) for j in range(p.heads_at(fraction))]
+            trained = [self._train(maps, targets, subset, classes, image_size, device, head_seed(p.train_seed, j))
+                       for j in range(p.heads_at(fraction))]
             fits = [fit for _, fit in trained]
-            scored = scored_heads(p, fits)
+            scored = scored_heads(p, fits)  # chosen on validation losses before any head sees the test split
             all_predictions, all_truth = [], []
             for j in scored:  # each scored head's predictions on the whole test set
-                metric.update(trained[j][0], truth)
-                all_predictions += trained[j][0]
+                predictions = self._predict_split(trained[j][0], maps["test"], image_size, device)
+                metric.update(predictions, truth)
+                all_predictions += predictions
                 all_truth += truth
             result = metric.compute()
             label = fraction_label(fraction)
@@ -265,11 +266,12 @@ class Detection(Component["Detection.Params"]):
             })
         return TaskResult(scores, protocols, details, columns, samples)
 
-    def _train_and_predict(self, maps: dict[str, Any], targets: dict[str, tuple[Tensor, Tensor, Tensor]],
-                           subset: np.ndarray, classes: int, image_size: int, device: torch.device,
-                           seed: int) -> tuple[list[dict[str, Tensor]], dict[str, float]]:
+    def _train(self, maps: dict[str, Any], targets: dict[str, tuple[Tensor, Tensor, Tensor]], subset: np.ndarray,
+               classes: int, image_size: int, device: torch.device,
+               seed: int) -> tuple[torch.nn.Module, dict[str, float]]:
         """One head trained on ``subset`` of the training split from ``seed`` (initialisation and
-        order), selected on the validation loss: its detections on every test image, and its fit."""
+        order), selected on the validation loss, and its fit. It predicts on the test split afterwards
+        (:meth:`_predict_split`), only if it enters the score."""
         p = self.params
         torch.manual_seed(seed)
         head = HEADS[p.head](maps["train"].channels, p.channels, classes, p.box_activation).to(device)
@@ -287,11 +289,16 @@ class Detection(Component["Detection.Params"]):
             return total / len(maps["val"])
 
         fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss, seed=seed)
-        test, predictions = maps["test"], []
-        for start in range(0, len(test), 128):
-            predictions += self.predict(head, test.batch(torch.arange(start, min(start + 128, len(test))), device),
+        return head, fit
+
+    def _predict_split(self, head: torch.nn.Module, maps: Any, image_size: int,
+                       device: torch.device) -> list[dict[str, Tensor]]:
+        """The head's detections on every image of a split, 128 images at a time."""
+        predictions: list[dict[str, Tensor]] = []
+        for start in range(0, len(maps), 128):
+            predictions += self.predict(head, maps.batch(torch.arange(start, min(start + 128, len(maps))), device),
                                         image_size)
-        return predictions, fit
+        return predictions
 
     @staticmethod
     def _truth(targets: tuple[Tensor, Tensor, Tensor]) -> list[dict[str, Tensor]]:

@@ -82,12 +82,14 @@ class Segmentation(Component["Segmentation.Params"]):
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for done, (fraction, subset) in enumerate(subsets.items()):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
-            heads = [self._train_and_score(maps, masks, subset, image_size, device, head_seed(p.train_seed, j))
-                     for j in range(p.heads_at(fraction))]
-            scored = scored_heads(p, [h[3] for h in heads])
+            trained = [self._train(maps, masks, subset, image_size, device, head_seed(p.train_seed, j))
+                       for j in range(p.heads_at(fraction))]
+            fits = [fit for _, fit in trained]
+            scored = scored_heads(p, fits)  # chosen on validation losses before any head sees the test split
+            tested = [self._score_test(trained[j][0], maps["test"], masks["test"], device) for j in scored]
             # the scored heads: per-image Dice averaged over them, the pooled Dice's sums over all of them
-            per_image = torch.stack([heads[j][0] for j in scored]).mean(0)
-            numerator, denominator = sum(heads[j][1] for j in scored), sum(heads[j][2] for j in scored)
+            per_image = torch.stack([dice for dice, _, _ in tested]).mean(0)
+            numerator, denominator = sum(t[1] for t in tested), sum(t[2] for t in tested)
             pooled = float(numerator.sum()) / max(1.0, float(denominator.sum()))
             label = fraction_label(fraction)
             scores[f"dice@{label}"] = float(per_image.mean())
@@ -96,7 +98,7 @@ class Segmentation(Component["Segmentation.Params"]):
             columns[f"pooled_dice@{label}"] = Column(description="pixel-pooled Dice over the test set")
             samples[f"dice@{label}"] = Samples("mean", {"values": per_image.numpy().astype(np.float32)})
             samples[f"pooled_dice@{label}"] = Samples("ratio", {"numerator": numerator, "denominator": denominator})
-            details[label] = fit_details(int(len(subset)), [h[3] for h in heads], scored)
+            details[label] = fit_details(int(len(subset)), fits, scored)
             protocol = with_hash({
                 "task": "segmentation", "dataset": source.protocol(), "target": sorted(findings),
                 **({"decoder": p.decoder} if p.decoder != "auto" else {}),
@@ -110,11 +112,11 @@ class Segmentation(Component["Segmentation.Params"]):
             protocols[f"dice@{label}"] = protocols[f"pooled_dice@{label}"] = protocol
         return TaskResult(scores, protocols, details, columns, samples)
 
-    def _train_and_score(self, maps: dict[str, Any], masks: dict[str, MaskRows], subset: np.ndarray, image_size: int,
-                         device: torch.device, seed: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray, dict]:
-        """One head trained on ``subset`` of the training split from ``seed`` (initialisation and
-        order), selected on the validation loss: its test split's per-image Dice and pooled-Dice
-        terms (:meth:`_score_test`), and its fit."""
+    def _train(self, maps: dict[str, Any], masks: dict[str, MaskRows], subset: np.ndarray, image_size: int,
+               device: torch.device, seed: int) -> tuple[torch.nn.Module, dict]:
+        """One decoder trained on ``subset`` of the training split from ``seed`` (initialisation and
+        order), selected on the validation loss, and its fit. The test split is scored afterwards
+        (:meth:`_score_test`), only for the heads that enter the score."""
         p = self.params
         torch.manual_seed(seed)
         decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
@@ -131,7 +133,7 @@ class Segmentation(Component["Segmentation.Params"]):
             return self._mean_loss(decoder, maps["val"], masks["val"], device)
 
         fit = fit_head(p, decoder, len(subset), train_loss, val_loss, seed=seed)
-        return (*self._score_test(decoder, maps["test"], masks["test"], device), fit)
+        return decoder, fit
 
     @torch.no_grad()
     def _score_test(self, decoder: torch.nn.Module, maps: Any, masks: MaskRows, device: torch.device,
