@@ -204,6 +204,12 @@ def slurm() -> None:
     pytest.skip(problem)
 
 
+def requeued(log: str) -> bool:
+    """Whether a job's log shows it was requeued: submitit's own line, or Slurm's notice when the
+    requeue kills the step before submitit's line is flushed (a race seen once in the suite)."""
+    return "Requeued job" in log or "DUE TO JOB REQUEUE" in log
+
+
 def wait_for(jobs: list, limit: float = 240, release_requeued: bool = False) -> None:
     """Wait until every job is done. A requeued job waits for its begin time (Slurm holds it two
     minutes); ``release_requeued`` moves that to now, as an operator would."""
@@ -262,8 +268,8 @@ def test_a_timed_out_task_is_requeued_and_resumes_from_its_checkpoint(slurm, tmp
     job._interrupt(timeout=True)  # what submitit's own tests do: scancel --signal USR2, as Slurm does at a timeout
     wait_for([job], release_requeued=True)
     assert job.state == "COMPLETED"
-    log = Path(job.paths.stdout).read_text()
-    assert "timed-out" in log and "Requeued job" in log
+    log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
+    assert "timed-out" in log and requeued(log)
     [run] = list(runs.iterdir())
     provenance = json.loads((run / "provenance.json").read_text())
     assert provenance["pretrain"]["resumed_from_epoch"] >= 1  # resumed, not restarted
@@ -487,7 +493,7 @@ def test_two_sweeps_and_two_ddp_runs_share_the_node_and_each_survives_a_preempti
     for name, signal_name, job in sweeps + runs:
         log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
         assert job.state == "COMPLETED", f"{name}: {log[-3000:]}"
-        assert f"Caught signal SIG{signal_name}" in log and "Requeued job" in log, log[-3000:]  # its own signal
+        assert f"Caught signal SIG{signal_name}" in log and requeued(log), log[-3000:]  # its own signal
     # the sweeps: each its own Ray cluster (own address and temp dir), both trials finished, resumed
     addresses = set()
     for name, _, job in sweeps:
