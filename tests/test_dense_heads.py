@@ -77,7 +77,6 @@ def test_segmentation_with_two_heads_averages_the_two_single_heads(tiny: tuple[S
     assert best.protocols["dice@10%"]["hash"] != both.protocols["dice@10%"]["hash"]
 
 
-
 def test_only_the_heads_that_enter_the_score_see_the_test_split(tiny: tuple[SynthCXRSource, Encoders],
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """best_val chooses on validation losses: the heads it drops are never run on the test split."""
@@ -96,6 +95,7 @@ def test_only_the_heads_that_enter_the_score_see_the_test_split(tiny: tuple[Synt
         Segmentation(Segmentation.Params(head_selection=selection, **common)).evaluate(encoders, source, CPU)
         Detection(Detection.Params(head_selection=selection, **common)).evaluate(encoders, source, CPU)
         assert calls == ["seg"] * expected + ["det"] * expected, selection
+
 
 def test_detection_with_two_heads_scores_their_pooled_detections(tiny: tuple[SynthCXRSource, Encoders]) -> None:
     source, encoders = tiny
