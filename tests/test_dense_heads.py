@@ -40,6 +40,32 @@ def test_heads_are_one_count_or_one_per_fraction() -> None:
     assert "heads" not in Segmentation.Params().model_dump() and Detection.Params(heads=2).model_dump()["heads"] == 2
 
 
+def test_max_epochs_is_one_count_or_one_per_fraction() -> None:
+    params = Detection.Params(max_epochs=[7, 10, 10], fractions=[0.01, 0.1, 1.0])
+    assert (params.epochs_at(0.01), params.epochs_at(1.0), Detection.Params(max_epochs=4).epochs_at(0.1)) == (7, 10, 4)
+    with pytest.raises(ValidationError, match="max_epochs .* one count ≥ 1 per fraction"):
+        Segmentation.Params(max_epochs=[3, 2], fractions=[0.01, 0.1, 1.0])
+    with pytest.raises(ValidationError, match="max_epochs .* one count ≥ 1 per fraction"):
+        Detection.Params(max_epochs=0)
+    assert Detection.Params(max_epochs=5).model_dump()["max_epochs"] == 5  # a count's identity is unchanged
+
+
+@pytest.mark.parametrize("task", [Segmentation, Detection])
+def test_per_fraction_epochs_train_each_fraction_as_its_single_count_does(
+        task: type, tiny: tuple[SynthCXRSource, Encoders]) -> None:
+    """max_epochs [1, 3] gives at 10 % what max_epochs 1 gives there and at 100 % what 3 gives there
+    (the cosine schedule spans each fraction's own epochs)."""
+    source, encoders = tiny
+    common = dict(fractions=[0.1, 1.0], patience=5, schedule="cosine")
+    mixed = task(task.Params(max_epochs=[1, 3], **common)).evaluate(encoders, source, CPU)
+    short = task(task.Params(max_epochs=1, **common)).evaluate(encoders, source, CPU)
+    long = task(task.Params(max_epochs=3, **common)).evaluate(encoders, source, CPU)
+    first, second = list(mixed.scores)[0], [c for c in mixed.scores if c.endswith("@100%")][0]
+    assert mixed.scores[first] == short.scores[first] and mixed.scores[second] == long.scores[second]
+    assert (mixed.details["10%"]["epochs"], mixed.details["100%"]["epochs"]) == (1, 3)
+    assert short.scores[second] != long.scores[second]  # the epochs matter at this fraction
+
+
 def test_head_seeds_of_different_train_seeds_never_meet() -> None:
     """bench_noise's repetitions move train_seed by 1: their heads must not share seeds."""
     seeds = [head_seed(train, j) for train in range(5) for j in range(3)]

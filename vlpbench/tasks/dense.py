@@ -37,7 +37,10 @@ class DenseTaskParams(TaskParams):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-6, ge=0)
     batch_size: int = Field(32, ge=1)
-    max_epochs: int = Field(12, ge=1)
+    max_epochs: int | list[int] = Field(
+        12, description="epochs of a head's training (the cosine schedule decays over them): one number for every "
+                        "fraction, or one per fraction (in the order of `fractions`), e.g. shorter heads at 1 % "
+                        "where several are averaged")
     patience: int = Field(3, ge=1)
     schedule: Literal["constant", "cosine"] = Field(
         "constant", exclude_if=lambda value: value == "constant",  # runs from before the option keep their identity
@@ -68,11 +71,19 @@ class DenseTaskParams(TaskParams):
                              f"(or a single count for every fraction)")
         if isinstance(self.heads, int) and self.heads < 1:
             raise ValueError(f"heads must be at least 1, got {self.heads}")
+        epochs = self.max_epochs if isinstance(self.max_epochs, list) else [self.max_epochs]
+        if (isinstance(self.max_epochs, list) and len(epochs) != len(self.fractions)) or min(epochs, default=0) < 1:
+            raise ValueError(f"max_epochs {self.max_epochs} must be one count ≥ 1 per fraction of {self.fractions} "
+                             f"(or a single count for every fraction)")
         return self
 
     def heads_at(self, fraction: float) -> int:
         """How many heads train at ``fraction``."""
         return self.heads if isinstance(self.heads, int) else self.heads[self.fractions.index(fraction)]
+
+    def epochs_at(self, fraction: float) -> int:
+        """How many epochs a head trains at ``fraction`` (at most: early stopping may end it sooner)."""
+        return self.max_epochs if isinstance(self.max_epochs, int) else self.max_epochs[self.fractions.index(fraction)]
 
 
 def scored_heads(params: DenseTaskParams, fits: list[dict[str, float]]) -> list[int]:
@@ -288,11 +299,11 @@ def fit_with_early_stopping(
 
 
 def fit_head(params: DenseTaskParams, model: nn.Module, train_size: int, train_loss: Callable[[Tensor], Tensor],
-             val_loss: Callable[[], float], seed: int | None = None) -> dict[str, float]:
-    """:func:`fit_with_early_stopping` with a dense task's training parameters (order drawn from
-    ``seed``, default the task's ``train_seed``)."""
+             val_loss: Callable[[], float], fraction: float, seed: int | None = None) -> dict[str, float]:
+    """:func:`fit_with_early_stopping` with a dense task's training parameters at ``fraction`` (its
+    epochs) (order drawn from ``seed``, default the task's ``train_seed``)."""
     return fit_with_early_stopping(model, train_size, train_loss, val_loss, params.lr, params.weight_decay,
-                                   min(params.batch_size, train_size), params.max_epochs, params.patience,
+                                   min(params.batch_size, train_size), params.epochs_at(fraction), params.patience,
                                    params.train_seed if seed is None else seed, params.min_steps_per_epoch,
                                    params.max_steps_per_epoch, params.schedule, params.grad_clip)
 

@@ -239,7 +239,8 @@ class Detection(Component["Detection.Params"]):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
             metric = MeanAveragePrecision(box_format="xyxy", iou_thresholds=IOU_THRESHOLDS)
             truth = self._truth(targets["test"])
-            trained = [self._train(maps, targets, subset, classes, image_size, device, head_seed(p.train_seed, j))
+            trained = [self._train(maps, targets, subset, fraction, classes, image_size, device,
+                                   head_seed(p.train_seed, j))
                        for j in range(p.heads_at(fraction))]
             fits = [fit for _, fit in trained]
             scored = scored_heads(p, fits)  # chosen on validation losses before any head sees the test split
@@ -267,9 +268,10 @@ class Detection(Component["Detection.Params"]):
         return TaskResult(scores, protocols, details, columns, samples)
 
     def _train(self, maps: dict[str, Any], targets: dict[str, tuple[Tensor, Tensor, Tensor]], subset: np.ndarray,
-               classes: int, image_size: int, device: torch.device,
+               fraction: float, classes: int, image_size: int, device: torch.device,
                seed: int) -> tuple[torch.nn.Module, dict[str, float]]:
-        """One head trained on ``subset`` of the training split from ``seed`` (initialisation and
+        """One head trained on ``subset`` (the label fraction ``fraction``) of the training split from
+        ``seed`` (initialisation and
         order), selected on the validation loss, and its fit. It predicts on the test split afterwards
         (:meth:`_predict_split`), only if it enters the score."""
         p = self.params
@@ -288,7 +290,8 @@ class Detection(Component["Detection.Params"]):
                 total += float(batch_loss("val", rows)) * len(rows)
             return total / len(maps["val"])
 
-        fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss, seed=seed)
+        fit = fit_head(p, head, len(subset), lambda index: batch_loss("train", subset_t[index]), val_loss, fraction,
+                       seed=seed)
         return head, fit
 
     def _predict_split(self, head: torch.nn.Module, maps: Any, image_size: int,

@@ -82,7 +82,7 @@ class Segmentation(Component["Segmentation.Params"]):
         scores, protocols, details, columns, samples = {}, {}, {}, {}, {}
         for done, (fraction, subset) in enumerate(subsets.items()):
             report(f"fraction {fraction_label(fraction)}", done, len(subsets))
-            trained = [self._train(maps, masks, subset, image_size, device, head_seed(p.train_seed, j))
+            trained = [self._train(maps, masks, subset, fraction, image_size, device, head_seed(p.train_seed, j))
                        for j in range(p.heads_at(fraction))]
             fits = [fit for _, fit in trained]
             scored = scored_heads(p, fits)  # chosen on validation losses before any head sees the test split
@@ -112,9 +112,10 @@ class Segmentation(Component["Segmentation.Params"]):
             protocols[f"dice@{label}"] = protocols[f"pooled_dice@{label}"] = protocol
         return TaskResult(scores, protocols, details, columns, samples)
 
-    def _train(self, maps: dict[str, Any], masks: dict[str, MaskRows], subset: np.ndarray, image_size: int,
-               device: torch.device, seed: int) -> tuple[torch.nn.Module, dict]:
-        """One decoder trained on ``subset`` of the training split from ``seed`` (initialisation and
+    def _train(self, maps: dict[str, Any], masks: dict[str, MaskRows], subset: np.ndarray, fraction: float,
+               image_size: int, device: torch.device, seed: int) -> tuple[torch.nn.Module, dict]:
+        """One decoder trained on ``subset`` (the label fraction ``fraction``) of the training split
+        from ``seed`` (initialisation and
         order), selected on the validation loss, and its fit. The test split is scored afterwards
         (:meth:`_score_test`), only for the heads that enter the score."""
         p = self.params
@@ -132,7 +133,7 @@ class Segmentation(Component["Segmentation.Params"]):
         def val_loss() -> float:
             return self._mean_loss(decoder, maps["val"], masks["val"], device)
 
-        fit = fit_head(p, decoder, len(subset), train_loss, val_loss, seed=seed)
+        fit = fit_head(p, decoder, len(subset), train_loss, val_loss, fraction, seed=seed)
         return decoder, fit
 
     @torch.no_grad()
