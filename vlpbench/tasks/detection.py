@@ -271,9 +271,8 @@ class Detection(Component["Detection.Params"]):
                fraction: float, classes: int, image_size: int, device: torch.device,
                seed: int) -> tuple[torch.nn.Module, dict[str, float]]:
         """One head trained on ``subset`` (the label fraction ``fraction``) of the training split from
-        ``seed`` (initialisation and
-        order), selected on the validation loss, and its fit. It predicts on the test split afterwards
-        (:meth:`_predict_split`), only if it enters the score."""
+        ``seed`` (initialisation and order), selected on the validation loss, and its fit. It predicts
+        on the test split afterwards (:meth:`_predict_split`), only if it enters the score."""
         p = self.params
         torch.manual_seed(seed)
         head = HEADS[p.head](maps["train"].channels, p.channels, classes, p.box_activation).to(device)

@@ -115,9 +115,8 @@ class Segmentation(Component["Segmentation.Params"]):
     def _train(self, maps: dict[str, Any], masks: dict[str, MaskRows], subset: np.ndarray, fraction: float,
                image_size: int, device: torch.device, seed: int) -> tuple[torch.nn.Module, dict]:
         """One decoder trained on ``subset`` (the label fraction ``fraction``) of the training split
-        from ``seed`` (initialisation and
-        order), selected on the validation loss, and its fit. The test split is scored afterwards
-        (:meth:`_score_test`), only for the heads that enter the score."""
+        from ``seed`` (initialisation and order), selected on the validation loss, and its fit. The
+        test split is scored afterwards (:meth:`_score_test`), only for the heads that enter the score."""
         p = self.params
         torch.manual_seed(seed)
         decoder = build_decoder(p.decoder, maps["train"].channels, maps["train"].strides_shapes, image_size,
