@@ -77,13 +77,17 @@ class DenseTaskParams(TaskParams):
                              f"(or a single count for every fraction)")
         return self
 
+    def _at(self, value: int | list[int], fraction: float) -> int:
+        """A setting that is one count for every fraction, or one per fraction, at ``fraction``."""
+        return value if isinstance(value, int) else value[self.fractions.index(fraction)]
+
     def heads_at(self, fraction: float) -> int:
         """How many heads train at ``fraction``."""
-        return self.heads if isinstance(self.heads, int) else self.heads[self.fractions.index(fraction)]
+        return self._at(self.heads, fraction)
 
     def epochs_at(self, fraction: float) -> int:
         """How many epochs a head trains at ``fraction`` (at most: early stopping may end it sooner)."""
-        return self.max_epochs if isinstance(self.max_epochs, int) else self.max_epochs[self.fractions.index(fraction)]
+        return self._at(self.max_epochs, fraction)
 
 
 def scored_heads(params: DenseTaskParams, fits: list[dict[str, float]]) -> list[int]:
