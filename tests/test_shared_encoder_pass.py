@@ -91,6 +91,30 @@ def test_the_shared_stride_is_that_of_the_dense_tasks_on_the_run_data() -> None:
     assert dense_stride_on_run_data(tasks(probe, own_data)) is None  # other images: nothing to share
 
 
+def test_a_probe_with_a_larger_test_split_shares_only_the_arrays_the_dense_tasks_read(
+        tiny_source: SynthCXRSource) -> None:
+    """The default ablation's probe scores a test split of its own (a larger one): its train and
+    validation images are the run's arrays, so their global features still come from the dense
+    tasks' pass; only its own test images get a pass of their own, and its scores are those of the
+    probe evaluated alone."""
+    from vlpbench.engine.scoring import evaluate_tasks
+
+    encoder, calls = counted_encoder()
+    cpu, context = torch.device("cpu"), BuildContext(embed_dim=16, image_size=32)
+    data = tiny_source.params.model_dump()
+    probe = ComponentSpec(name="linear_probe", fractions=[1.0], max_epochs=3, dataset={**data, "name": "synthcxr",
+                                                                                        "test_size": 40})
+    segmentation = ComponentSpec(name="segmentation", fractions=[1.0], max_epochs=1, min_steps_per_epoch=1,
+                                 max_steps_per_epoch=1, batch_size=8, channels=4, min_stride=8)
+    alone, _ = evaluate_tasks([probe], Encoders(encoder), tiny_source, context, cpu)
+    calls.clear()
+    together, _ = evaluate_tasks([probe, segmentation], Encoders(encoder), tiny_source, context, cpu)
+    encoder_images = sum(calls)
+    assert encoder_images == 48 + 16 + 24 + 40  # the run's splits once (maps and globals), the probe's test once
+    assert together["linear_probe"]["scores"] == pytest.approx(alone["linear_probe"]["scores"], abs=1e-5)
+    assert together["linear_probe"]["protocols"]["auroc@100%"]["dataset"]["test_size"] == 40
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "vit_tiny_patch16_224"])
 def test_coarser_maps_are_the_levels_of_finer_ones_without_another_pass(arch: str, tiny_source: SynthCXRSource) -> None:
     """Detection at stride 8 after segmentation at stride 4 reads the stride-4 maps' coarser levels:

@@ -127,6 +127,10 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
     seconds: dict[str, float] = {}
     built = [build_component(registry, "task", task_spec, context) for task_spec in tasks]
     shared_stride = dense_stride_on_run_data(built)
+    # the images those dense tasks read: a task with a dataset of its own shares their pass only for
+    # the same arrays (SynthCXR hands out one array per split and size, e.g. the probe's train split)
+    dense_images = (None if shared_stride is None or data_source is None
+                    else tuple(data_source.split(name).images for name in ("train", "val", "test")))
     for index, (task_spec, task) in enumerate(zip(tasks, built)):
         key = task_spec.name if sum(t.name == task_spec.name for t in tasks) == 1 else f"{task_spec.name}#{index}"
         if encoders.text is None and "text:global" in declared(task, "requires"):
@@ -137,7 +141,7 @@ def evaluate_tasks(tasks: list[Any], encoders: Any, data_source: Any, context: A
         source = data_source if dataset_spec is None else build_component(registry, "dataset", dataset_spec, context)
         if source is not data_source and declared(data_source, "evaluation") == "validation":
             source = ValidationSource(source)
-        encoders.dense_min_stride = shared_stride if dataset_spec is None else None
+        encoders.dense_min_stride, encoders.dense_images = shared_stride, dense_images
         started = time.perf_counter()
         check_termination()
         with task_bar(key, progress):

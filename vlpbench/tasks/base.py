@@ -31,6 +31,9 @@ class Encoders:
     #: the finest stride of the dense tasks that read the same images (set by the evaluation): global
     #: features of those images then come from the pass that computes their feature maps (:meth:`global_features`)
     dense_min_stride: int | None = None
+    #: the image arrays those dense tasks read (set by the evaluation); None: any array. Another task's
+    #: own split (e.g. a linear probe's larger test split) then gets a pass for its global features alone.
+    dense_images: tuple[Any, ...] | None = None
     #: Frozen features already computed in this evaluation, shared between tasks (see :meth:`memo`).
     _memo: dict[tuple[Any, ...], tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
@@ -57,11 +60,13 @@ class Encoders:
     def global_features(self, images: Any, device: torch.device) -> torch.Tensor:
         """Frozen pre-projection global features [n,D] of ``images``, once per evaluation.
 
-        When dense tasks will read the same images (``dense_min_stride`` set) and the encoder offers
+        When dense tasks will read the same images (``dense_min_stride`` set, and ``images`` one of
+        :attr:`dense_images` when that is set) and the encoder offers
         :class:`~vlpbench.core.capabilities.SharesDensePass`, one encoder pass gives both: the maps
         are kept for those tasks (placed by :attr:`cache`) and the global features returned,
         instead of a second pass."""
-        stride = self.dense_min_stride
+        read_by_dense = self.dense_images is None or any(images is array for array in self.dense_images)
+        stride = self.dense_min_stride if read_by_dense else None
 
         def compute() -> torch.Tensor:
             if stride is None or not offers(self.image, SharesDensePass) or self.memoised("feature_maps", images,
