@@ -145,6 +145,28 @@ class TaskResult:
     samples: dict[str, Samples] = field(default_factory=dict)
 
 
+def test_cases_field() -> Any:
+    """The ``test_cases`` parameter of a task that can score the first N cases of its test split."""
+    return Field(None, ge=1, exclude_if=lambda value: value is None,  # runs from before the option keep their identity
+                 description="score only the first N cases of the test split (all when unset): a larger split "
+                             "for one task, the same cases as a smaller one for another")
+
+
+def scored_cases(task: str, images: Any, cases: int | None) -> int:
+    """How many cases of a test split a task scores: all of them, or its ``test_cases`` first ones.
+
+    On SynthCXR the first N studies of a larger split are the N-study split itself (each chunk of
+    studies has its own seed), so a task with ``test_cases: N`` on a split of M > N scores the cases
+    it would score on a split of N."""
+    available = int(images.shape[0])
+    if cases is None:
+        return available
+    if cases > available:
+        raise ConfigError(f"{task}.test_cases = {cases}, but its test split has only {available:,} cases: lower "
+                          f"{task}.test_cases or raise the dataset's test size (e.g. data.test_size).")
+    return cases
+
+
 def fraction_label(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 

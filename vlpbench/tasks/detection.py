@@ -33,7 +33,8 @@ from torchvision.ops import batched_nms, box_iou, generalized_box_iou_loss, sigm
 from vlpbench.core.component import Component
 from vlpbench.core.capabilities import declared
 from vlpbench.engine.progress import report
-from vlpbench.tasks.base import Column, Encoders, Samples, TaskResult, fraction_label, with_hash
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskResult, fraction_label, scored_cases,
+                                 test_cases_field, with_hash)
 from vlpbench.tasks.detection_heads import HEADS, FCOSHead, LinearFCOSHead  # noqa: F401  (re-exported)
 from vlpbench.tasks.dense import (DenseTaskParams, fit_details, fit_head, head_seed, heads_protocol,
                                   positives_first_fractions, scored_heads, split_feature_maps)
@@ -162,6 +163,7 @@ class Detection(Component["Detection.Params"]):
         box_activation: Literal["softplus", "relu"] = Field(
             "softplus", description="softplus (a gradient at every location) or relu (FCOS's and torchvision's: a "
                                     "location whose box output turns negative stops learning; see FCOSHead)")
+        test_cases: int | None = test_cases_field()
 
     # -- data ------------------------------------------------------------------------------------
     def _targets(self, split: Any, findings: list[str], label_names: tuple[str, ...]) -> tuple[Tensor, Tensor, Tensor]:
@@ -240,6 +242,8 @@ class Detection(Component["Detection.Params"]):
         splits = {name: source.split(name) for name in ("train", "val", "test")}
         maps = split_feature_maps(encoders, splits, device, p.min_stride)
         targets = {name: self._targets(s, findings, label_names) for name, s in splits.items()}
+        tested = scored_cases("detection", splits["test"].images, p.test_cases)
+        targets["test"] = tuple(t[:tested] for t in targets["test"])
         image_size = splits["train"].images.shape[-1]
         classes = 1 if p.classes == "single" else len(findings)
         has_box = targets["train"][2].any(1).numpy()
@@ -256,7 +260,7 @@ class Detection(Component["Detection.Params"]):
             scored = scored_heads(p, fits)  # chosen on validation losses before any head sees the test split
             all_predictions, all_truth = [], []
             for j in scored:  # each scored head's predictions on the whole test set
-                predictions = self._predict_split(trained[j][0], maps["test"], image_size, device)
+                predictions = self._predict_split(trained[j][0], maps["test"], image_size, device, tested)
                 metric.update(predictions, truth)
                 all_predictions += predictions
                 all_truth += truth
@@ -272,6 +276,7 @@ class Detection(Component["Detection.Params"]):
                 "box_activation": p.box_activation, **({"head": p.head} if p.head != "fcos" else {}),
                 "train_split": "train", "model_selection": "val", "test_split": "test", "fraction": fraction,
                 "sampling_seed": p.sampling_seed, "train_images": int(len(subset)),
+                **({"test_cases": tested} if p.test_cases is not None else {}),
                 **heads_protocol(p, fraction),
                 "metric": "torchmetrics MeanAveragePrecision (COCO-style), mean over IoU 0.40:0.05:0.75",
             })
@@ -303,12 +308,13 @@ class Detection(Component["Detection.Params"]):
                        seed=seed)
         return head, fit
 
-    def _predict_split(self, head: torch.nn.Module, maps: Any, image_size: int,
-                       device: torch.device) -> list[dict[str, Tensor]]:
-        """The head's detections on every image of a split, 128 images at a time."""
+    def _predict_split(self, head: torch.nn.Module, maps: Any, image_size: int, device: torch.device,
+                       images: int | None = None) -> list[dict[str, Tensor]]:
+        """The head's detections on every image of a split (or its first ``images``), 128 at a time."""
         predictions: list[dict[str, Tensor]] = []
-        for start in range(0, len(maps), 128):
-            predictions += self.predict(head, maps.batch(torch.arange(start, min(start + 128, len(maps))), device),
+        count = len(maps) if images is None else images
+        for start in range(0, count, 128):
+            predictions += self.predict(head, maps.batch(torch.arange(start, min(start + 128, count)), device),
                                         image_size)
         return predictions
 

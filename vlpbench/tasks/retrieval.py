@@ -16,8 +16,8 @@ import torch
 from pydantic import Field
 
 from vlpbench.core.component import Component
-from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
-                                 with_hash)
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, scored_cases,
+                                 test_cases_field, text_embeddings, with_hash)
 
 
 def hits_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks: list[int]) -> dict[int, torch.Tensor]:
@@ -66,16 +66,18 @@ class Retrieval(Component["Retrieval.Params"]):
     class Params(TaskParams):
         ks: list[int] = Field(default_factory=lambda: [1, 5, 10], min_length=1)
         split: str = Field("test", description="split of held-out pairs")
+        test_cases: int | None = test_cases_field()
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         text_encoder = encoders.require_text("retrieval")
         split = source.split(self.params.split)
-        images = encoders.memo("image_embeddings", split.images, (str(device),),
-                               lambda: image_embeddings(encoders.image, split.images, device,
+        n = scored_cases("retrieval", split.images, self.params.test_cases)
+        images = encoders.memo("image_embeddings", split.images, (str(device), n),
+                               lambda: image_embeddings(encoders.image, split.images[:n], device,
                                                         precision=encoders.precision))
-        reports = text_embeddings(text_encoder, [list(s) for s in split.sentences], device)
+        reports = text_embeddings(text_encoder, [list(s) for s in split.sentences[:n]], device)
         similarity = images @ reports.t()  # [n, n]
-        labels = np.asarray(split.labels)
+        labels = np.asarray(split.labels)[:n]
         strict = torch.eye(len(labels), dtype=torch.bool)
         semantic = same_finding_set(labels)
         scores: dict[str, float] = {}

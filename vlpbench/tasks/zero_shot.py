@@ -18,8 +18,8 @@ from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
 from vlpbench.core.component import Component
-from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, text_embeddings,
-                                 with_hash)
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, scored_cases,
+                                 test_cases_field, text_embeddings, with_hash)
 
 
 class ZeroShot(Component["ZeroShot.Params"]):
@@ -29,13 +29,15 @@ class ZeroShot(Component["ZeroShot.Params"]):
     class Params(TaskParams):
         temperature: float = Field(0.07, gt=0, description="softmax temperature of the pos/neg contrast (rank-neutral)")
         split: str = Field("test", description="split scored")
+        test_cases: int | None = test_cases_field()
 
     def evaluate(self, encoders: Encoders, source: Any, device: torch.device) -> TaskResult:
         text_encoder = encoders.require_text("zero_shot")
         split = source.split(self.params.split)
-        labels = torch.from_numpy(np.asarray(split.labels)).long()
-        images = encoders.memo("image_embeddings", split.images, (str(device),),
-                               lambda: image_embeddings(encoders.image, split.images, device,
+        n = scored_cases("zero_shot", split.images, self.params.test_cases)
+        labels = torch.from_numpy(np.asarray(split.labels)[:n]).long()
+        images = encoders.memo("image_embeddings", split.images, (str(device), n),
+                               lambda: image_embeddings(encoders.image, split.images[:n], device,
                                                         precision=encoders.precision))
         prompts = source.prompts()
         scores, details = {}, {"per_finding": {}, "findings_not_scorable": []}
@@ -58,6 +60,7 @@ class ZeroShot(Component["ZeroShot.Params"]):
         scores["auroc"] = float(np.mean(per_finding)) if per_finding else float("nan")
         protocol = with_hash({
             "task": "zero_shot", "dataset": source.protocol(), "split": self.params.split,
+            **({"test_cases": n} if self.params.test_cases is not None else {}),
             "prompts": {f: prompts[f] for f in sorted(prompts)},
             "metric": "macro AUROC over findings with a positive (torchmetrics binary_auroc); score = "
                       "softmax over mean positive vs mean negative prompt similarity",
