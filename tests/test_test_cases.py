@@ -77,3 +77,16 @@ def test_an_unset_test_cases_leaves_a_run_identity_unchanged() -> None:
     """Runs made before the option keep their identity: the unset field is not in the dumped params."""
     assert "test_cases" not in Detection.Params().model_dump()
     assert ZeroShot.Params(test_cases=600).model_dump()["test_cases"] == 600
+
+
+def test_validate_refuses_more_test_cases_than_synthcxr_makes(cli, tmp_path) -> None:
+    """Caught before pretraining: the experiment file's line, the key and the fix."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: e\ndata: {name: synthcxr, image_size: 32, pretrain_size: 64, train_size: 16, val_size: 8, "
+                    "test_size: 16}\ntasks:\n  - {name: linear_probe}\n  - {name: zero_shot, test_cases: 40}\n")
+    code, out, err = cli("validate", str(path))
+    assert code == 2, err
+    assert "line 5" in err and "tasks[1].test_cases" in err and "only 16 cases" in err and "raise test_size" in err
+    path.write_text(path.read_text().replace("test_cases: 40", "test_cases: 16"))
+    code, out, err = cli("validate", str(path))
+    assert code == 0, err

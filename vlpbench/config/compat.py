@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from vlpbench.config.errors import describe
 from vlpbench.core.capabilities import declared
 from vlpbench.core.errors import ConfigError
 
@@ -51,3 +52,20 @@ def check_compatibility(config: RunConfig, registry: Registry, where: Callable[[
                 )
     if problems:
         raise ConfigError(" ".join(problems))
+
+
+def test_cases_beyond_split(resolved: dict[str, Any], where: Callable[[tuple], str]) -> list[str]:
+    """Problems with tasks whose ``test_cases`` exceed their dataset's test split, where the dataset
+    states that split's size in its parameters (SynthCXR's ``test_size``), so that the mistake stops
+    the run before pretraining; for other datasets the task says so when it runs (the finished
+    pretraining is reused on the next attempt)."""
+    problems = []
+    for index, task in enumerate(resolved.get("tasks") or []):
+        cases = task.get("test_cases") if isinstance(task, dict) else None
+        data = (task.get("dataset") if isinstance(task, dict) else None) or resolved.get("data") or {}
+        size = data.get("test_size") if isinstance(data, dict) else None
+        if isinstance(cases, int) and isinstance(size, int) and cases > size:
+            loc = ("tasks", index, "test_cases")
+            problems.append(f"{where(loc)}: '{describe(loc)}' = {cases}, but the test split of task '{task.get('name')}' "
+                            f"has only {size:,} cases (its dataset's test_size); lower test_cases or raise test_size.")
+    return problems

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vlpbench.config.compat import check_compatibility
+from vlpbench.config.compat import check_compatibility, test_cases_beyond_split
 from vlpbench.config.envpath import ALLOWED_TEXT, disallowed_references
 from vlpbench.config.errors import Loc, describe, format_errors
 from vlpbench.config.floor import check_floor
@@ -167,6 +167,7 @@ def validate_components(config: RunConfig, where: _Locator) -> tuple[dict[str, A
 
     problems += [f"{where(loc)}: '{describe(loc)}' refers to the environment variable ${name}, which vlpbench does not "
                  f"expand: only {ALLOWED_TEXT} may appear in paths." for loc, name in disallowed_references(resolved)]
+    problems += test_cases_beyond_split(resolved, where)
     if problems:
         raise ConfigError(" ".join(problems))
     check_compatibility(config, registry, where)
