@@ -60,10 +60,9 @@ def test_cases_beyond_split(resolved: dict[str, Any], where: Callable[[tuple], s
     the run before pretraining; for other datasets the task says so when it runs (the finished
     pretraining is reused on the next attempt)."""
     problems = []
-    for index, task in enumerate(resolved.get("tasks") or []):
-        cases = task.get("test_cases") if isinstance(task, dict) else None
-        data = (task.get("dataset") if isinstance(task, dict) else None) or resolved.get("data") or {}
-        size = data.get("test_size") if isinstance(data, dict) else None
+    for index, task in enumerate(resolved.get("tasks") or []):  # validated specs: dicts
+        data = task.get("dataset") or resolved.get("data") or {}
+        cases, size = task.get("test_cases"), data.get("test_size")
         if isinstance(cases, int) and isinstance(size, int) and cases > size:
             loc = ("tasks", index, "test_cases")
             problems.append(f"{where(loc)}: '{describe(loc)}' = {cases}, but the test split of task '{task.get('name')}' "

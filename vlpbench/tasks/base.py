@@ -82,6 +82,12 @@ class Encoders:
 
         return self.memo("global_features", images, (str(device),), compute)
 
+    def test_embeddings(self, images: Any, cases: int, device: torch.device) -> torch.Tensor:
+        """Projected, L2-normalised embeddings [cases, D] of the first ``cases`` images of a split, once
+        per evaluation (zero-shot and retrieval score the same test images)."""
+        return self.memo("image_embeddings", images, (str(device), cases),
+                         lambda: image_embeddings(self.image, images[:cases], device, precision=self.precision))
+
     def close(self) -> None:
         """Forget the shared features and remove the disk cache of dense maps (the evaluation is over)."""
         self._memo.clear()

@@ -21,6 +21,8 @@ keeps one class per finding.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from typing import Any, Literal
 
 import numpy as np
@@ -42,13 +44,12 @@ from vlpbench.tasks.dense import (DenseTaskParams, fit_details, fit_head, head_s
 IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(8)]  # 0.40 … 0.75
 
 
+@functools.cache
 def coco_backend() -> str:
     """The COCO evaluator behind torchmetrics' ``MeanAveragePrecision``: ``faster_coco_eval`` (a
     dependency) where it imports, else ``pycocotools``. Both give the same numbers in every field
     (``tests/test_detection_matches.py``); the faster one takes about a quarter of the time, which is
     a few seconds of every run's detection task."""
-    import importlib.util
-
     return "faster_coco_eval" if importlib.util.find_spec("faster_coco_eval") is not None else "pycocotools"
 
 

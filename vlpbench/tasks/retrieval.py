@@ -16,8 +16,8 @@ import torch
 from pydantic import Field
 
 from vlpbench.core.component import Component
-from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, scored_cases,
-                                 test_cases_field, text_embeddings, with_hash)
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, scored_cases, test_cases_field,
+                                 text_embeddings, with_hash)
 
 
 def hits_at_k(similarity: torch.Tensor, relevant: torch.Tensor, ks: list[int]) -> dict[int, torch.Tensor]:
@@ -72,9 +72,7 @@ class Retrieval(Component["Retrieval.Params"]):
         text_encoder = encoders.require_text("retrieval")
         split = source.split(self.params.split)
         n = scored_cases("retrieval", split.images, self.params.test_cases)
-        images = encoders.memo("image_embeddings", split.images, (str(device), n),
-                               lambda: image_embeddings(encoders.image, split.images[:n], device,
-                                                        precision=encoders.precision))
+        images = encoders.test_embeddings(split.images, n, device)
         reports = text_embeddings(text_encoder, [list(s) for s in split.sentences[:n]], device)
         similarity = images @ reports.t()  # [n, n]
         labels = np.asarray(split.labels)[:n]

@@ -18,8 +18,8 @@ from pydantic import Field
 from torchmetrics.functional.classification import binary_auroc
 
 from vlpbench.core.component import Component
-from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, image_embeddings, scored_cases,
-                                 test_cases_field, text_embeddings, with_hash)
+from vlpbench.tasks.base import (Column, Encoders, Samples, TaskParams, TaskResult, scored_cases, test_cases_field,
+                                 text_embeddings, with_hash)
 
 
 class ZeroShot(Component["ZeroShot.Params"]):
@@ -36,9 +36,7 @@ class ZeroShot(Component["ZeroShot.Params"]):
         split = source.split(self.params.split)
         n = scored_cases("zero_shot", split.images, self.params.test_cases)
         labels = torch.from_numpy(np.asarray(split.labels)[:n]).long()
-        images = encoders.memo("image_embeddings", split.images, (str(device), n),
-                               lambda: image_embeddings(encoders.image, split.images[:n], device,
-                                                        precision=encoders.precision))
+        images = encoders.test_embeddings(split.images, n, device)
         prompts = source.prompts()
         scores, details = {}, {"per_finding": {}, "findings_not_scorable": []}
         per_finding, probabilities, scored = [], [], []
