@@ -34,6 +34,7 @@ from vlpbench.config.envpath import expand_path
 from vlpbench.core.context import BuildContext
 from vlpbench.core.module_component import ModuleComponent
 from vlpbench.engine.files import file_sha256
+from vlpbench.models.cpu_pooling import speed_up_cpu_pooling
 from vlpbench.core.errors import ConfigError, DataError, RegistryError, did_you_mean
 from vlpbench.core.features import ImageFeatures
 
@@ -104,6 +105,7 @@ class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
             self.out_indices = (patch_idx, global_idx)
             self.stage_strides = tuple(int(r) for r in self.backbone.feature_info.reduction())
             patch_dim, global_dim = channels[patch_idx], channels[global_idx]
+            speed_up_cpu_pooling(self.backbone)  # frozen CPU passes only; same numbers (cpu_pooling)
         self.global_dim, self.patch_dim = global_dim, patch_dim
         self._attention_input: list[Tensor] = []  # the last block's attention input, while requested
         self._attention_hook = None
