@@ -36,10 +36,8 @@ def speed_up_cpu_pooling(backbone: nn.Module) -> int:
     """Wrap every direct or nested ``nn.MaxPool2d`` of ``backbone`` in place; returns how many.
 
     The wrapper has no parameters or buffers, so state dicts (checkpoints) are unchanged."""
-    count = 0
     found = [(parent, name, child) for parent in backbone.modules() for name, child in parent.named_children()
              if type(child) is nn.MaxPool2d and not isinstance(parent, ChannelsLastMaxPool)]
-    for parent, name, child in found:
+    for parent, name, child in found:  # collected first: wrapping while iterating would visit the wrappers
         setattr(parent, name, ChannelsLastMaxPool(child))
-        count += 1
-    return count
+    return len(found)

@@ -34,9 +34,9 @@ from vlpbench.config.envpath import expand_path
 from vlpbench.core.context import BuildContext
 from vlpbench.core.module_component import ModuleComponent
 from vlpbench.engine.files import file_sha256
-from vlpbench.models.cpu_pooling import speed_up_cpu_pooling
 from vlpbench.core.errors import ConfigError, DataError, RegistryError, did_you_mean
 from vlpbench.core.features import ImageFeatures
+from vlpbench.models.cpu_pooling import speed_up_cpu_pooling
 
 
 class TimmImageEncoder(ModuleComponent["TimmImageEncoder.Params"]):
